@@ -1,0 +1,51 @@
+"""The ``vedit`` command line: a thin layer that maps options onto library functions.
+
+Each pipeline stage owns its command group (``vedit/<stage>/cli.py``); this module only assembles
+them and turns library errors into one line on stderr with exit code 1.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from vedit.clibase import VeditGroup
+
+
+@click.group(cls=VeditGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="vedit")
+def cli() -> None:
+    """vedit: ship tool-calling student LLMs to production."""
+
+
+def _register() -> None:
+    from vedit.bench.cli import bench
+    from vedit.students.cli import demo
+    from vedit.export.cli import export
+    from vedit.predict_cli import predict
+
+    cli.add_command(bench)
+    cli.add_command(demo)
+    cli.add_command(export)
+    cli.add_command(predict)
+    try:
+        from vedit.triton_repo.cli import triton
+    except ImportError:  # stage not built yet
+        pass
+    else:
+        cli.add_command(triton)
+
+
+_register()
+
+
+def main() -> None:
+    cli(prog_name="vedit")
+
+
+def export_main() -> None:
+    """``vedit-export ...`` is exactly ``vedit export ...``."""
+    from vedit.export.cli import export
+
+    export.main(args=sys.argv[1:], prog_name="vedit-export", standalone_mode=True)

@@ -1,0 +1,79 @@
+"""Every error vedit raises on purpose.
+
+Hierarchy (catch the base that fits)::
+
+    VeditError                      anything vedit reports as a one-line message
+    ├── RegistryError               the tool registry (or a snapshot of it) is malformed
+    ├── ToolCallError               model text that is not a valid call of a tool
+    ├── DatasetError                a JSONL data file has bad rows (line numbers inside)
+    ├── ModelDirError               a model / export directory is missing, corrupt or mismatched
+    ├── ExportError                 an export failed (validation, unsupported model, disk, ...)
+    │   └── ValidationError         exported model disagrees with its PyTorch original
+    ├── GrammarError                the output grammar cannot be built or reached by a tokenizer
+    ├── TritonRepoError             a Triton repository cannot be built or served
+    └── ClientError                 talking to a server failed
+        ├── ServerUnavailableError  nothing answers at the URL (after bounded retries)
+        └── ServerResponseError     the server answered with an error
+
+The CLI catches ``VeditError`` once, prints ``error: <message>`` on one line and exits 1.
+"""
+
+from __future__ import annotations
+
+
+class VeditError(Exception):
+    """Base class: the message must tell the user what to do next."""
+
+
+class RegistryError(VeditError):
+    pass
+
+
+class ToolCallError(VeditError, ValueError):
+    """Raised by the parser; ``tool`` names the tool and ``reason`` is the precise cause."""
+
+    def __init__(self, tool: str, reason: str):
+        super().__init__(f"{tool}: {reason}")
+        self.tool = tool
+        self.reason = reason
+
+
+class DatasetError(VeditError):
+    def __init__(self, path: str, problems: list[tuple[int, str]]):
+        shown = "; ".join(f"line {n}: {msg}" for n, msg in problems[:5])
+        more = f" (+{len(problems) - 5} more)" if len(problems) > 5 else ""
+        super().__init__(f"{path}: {len(problems)} bad row(s): {shown}{more}")
+        self.path = path
+        self.problems = problems
+
+
+class ModelDirError(VeditError):
+    pass
+
+
+class ExportError(VeditError):
+    pass
+
+
+class ValidationError(ExportError):
+    pass
+
+
+class GrammarError(VeditError):
+    pass
+
+
+class TritonRepoError(VeditError):
+    pass
+
+
+class ClientError(VeditError):
+    pass
+
+
+class ServerUnavailableError(ClientError):
+    pass
+
+
+class ServerResponseError(ClientError):
+    pass

@@ -1,0 +1,66 @@
+"""Student architectures, built from a config (never downloaded).
+
+Sizes are data: ``tiny`` for tests, ``demo`` for the trained demo students, ``base`` for the
+flan-t5-base-shaped latency model (random weights; only its shape matters).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+T5_SIZES: dict[str, dict] = {
+    "tiny": dict(d_model=64, d_ff=128, d_kv=16, num_heads=4, num_layers=2, num_decoder_layers=2),
+    "demo": dict(d_model=256, d_ff=512, d_kv=32, num_heads=8, num_layers=3, num_decoder_layers=3),
+    # flan-t5-base: d_model 768, d_ff 2048, 12+12 layers, gated-gelu, untied head
+    "base": dict(d_model=768, d_ff=2048, d_kv=64, num_heads=12, num_layers=12, num_decoder_layers=12),
+}
+
+LLAMA_SIZES: dict[str, dict] = {
+    "tiny": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                 num_key_value_heads=2),
+    "demo": dict(hidden_size=256, intermediate_size=512, num_hidden_layers=3, num_attention_heads=8,
+                 num_key_value_heads=4),
+}
+
+#: LoRA targets for the Llama demo student (attention and MLP projections).
+LLAMA_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+T5_LORA_TARGETS = ("q", "k", "v", "o", "wi_0", "wi_1", "wo")
+
+
+def new_t5(vocab_size: int, size: Literal["tiny", "demo", "base"] = "demo", *, seed: int = 0):
+    """A randomly initialised FlanT5-style model (gated-gelu, untied embeddings)."""
+    import torch
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    torch.manual_seed(seed)
+    cfg = T5Config(
+        vocab_size=vocab_size,
+        feed_forward_proj="gated-gelu",
+        tie_word_embeddings=False,
+        dropout_rate=0.0,
+        pad_token_id=0,
+        eos_token_id=1,
+        decoder_start_token_id=0,
+        relative_attention_num_buckets=32,
+        relative_attention_max_distance=128,
+        **T5_SIZES[size],
+    )
+    return T5ForConditionalGeneration(cfg).eval()
+
+
+def new_llama(vocab_size: int, size: Literal["tiny", "demo"] = "demo", *, seed: int = 0):
+    """A randomly initialised Llama-architecture decoder."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(
+        vocab_size=vocab_size,
+        max_position_embeddings=1024,
+        pad_token_id=0,
+        eos_token_id=1,
+        bos_token_id=3,
+        tie_word_embeddings=False,
+        **LLAMA_SIZES[size],
+    )
+    return LlamaForCausalLM(cfg).eval()
