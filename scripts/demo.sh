@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Install vedit into .venv, then run the main job end to end on the embedded demo students.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/bootstrap.sh triton
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+exec .venv/bin/vedit demo run "$@"

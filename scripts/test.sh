@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Install everything the tests need into .venv, then run the full test suite (what CI runs).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/bootstrap.sh test,triton
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONHASHSEED=0
+exec .venv/bin/python -m pytest -q -p no:cacheprovider tests "$@"
