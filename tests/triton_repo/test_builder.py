@@ -1,0 +1,118 @@
+"""The repository builder's layout, refusals and atomicity (on a minimal export directory).
+
+The builder reads only the manifest, the registry snapshot and file sizes; serving a real export
+is tested in test_server.py.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from vedit.errors import ModelDirError, TritonRepoError
+from vedit.triton_repo import build_repository
+from vedit.triton_repo import config as cfgmod
+from vedit.triton_repo.cli import triton
+
+
+@pytest.fixture
+def export_dir(tmp_path, registry) -> Path:
+    d = tmp_path / "exports" / "t5-fp32"
+    d.mkdir(parents=True)
+    (d / "manifest.json").write_text(json.dumps({"family": "t5", "precision": "fp32", "files": {}}))
+    registry.save(d / "registry.json")
+    (d / "encoder_model.onnx").write_bytes(b"\0" * 1000)
+    (d / "grammar").mkdir()
+    (d / "grammar" / "adjust.bin").write_bytes(b"g")
+    return d
+
+
+def test_layout(export_dir, tmp_path, registry):
+    repo = build_repository(export_dir, profile="cpu", out=tmp_path / "repo")
+    model = repo / "vedit"
+    assert sorted(p.name for p in repo.iterdir()) == ["vedit"]
+    cfg = cfgmod.parse_config((model / "config.pbtxt").read_text())
+    assert cfg.name == "vedit"
+    template = resources.files("vedit.triton_repo").joinpath("triton_model.py").read_text()
+    assert (model / "1" / "model.py").read_text() == template
+    copied = sorted(str(p.relative_to(model / "1" / "export")) for p in (model / "1" / "export").rglob("*"))
+    original = sorted(str(p.relative_to(export_dir)) for p in export_dir.rglob("*"))
+    assert copied == original
+    assert (model / "warmup" / "intent").read_bytes() == cfgmod.serialize_strings([cfgmod.WARMUP_INTENT])
+    assert {k: v.string_value for k, v in cfg.parameters.items()}["vedit_family"] == "t5"
+    # nothing but the repository next to it
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exports", "repo"]
+
+
+def test_custom_name(export_dir, tmp_path):
+    repo = build_repository(export_dir, out=tmp_path / "r", name="colour-tools")
+    assert cfgmod.parse_config((repo / "colour-tools" / "config.pbtxt").read_text()).name == "colour-tools"
+
+
+def test_existing_repository_is_refused_unless_forced(export_dir, tmp_path):
+    repo = build_repository(export_dir, out=tmp_path / "repo")
+    marker = repo / "vedit" / "stale"
+    marker.write_text("x")
+    with pytest.raises(TritonRepoError, match="--force"):
+        build_repository(export_dir, out=repo)
+    assert marker.exists()
+    build_repository(export_dir, out=repo, force=True)
+    assert not marker.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exports", "repo"]
+
+
+@pytest.mark.parametrize(
+    "profile, precision, message",
+    [
+        ("cpu", "fp16", "profile cpu serves fp32 or int8 exports, this export is fp16"),
+        ("l4", "int8", "profile l4 serves fp16 or fp32 exports, this export is int8"),
+    ],
+)
+def test_precision_must_suit_the_profile(export_dir, tmp_path, profile, precision, message):
+    (export_dir / "manifest.json").write_text(json.dumps({"family": "t5", "precision": precision}))
+    with pytest.raises(TritonRepoError, match=message):
+        build_repository(export_dir, profile=profile, out=tmp_path / "repo")
+    assert not (tmp_path / "repo").exists()
+
+
+def test_not_an_export(tmp_path):
+    with pytest.raises(ModelDirError, match="not found"):
+        build_repository(tmp_path / "missing", out=tmp_path / "repo")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelDirError, match="no manifest.json"):
+        build_repository(tmp_path / "empty", out=tmp_path / "repo")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]
+
+
+def test_export_without_onnx(export_dir, tmp_path):
+    (export_dir / "encoder_model.onnx").unlink()
+    with pytest.raises(ModelDirError, match="no .onnx files"):
+        build_repository(export_dir, out=tmp_path / "repo")
+
+
+def test_failed_copy_leaves_nothing(export_dir, tmp_path, monkeypatch):
+    import shutil
+
+    def broken_copy(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(shutil, "copytree", broken_copy)
+    with pytest.raises(OSError):
+        build_repository(export_dir, out=tmp_path / "repo")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exports"]
+
+
+def test_cli_build_and_unknown_profile(export_dir, tmp_path):
+    runner = CliRunner()
+    res = runner.invoke(triton, ["build", str(export_dir), "--profile", "tpu", "-o", str(tmp_path / "r")])
+    assert res.exit_code == 1
+    assert res.output.strip() == "error: unknown profile 'tpu'; known profiles: l4, a100, cpu"
+    res = runner.invoke(triton, ["build", str(export_dir), "--profile", "cpu", "-o", str(tmp_path / "r")])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "r" / "vedit" / "config.pbtxt").is_file()
+    res = runner.invoke(triton, ["build", str(export_dir), "-o", str(tmp_path / "r")])
+    assert res.exit_code == 1 and "already exists; pass --force" in res.output

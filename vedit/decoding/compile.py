@@ -1,0 +1,239 @@
+"""Compile the registry's output grammars against a tokenizer, once, at export time.
+
+For each tool a regex is generated from the registry (``language``) and compiled by outlines-core
+(``Index``) into a token automaton, which is stored as sparse tables (``grammar``). Two modes:
+
+- ``canonical`` (preferred): the regex is written over *token symbols* so fixed text is spelled
+  by the tokenizer's canonical tokens; the model decides only signs, digits, presets and ``{}``,
+  and everything between is a forced chain (jump-forward). Needs a tokenizer whose digits are
+  single tokens, and is checked against the tokenizer's own encodings of sample outputs.
+- ``any``: the character regex over the real bytes of every token, so any tokenization of a
+  valid text is admitted (what outlines-core does by default). Used when ``canonical`` cannot be.
+
+``auto`` picks ``canonical`` when its checks pass, else ``any`` (the reason goes into the info).
+Either way the automaton admits exactly the registry's valid texts; the tests check that.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import outlines_core
+
+from vedit.decoding.grammar import DONE, GRAMMAR_DIR, CompiledGrammar, ToolAutomaton, file_sha256
+from vedit.decoding.language import char_regex, needed_chars, token_regex
+from vedit.decoding.vocab import (
+    TokenizerInfo,
+    check_reachable,
+    digits_split,
+    load_tokenizer,
+    stretch_tokenizer,
+    token_bytes,
+)
+from vedit.errors import GrammarError
+from vedit.registry.calls import ToolCall
+from vedit.registry.model import Registry, Tool, load_registry
+
+log = logging.getLogger(__name__)
+
+Tokenization = Literal["auto", "canonical", "any"]
+#: Private-use plane 15: one character per token id in token-symbol regexes.
+_SYMBOL_BASE = 0xF0000
+
+
+def build_grammar(registry: Registry, tok: TokenizerInfo, *, tokenization: Tokenization = "auto") -> CompiledGrammar:
+    """Compile every tool's automaton for ``tok`` (in memory)."""
+    table = token_bytes(tok.tokenizer)
+    for t in registry.tools:
+        check_reachable(needed_chars(t), table, tok.unk_token_id, tok.tokenizer, where=f"the {t.name} grammar")
+
+    mode, reason = tokenization, ""
+    if tokenization in ("auto", "canonical"):
+        reason = _canonical_obstacle(table)
+        if reason and tokenization == "canonical":
+            raise GrammarError(f"canonical tokenization is not possible: {reason}; use tokenization='any'")
+        mode = "any" if reason else "canonical"
+
+    info: dict[str, dict] = {}
+    automata: dict[str, ToolAutomaton] = {}
+    if mode == "canonical":
+        try:
+            automata, info = _build_canonical(registry, tok, table)
+        except GrammarError as exc:
+            if tokenization == "canonical":
+                raise
+            reason, mode = str(exc), "any"
+    if mode == "any":
+        automata, info = _build_any(registry, tok, table)
+    if reason:
+        log.warning("grammar: using tokenization 'any' (%s)", reason)
+
+    used = {int(t) for a in automata.values() for t in a.tokens}
+    used.discard(tok.eos_token_id)
+    meta = {"tools_info": info, "fallback_reason": reason}
+    return CompiledGrammar(automata, {i: table[i] for i in sorted(used)}, tok.eos_token_id, tok.vocab_size, mode, meta)
+
+
+def _canonical_obstacle(table: list[bytes | None]) -> str:
+    if not digits_split(table):
+        return "some tokens join a digit with other characters (the tokenizer does not split digits)"
+    return ""
+
+
+def _build_canonical(registry: Registry, tok: TokenizerInfo, table: list[bytes | None]):
+    tokenize = stretch_tokenizer(tok.tokenizer, table)
+    cache: dict[str, list[int]] = {}
+
+    def cached(text: str) -> list[int]:
+        if text not in cache:
+            ids = tokenize(text)
+            if tok.unk_token_id is not None and tok.unk_token_id in ids:
+                raise GrammarError(f"the tokenizer writes {text!r} with the unknown token")
+            cache[text] = ids
+        return cache[text]
+
+    symbols: dict[int, str] = {}
+
+    def symbol(i: int) -> str:
+        if i not in symbols:
+            symbols[i] = chr(_SYMBOL_BASE + len(symbols))
+        return symbols[i]
+
+    automata, info = {}, {}
+    for t in registry.tools:
+        start = time.perf_counter()
+        rx = token_regex(t, cached, symbol)
+        vocab = outlines_core.Vocabulary(tok.eos_token_id, {s.encode("utf-8"): [i] for i, s in symbols.items()})
+        automata[t.name] = _tables(t.name, _index(rx, vocab, t), tok.eos_token_id)
+        info[t.name] = _info(automata[t.name], time.perf_counter() - start)
+        _check_canonical(t, automata[t.name], tok)
+    return automata, info
+
+
+def _build_any(registry: Registry, tok: TokenizerInfo, table: list[bytes | None]):
+    by_bytes: dict[bytes, list[int]] = {}
+    for i, b in enumerate(table):
+        if b and i != tok.eos_token_id:
+            by_bytes.setdefault(b, []).append(i)
+    automata, info = {}, {}
+    for t in registry.tools:
+        start = time.perf_counter()
+        vocab = outlines_core.Vocabulary(tok.eos_token_id, by_bytes)
+        automata[t.name] = _tables(t.name, _index(char_regex(t), vocab, t), tok.eos_token_id)
+        info[t.name] = _info(automata[t.name], time.perf_counter() - start)
+    return automata, info
+
+
+def _index(regex: str, vocab, tool: Tool):
+    try:
+        return outlines_core.Index(regex, vocab)
+    except Exception as exc:  # outlines raises ValueError / its own errors for unreachable regexes
+        raise GrammarError(f"cannot compile the {tool.name} grammar over this tokenizer: {exc}") from exc
+
+
+def _tables(name: str, index, eos: int) -> ToolAutomaton:
+    """outlines-core Index -> CSR tables, states renumbered breadth-first from the start (0)."""
+    trans = index.get_transitions()
+    finals = set(index.get_final_states())
+    start = index.get_initial_state()
+    order, pos = [start], {start: 0}
+    for s in order:
+        for n in sorted(trans.get(s, {}).values()):
+            if n not in pos:
+                pos[n] = len(order)
+                order.append(n)
+    indptr = [0]
+    tokens: list[int] = []
+    nexts: list[int] = []
+    for s in order:
+        for t, n in sorted(trans.get(s, {}).items()):
+            tokens.append(t)
+            nexts.append(DONE if t == eos else pos[n])
+        indptr.append(len(tokens))
+    final = np.array([s in finals for s in order], dtype=bool)
+    return ToolAutomaton(
+        name,
+        np.array(indptr, dtype=np.int64),
+        np.array(tokens, dtype=np.int32),
+        np.array(nexts, dtype=np.int32),
+        final,
+    )
+
+
+def _info(a: ToolAutomaton, seconds: float) -> dict:
+    return {
+        "states": a.n_states,
+        "transitions": a.n_transitions,
+        "bytes": int(sum(x.nbytes for x in a.arrays().values())),
+        "max_tokens": a.max_tokens(),
+        "build_seconds": round(seconds, 4),
+    }
+
+
+def sample_calls(tool: Tool, n: int = 40, seed: int = 0) -> list[ToolCall]:
+    """Outputs that exercise every branch: unused, extremes, zeros, each preset, random values."""
+    rng = random.Random(seed)
+    k = len(tool.slot_params)
+    calls = [ToolCall.unused(tool)]
+    if tool.kind == "preset":
+        calls += [ToolCall(tool, tuple(rng.randint(p.min, p.max) for p in tool.params), name) for name in tool.presets]
+        calls += [ToolCall(tool, tuple(p.min for p in tool.params), tool.presets[-1]),
+                  ToolCall(tool, tuple(p.max for p in tool.params), tool.presets[0])]
+    else:
+        calls += [ToolCall(tool, tuple(p.min for p in tool.slot_params)),
+                  ToolCall(tool, tuple(p.max for p in tool.slot_params)),
+                  ToolCall(tool, (0,) * k)]
+    for _ in range(n):
+        values = tuple(rng.choice([rng.randint(p.min, p.max), p.min, p.max, 0, 1, -1 if p.min < 0 else 0])
+                       for p in (tool.params if tool.kind == "preset" else tool.slot_params))
+        calls.append(ToolCall(tool, values, rng.choice(tool.presets) if tool.kind == "preset" else None))
+    return calls
+
+
+def _check_canonical(tool: Tool, a: ToolAutomaton, tok: TokenizerInfo) -> None:
+    """The tokenizer's own encoding of sample outputs must be paths of the automaton."""
+    for call in sample_calls(tool):
+        text = call.dumps()
+        ids = tok.tokenizer.encode(text, add_special_tokens=False).ids
+        s = 0
+        for i in ids:
+            n = a.step(s, i)
+            if n is None or n == DONE:
+                raise GrammarError(f"{tool.name}: the tokenizer's encoding of {text!r} is not canonical in the grammar")
+            s = n
+        if not a.final[s]:
+            raise GrammarError(f"{tool.name}: the tokenizer's encoding of {text!r} stops early in the grammar")
+
+
+def compile_grammars(export_dir: str | Path, *, tokenization: Tokenization = "auto") -> dict:
+    """Compile the grammars of an export dir into ``EXPORT_DIR/grammar`` and return a summary.
+
+    Reads ``tokenizer.json`` (+ ``config.json``) and ``registry.json`` from ``export_dir``. The
+    summary (mode, per-tool states / transitions / bytes / max tokens / build seconds) is meant for
+    the export manifest. Raises :class:`GrammarError` when the tokenizer cannot write the grammar.
+    """
+    d = Path(export_dir)
+    registry = load_registry(d / "registry.json")
+    tok = load_tokenizer(d)
+    start = time.perf_counter()
+    grammar = build_grammar(registry, tok, tokenization=tokenization)
+    grammar.meta.update(
+        tokenizer_sha256=file_sha256(d / "tokenizer.json"),
+        registry_sha256=file_sha256(d / "registry.json"),
+    )
+    grammar.save(d / GRAMMAR_DIR)
+    return {
+        "dir": GRAMMAR_DIR,
+        "mode": grammar.mode,
+        "fallback_reason": grammar.meta["fallback_reason"],
+        "seconds": round(time.perf_counter() - start, 3),
+        "tools": grammar.meta["tools_info"],
+    }
+
+
+__all__ = ["Tokenization", "build_grammar", "compile_grammars", "sample_calls"]

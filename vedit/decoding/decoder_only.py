@@ -1,0 +1,105 @@
+"""Decoder-only (Llama) backend: one batched cache, left-padded prompts, explicit position ids.
+
+Llama's export takes an attention mask over the whole cache and explicit position ids (RoPE is
+applied when a key is written), so rows can carry holes: every call feeds all active rows, each
+its own number of tokens, right-padded with masked pad tokens. Masked positions get no attention
+and each row's position ids count only its real tokens, so every row computes what it would
+compute alone. One call per round serves every row.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from vedit.decoding.session import Session
+
+
+class DecoderOnlyModel:
+    def __init__(self, export_dir: Path, files: dict[str, str], *, providers=None, threads=None,
+                 pad_token_id: int = 0, config: dict | None = None):
+        self.session = Session(export_dir / files.get("decoder", "model.onnx"), providers=providers, threads=threads)
+        self.pad_id = pad_token_id
+        self.past_names = [n for n in self.session.inputs if n.startswith("past_key_values.")]
+        self.present_names = ["present." + n[len("past_key_values.") :] for n in self.past_names]
+        cfg = config or {}
+        self._shape = {}
+        for n in self.past_names:
+            spec = self.session.inputs[n]
+            heads = spec.shape[1] if isinstance(spec.shape[1], int) else cfg.get(
+                "num_key_value_heads", cfg.get("num_attention_heads"))
+            dim = spec.shape[3] if isinstance(spec.shape[3], int) else cfg.get(
+                "head_dim", cfg["hidden_size"] // cfg["num_attention_heads"])
+            self._shape[n] = (int(heads), int(dim), spec.dtype)
+
+    @property
+    def providers(self) -> list[str]:
+        return self.session.session.get_providers()
+
+    def backend(self, prompts: Sequence[list[int]]) -> "DecoderOnlyBackend":
+        return DecoderOnlyBackend(self, len(prompts))
+
+    def empty_past(self, batch: int) -> dict[str, np.ndarray]:
+        return {n: np.zeros((batch, h, 0, d), dtype=t) for n, (h, d, t) in self._shape.items()}
+
+
+class DecoderOnlyBackend:
+    """The prompts are the rows' prefixes (fed by the first call), so the loop passes them in."""
+
+    def __init__(self, model: DecoderOnlyModel, n_rows: int):
+        self.m = model
+        self.slot = {r: r for r in range(n_rows)}  # row -> batch index in the cache
+        self.kv: dict[str, np.ndarray] | None = None
+        self.mask = np.zeros((n_rows, 0), dtype=np.int64)
+        self.next_pos = np.zeros(n_rows, dtype=np.int64)
+        self.released: set[int] = set()
+
+    def schedule(self, active: list[int]) -> list[int]:
+        return list(active)
+
+    def feed(self, rows: list[int], tokens: Sequence[list[int]]) -> np.ndarray:
+        self._compact(rows)
+        b = len(rows)
+        width = max(len(t) for t in tokens)
+        ids = np.full((b, width), self.m.pad_id, dtype=np.int64)
+        new_mask = np.zeros((b, width), dtype=np.int64)
+        if self.kv is None:  # prefill: left padding, real tokens right-aligned
+            for i, t in enumerate(tokens):
+                ids[i, width - len(t) :] = t
+                new_mask[i, width - len(t) :] = 1
+            pos = np.clip(np.cumsum(new_mask, axis=1) - 1, 0, None)
+            past = self.m.empty_past(b)
+            last = np.full(b, width - 1)
+        else:
+            for i, t in enumerate(tokens):
+                ids[i, : len(t)] = t
+                new_mask[i, : len(t)] = 1
+            pos = self.next_pos[:, None] + np.arange(width)[None, :]
+            past = {n: self.kv[n] for n in self.m.past_names}
+            last = np.array([len(t) - 1 for t in tokens])
+        mask = np.concatenate([self.mask, new_mask], axis=1)
+        out = self.m.session.run({"input_ids": ids, "attention_mask": mask, "position_ids": pos, **past})
+        self.kv = {p: out[q] for p, q in zip(self.m.past_names, self.m.present_names)}
+        self.mask = mask
+        self.next_pos = self.next_pos + np.array([len(t) for t in tokens])
+        return out["logits"][np.arange(b), last].astype(np.float32, copy=False)
+
+    def _compact(self, rows: list[int]) -> None:
+        """Drop released rows from the cache so that slot order equals ``rows``."""
+        keep = [self.slot[r] for r in rows]
+        if keep == list(range(len(self.mask))):
+            return
+        sel = np.array(keep, dtype=np.int64)
+        self.mask = self.mask[sel]
+        self.next_pos = self.next_pos[sel]
+        if self.kv is not None:
+            self.kv = {n: a[sel] for n, a in self.kv.items()}
+        self.slot = {r: i for i, r in enumerate(rows)}
+
+    def release(self, row: int) -> None:
+        self.released.add(row)
+
+
+__all__ = ["DecoderOnlyBackend", "DecoderOnlyModel"]

@@ -1,0 +1,111 @@
+"""Constrained greedy decoding with jump-forward, independent of the model family.
+
+Every row (one tool prompt) has a :class:`~vedit.decoding.grammar.Matcher`. At a free step the
+model's logits are restricted to the grammar's allowed tokens and the best one is taken (ties go
+to the lowest id, as ``argmax`` over masked logits does). With ``jump_forward=True``, after each
+token the tokens the grammar forces are appended at once and fed to the decoder in the same call
+as that token, so each decoder call yields one model decision. With ``jump_forward=False`` every
+token (forced or not) costs a decoder call: the plain step-by-step reference. Both produce the
+same tokens, because feeding a run of tokens in one call computes the same cache and logits as
+feeding them one by one.
+
+A *backend* owns the model and its KV cache (``seq2seq``, ``decoder_only``) and decides which
+rows can share a call (:meth:`Backend.schedule`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, Sequence
+
+import numpy as np
+
+from vedit.decoding.grammar import Matcher
+
+
+class Backend(Protocol):
+    def schedule(self, active: list[int]) -> list[int]:
+        """The rows to feed in the next decoder call (a non-empty subset of ``active``)."""
+
+    def feed(self, rows: list[int], tokens: list[list[int]]) -> np.ndarray:
+        """Append ``tokens[i]`` to row ``rows[i]``; return logits (rows, vocab) after each row's last token."""
+
+    def release(self, row: int) -> None:
+        """The row is finished; its cache can go."""
+
+
+@dataclass
+class RowTrace:
+    """What one row produced and what it cost."""
+
+    tokens: list[int] = field(default_factory=list)  # generated tokens, EOS included
+    free: int = 0  # tokens picked by the model among several allowed
+    forced: int = 0  # tokens that were the only allowed one
+    calls: list[int] = field(default_factory=list)  # ids of the decoder calls the row took part in
+
+
+def pick(logits: np.ndarray, allowed: np.ndarray) -> int:
+    """Greedy choice among ``allowed`` (sorted ids): the first maximum, like argmax of masked logits."""
+    if len(allowed) == 1:
+        return int(allowed[0])
+    return int(allowed[int(np.argmax(logits[allowed]))])
+
+
+def decode(backend: Backend, matchers: Sequence[Matcher], prefixes: Sequence[list[int]], *,
+           jump_forward: bool = True) -> list[RowTrace]:
+    """Decode every row to completion; ``prefixes[i]`` is what row ``i`` feeds before its output.
+
+    The grammar is acyclic, so every row ends (with EOS) after at most its longest path.
+    """
+    n = len(matchers)
+    traces = [RowTrace() for _ in range(n)]
+    pending = [list(p) for p in prefixes]
+    active = []
+    for i, m in enumerate(matchers):
+        if jump_forward:
+            _take_forced(m, traces[i], pending[i])
+        if m.is_finished():
+            backend.release(i)
+        else:
+            active.append(i)
+    call_id = 0
+    while active:
+        rows = backend.schedule(active)
+        logits = backend.feed(rows, [pending[r] for r in rows])
+        for k, r in enumerate(rows):
+            m, tr = matchers[r], traces[r]
+            tr.calls.append(call_id)
+            allowed = m.allowed_tokens()
+            tok = pick(logits[k], allowed)
+            if len(allowed) > 1:
+                tr.free += 1
+            else:
+                tr.forced += 1
+            if not m.advance(tok):  # cannot happen: tok is one of the allowed tokens
+                raise AssertionError(f"grammar refused its own allowed token {tok}")
+            tr.tokens.append(tok)
+            pending[r] = [tok]
+            if jump_forward and not m.is_finished():
+                _take_forced(m, tr, pending[r])
+        call_id += 1
+        still = []
+        for r in active:
+            if matchers[r].is_finished():
+                backend.release(r)
+            else:
+                still.append(r)
+        active = still
+    return traces
+
+
+def _take_forced(m: Matcher, tr: RowTrace, pending: list[int]) -> None:
+    """Advance through the forced chain; its tokens (but not a final EOS) are fed with the next call."""
+    for t in m.forced_tokens():
+        m.advance(t)
+        tr.tokens.append(t)
+        tr.forced += 1
+        if not m.is_finished():
+            pending.append(t)
+
+
+__all__ = ["Backend", "RowTrace", "decode", "pick"]

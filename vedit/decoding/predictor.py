@@ -1,0 +1,184 @@
+"""The embedded predictor: an export directory in, valid tool calls out (no server).
+
+``Predictor.load(export_dir)`` opens the ONNX sessions, the tokenizer, the registry snapshot and
+the compiled grammar (nothing is compiled at start-up). ``predict(intents)`` runs the three tool
+prompts of every request as rows of one batch and returns one :class:`Prediction` per intent.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+from vedit.decoding.decoder_only import DecoderOnlyModel
+from vedit.decoding.grammar import CompiledGrammar, load_grammar
+from vedit.decoding.loop import RowTrace, decode
+from vedit.decoding.prompts import PromptBuilder
+from vedit.decoding.seq2seq import Seq2SeqModel
+from vedit.decoding.vocab import load_tokenizer
+from vedit.errors import GrammarError, ModelDirError, ToolCallError
+from vedit.registry.calls import ToolCall, parse_call
+from vedit.registry.model import Registry, load_registry
+
+Family = Literal["t5", "llama"]
+#: Input limit for encoder-decoders whose config names none (T5's relative positions have no hard limit).
+DEFAULT_MAX_INPUT_TOKENS = 512
+
+
+@dataclass(frozen=True)
+class DecodeStats:
+    """Cost of one request (its three rows together)."""
+
+    decoder_calls: int  # decoder calls any of the request's rows took part in
+    free_tokens: int  # tokens the model chose among several allowed ones
+    forced_tokens: int  # tokens the grammar allowed alone (EOS included)
+    truncated: bool = False  # the intent was cut to fit the input limit
+
+    @property
+    def tokens(self) -> int:
+        return self.free_tokens + self.forced_tokens
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"decoder_calls": self.decoder_calls, "free_tokens": self.free_tokens,
+                "forced_tokens": self.forced_tokens, "truncated": self.truncated}
+
+
+@dataclass(frozen=True)
+class Prediction:
+    intent: str
+    calls: dict[str, ToolCall]  # tool name -> call, registry order
+    raw: dict[str, str]  # tool name -> exact generated text (may start with one space)
+    stats: DecodeStats
+
+    def to_json(self) -> dict[str, Any]:
+        """``{"intent": ..., "<tool>": {...}, ...}`` with tool names from the registry."""
+        out: dict[str, Any] = {"intent": self.intent}
+        out.update({name: call.as_value() for name, call in self.calls.items()})
+        return out
+
+
+def read_manifest(export_dir: Path) -> tuple[Family, dict[str, str], dict]:
+    """Family, ONNX file names and config of an export dir (manifest.json, else guessed from files)."""
+    if not export_dir.is_dir():
+        raise ModelDirError(f"{export_dir}: no such export directory; run the export first (vedit export ...)")
+    try:
+        config = json.loads((export_dir / "config.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelDirError(f"{export_dir}: no config.json; is this an export directory?") from None
+    manifest_path = export_dir / "manifest.json"
+    if manifest_path.is_file():
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        family, files = manifest.get("family"), dict(manifest.get("files", {}))
+    elif (export_dir / "encoder_model.onnx").is_file():
+        family, files = "t5", {}
+    elif (export_dir / "model.onnx").is_file():
+        family, files = "llama", {}
+    else:
+        raise ModelDirError(f"{export_dir}: no manifest.json and no ONNX model; run the export first")
+    if family not in ("t5", "llama"):
+        raise ModelDirError(f"{export_dir}: unknown model family {family!r}; supported: t5, llama")
+    return family, files, config
+
+
+class Predictor:
+    """Constrained greedy tool-call prediction on onnxruntime (see module docstring)."""
+
+    def __init__(self, *, registry: Registry, grammar: CompiledGrammar, prompts: PromptBuilder, family: Family,
+                 model: Seq2SeqModel | DecoderOnlyModel, start_token_id: int, pad_token_id: int, jump_forward: bool,
+                 batch_size: int):
+        self.registry = registry
+        self.grammar = grammar
+        self.prompts = prompts
+        self.family = family
+        self.model = model
+        self.start_token_id = start_token_id
+        self.pad_token_id = pad_token_id
+        self.jump_forward = jump_forward
+        self.batch_size = batch_size
+
+    @classmethod
+    def load(cls, export_dir: str | Path, *, providers: Sequence[str] | None = None, threads: int | None = None,
+             jump_forward: bool = True, max_input_tokens: int | None = None, batch_size: int = 8) -> "Predictor":
+        d = Path(export_dir)
+        family, files, config = read_manifest(d)
+        registry = load_registry(d / "registry.json")
+        grammar = load_grammar(d)
+        missing = set(registry.tool_names) - set(grammar.automata)
+        if missing:
+            raise GrammarError(f"{d}: the compiled grammar lacks tools {sorted(missing)}; recompile it")
+        tok = load_tokenizer(d)
+        if tok.eos_token_id != grammar.eos_token_id:
+            raise GrammarError(f"{d}: grammar EOS {grammar.eos_token_id} != tokenizer EOS {tok.eos_token_id}; recompile")
+        if family == "t5":
+            start = int(config.get("decoder_start_token_id", tok.pad_token_id))
+            model: Seq2SeqModel | DecoderOnlyModel = Seq2SeqModel(
+                d, files, providers=providers, threads=threads, decoder_start_token_id=start, pad_token_id=tok.pad_token_id)
+            limit = max_input_tokens or int(config.get("n_positions") or DEFAULT_MAX_INPUT_TOKENS)
+        else:
+            start = -1
+            model = DecoderOnlyModel(d, files, providers=providers, threads=threads, pad_token_id=tok.pad_token_id,
+                                     config=config)
+            longest_output = max(a.max_tokens() for a in grammar.automata.values())
+            room = int(config.get("max_position_embeddings") or 2048) - longest_output
+            limit = min(max_input_tokens or room, room)
+        prompts = PromptBuilder(registry, tok.tokenizer, family, limit)
+        return cls(registry=registry, grammar=grammar, prompts=prompts, family=family, model=model,
+                   start_token_id=start, pad_token_id=tok.pad_token_id, jump_forward=jump_forward, batch_size=max(1, int(batch_size)))
+
+    @property
+    def providers(self) -> list[str]:
+        return self.model.providers
+
+    def predict(self, intents: Sequence[str]) -> list[Prediction]:
+        """One prediction per intent, in order; batches of ``batch_size`` requests (3 rows each)."""
+        if isinstance(intents, str):
+            raise TypeError("predict() takes a list of intents, not one string")
+        out: list[Prediction] = []
+        for i in range(0, len(intents), self.batch_size):
+            out.extend(self._predict_batch(list(intents[i : i + self.batch_size])))
+        return out
+
+    def _predict_batch(self, intents: list[str]) -> list[Prediction]:
+        import numpy as np
+
+        built = [self.prompts.build(s) for s in intents]
+        tools = self.registry.tool_names
+        row_ids = [ids for b in built for ids in b.ids]
+        matchers = [self.grammar.matcher(t) for _ in intents for t in tools]
+        if self.family == "t5":
+            width = max(len(r) for r in row_ids)
+            ids = np.full((len(row_ids), width), self.pad_token_id, dtype=np.int64)
+            mask = np.zeros_like(ids)
+            for k, r in enumerate(row_ids):
+                ids[k, : len(r)] = r
+                mask[k, : len(r)] = 1
+            backend = self.model.backend(ids, mask)
+            prefixes = [[self.start_token_id] for _ in row_ids]
+        else:
+            backend = self.model.backend(row_ids)
+            prefixes = row_ids
+        traces = decode(backend, matchers, prefixes, jump_forward=self.jump_forward)
+        n = len(tools)
+        return [self._prediction(b, traces[k * n : (k + 1) * n]) for k, b in enumerate(built)]
+
+    def _prediction(self, built, traces: list[RowTrace]) -> Prediction:
+        calls, raw = {}, {}
+        for name, tr in zip(self.registry.tool_names, traces):
+            text = self.grammar.text(tr.tokens)
+            raw[name] = text
+            try:
+                calls[name] = parse_call(self.registry.tool(name), text)
+            except ToolCallError as exc:  # the grammar admits only valid calls: this is a bug
+                raise GrammarError(f"constrained output failed validation ({exc}); the compiled grammar is wrong") from exc
+        stats = DecodeStats(
+            decoder_calls=len({c for tr in traces for c in tr.calls}),
+            free_tokens=sum(tr.free for tr in traces),
+            forced_tokens=sum(tr.forced for tr in traces),
+            truncated=built.truncated,
+        )
+        return Prediction(built.intent, calls, raw, stats)
+
+
+__all__ = ["DecodeStats", "Prediction", "Predictor", "read_manifest"]

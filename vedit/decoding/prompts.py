@@ -1,0 +1,64 @@
+"""Prompt ids for a request, with the documented truncation rule for long intents.
+
+Rule: an intent is never refused. If one of its tool prompts would exceed ``max_input_tokens``,
+the intent is cut to its longest start (at a token boundary) for which all of its prompts fit; the
+instructions around it are kept whole. Only if the prompt template alone is longer than the limit
+are the prompt ids cut at the end. An empty intent is allowed: its prompts read
+``... The user request is: . ...`` and the grammar still forces a valid output.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tokenizers import Tokenizer
+
+from vedit.registry.model import Family, Registry
+
+
+@dataclass(frozen=True)
+class RequestPrompts:
+    intent: str  # the intent as given
+    used_intent: str  # what went into the prompts (shorter when truncated)
+    ids: list[list[int]]  # one id list per tool, registry order
+
+    @property
+    def truncated(self) -> bool:
+        return self.used_intent != self.intent
+
+
+class PromptBuilder:
+    def __init__(self, registry: Registry, tokenizer: Tokenizer, family: Family, max_input_tokens: int):
+        self.registry = registry
+        self.tok = tokenizer
+        self.family = family
+        self.limit = max_input_tokens
+
+    def _ids(self, intent: str) -> list[list[int]]:
+        prompts = self.registry.prompts(intent, self.family)
+        return [e.ids for e in self.tok.encode_batch(prompts, add_special_tokens=True)]
+
+    def _fits(self, ids: list[list[int]]) -> bool:
+        return max(len(i) for i in ids) <= self.limit
+
+    def build(self, intent: str) -> RequestPrompts:
+        ids = self._ids(intent)
+        if self._fits(ids):
+            return RequestPrompts(intent, intent, ids)
+        offsets = self.tok.encode(intent, add_special_tokens=False).offsets
+        ends = sorted({end for _, end in offsets if end > 0})
+        lo, hi, best = 0, len(ends) - 1, ""
+        while lo <= hi:  # longest prefix (by token boundary) whose prompts fit
+            mid = (lo + hi) // 2
+            cand = intent[: ends[mid]]
+            if self._fits(self._ids(cand)):
+                best, lo = cand, mid + 1
+            else:
+                hi = mid - 1
+        ids = self._ids(best)
+        if not self._fits(ids):  # the template alone is too long: keep the start of the ids
+            ids = [i[: self.limit] for i in ids]
+        return RequestPrompts(intent, best, ids)
+
+
+__all__ = ["PromptBuilder", "RequestPrompts"]

@@ -1,0 +1,177 @@
+"""Checks on model and adapter directories, done before any heavy work.
+
+Every check raises :class:`~vedit.errors.ModelDirError` (or ``ExportError`` for an unsupported
+architecture) with one line that says what is wrong and what to do, so the CLI can print it as is.
+Pickled weights (``pytorch_model.bin``) are refused unless the caller passes ``allow_pickle``:
+unpickling runs arbitrary code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vedit.errors import ModelDirError
+from vedit.export.families import Family, family_for_model_type
+
+SAFETENSORS_SUFFIX = ".safetensors"
+PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json")
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "spiece.model",
+    "tokenizer.model",
+)
+
+
+@dataclass(frozen=True)
+class ModelDir:
+    """A checked model directory: its config, family and weight files."""
+
+    path: Path
+    config: dict[str, Any]
+    family: Family
+    weight_files: tuple[Path, ...]
+    pickled: bool
+
+    @property
+    def model_type(self) -> str:
+        return self.config["model_type"]
+
+
+def read_json(path: Path, what: str) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelDirError(f"{path.parent}: no {path.name}; is this a {what} directory?") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelDirError(f"{path}: not valid JSON ({exc}); the {what} files are corrupt") from None
+    if not isinstance(data, dict):
+        raise ModelDirError(f"{path}: expected a JSON object; the {what} files are corrupt")
+    return data
+
+
+def require_dir(path: str | Path, what: str) -> Path:
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise ModelDirError(f"{what} directory not found: {p}")
+    if not p.is_dir():
+        raise ModelDirError(f"{what} path is not a directory: {p}")
+    return p.resolve()
+
+
+def check_safetensors(path: Path) -> None:
+    """Open the header and check the file covers every tensor (catches truncation early)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            f.keys()
+    except Exception as exc:  # SafetensorError is not exported under a stable name
+        raise ModelDirError(
+            f"{path}: corrupt or truncated weights ({exc}); re-save or re-download the model"
+        ) from None
+
+
+def _weight_files(path: Path, allow_pickle: bool) -> tuple[tuple[Path, ...], bool]:
+    index = path / "model.safetensors.index.json"
+    if index.exists():
+        shards = sorted(set(read_json(index, "model").get("weight_map", {}).values()))
+        missing = [s for s in shards if not (path / s).exists()]
+        if missing:
+            raise ModelDirError(f"{path}: weight shards listed in {index.name} are missing: {', '.join(missing)}")
+        files = tuple(path / s for s in shards)
+    else:
+        files = tuple(sorted(path.glob(f"*{SAFETENSORS_SUFFIX}")))
+        files = tuple(f for f in files if not f.name.startswith("adapter_"))
+    if files:
+        for f in files:
+            check_safetensors(f)
+        return files, False
+    pickled = [path / n for n in PICKLE_WEIGHTS if (path / n).exists()] or sorted(path.glob("pytorch_model*.bin"))
+    if pickled:
+        if not allow_pickle:
+            raise ModelDirError(
+                f"{path}: only pickled weights ({pickled[0].name}), which can run code when loaded; "
+                "convert them to safetensors or pass --allow-pickle if you trust the source"
+            )
+        bins = tuple(sorted(path.glob("pytorch_model*.bin")))
+        return bins, True
+    raise ModelDirError(f"{path}: no model weights (*.safetensors) found")
+
+
+def inspect_model_dir(path: str | Path, *, allow_pickle: bool = False, what: str = "model") -> ModelDir:
+    """Check a Hugging Face model directory without loading the weights."""
+    p = require_dir(path, what)
+    if (p / "adapter_config.json").exists() and not (p / "config.json").exists():
+        raise ModelDirError(f"{p} is a LoRA adapter, not a full model; pass it as --adapter with --model/--base")
+    config = read_json(p / "config.json", what)
+    family = family_for_model_type(config.get("model_type"), str(p))
+    if config.get("quantization_config"):
+        method = config["quantization_config"].get("quant_method", "unknown")
+        raise ModelDirError(
+            f"{p}: the model is saved quantized ({method}); it cannot be merged or exported exactly: "
+            "use the full-precision base model"
+        )
+    files, pickled = _weight_files(p, allow_pickle)
+    return ModelDir(p, config, family, files, pickled)
+
+
+def load_model(md: ModelDir):
+    """Load the PyTorch reference in float32 (eval mode); weight failures become one line."""
+    import torch
+
+    cls = md.family.load_class()
+    try:
+        model = cls.from_pretrained(str(md.path), use_safetensors=not md.pickled, torch_dtype=torch.float32)
+    except Exception as exc:  # corrupt tensors, shape mismatches, missing keys...
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelDirError(f"{md.path}: cannot load the model weights ({msg})") from None
+    return model.eval()
+
+
+def load_tokenizer(path: Path):
+    from transformers import AutoTokenizer
+
+    if not any((path / n).exists() for n in ("tokenizer.json", "tokenizer.model", "spiece.model")):
+        raise ModelDirError(f"{path}: no tokenizer files (tokenizer.json); save the tokenizer next to the model")
+    try:
+        return AutoTokenizer.from_pretrained(str(path))
+    except Exception as exc:
+        raise ModelDirError(f"{path}: cannot load the tokenizer ({str(exc).strip().splitlines()[0]})") from None
+
+
+def check_tokenizer_matches(model, tokenizer, path: Path) -> None:
+    """A tokenizer with more ids than embedding rows belongs to another model (ids would overflow)."""
+    rows = model.get_input_embeddings().num_embeddings
+    n = len(tokenizer)
+    if n > rows or model.config.vocab_size != rows:
+        raise ModelDirError(
+            f"{path}: the tokenizer does not match the model: {n} tokens but the embedding has {rows} rows "
+            f"(config vocab_size {model.config.vocab_size}); use the tokenizer saved with this model"
+        )
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def copy_tokenizer_files(src: Path, dst: Path) -> list[str]:
+    """Copy the tokenizer files byte for byte (no re-serialisation drift)."""
+    import shutil
+
+    copied = []
+    for name in TOKENIZER_FILES:
+        if (src / name).exists():
+            shutil.copyfile(src / name, dst / name)
+            copied.append(name)
+    return copied

@@ -1,0 +1,81 @@
+"""``manifest.json``: what an export directory holds and how it was checked.
+
+Format (version 1)::
+
+    {"format": "vedit-export", "version": 1, "family": "t5"|"llama", "precision": "fp32"|"fp16"|"int8",
+     "opset": int, "files": {role: file}, "io": {file: {"inputs": [...], "outputs": [...]}},
+     "sizes": {file: bytes}, "source": {"model_dir", "adapter_dir", "sha256": {file: hex}},
+     "merge": {...} | null, "versions": {package: version}, "validation": {...},
+     "grammar": {...} | null, "created": ISO time}
+
+Roles in ``files``: T5 ``encoder``, ``decoder``, ``decoder_with_past``; Llama ``decoder``.
+Non-finite numbers (e.g. an unlimited int8 tolerance) are written as ``null``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from vedit.errors import ModelDirError
+
+FORMAT = "vedit-export"
+VERSION = 1
+PACKAGES = ("torch", "transformers", "optimum", "optimum-onnx", "onnx", "onnxruntime", "peft", "vedit")
+
+
+def package_versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    path.write_text(json.dumps(_finite(data), indent=2, ensure_ascii=False, allow_nan=False) + "\n", encoding="utf-8")
+
+
+def file_sizes(export_dir: Path) -> dict[str, int]:
+    return {
+        str(p.relative_to(export_dir)): p.stat().st_size
+        for p in sorted(export_dir.rglob("*"))
+        if p.is_file() and p.name != "manifest.json"
+    }
+
+
+def read_manifest(export_dir: str | Path) -> dict[str, Any]:
+    """Load and sanity-check the manifest of an export directory."""
+    path = Path(export_dir) / "manifest.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelDirError(f"{export_dir}: no manifest.json; is this a vedit export directory?") from None
+    except json.JSONDecodeError as exc:
+        raise ModelDirError(f"{path}: not valid JSON ({exc.msg}); re-run the export") from None
+    if data.get("format") != FORMAT or data.get("version") != VERSION:
+        raise ModelDirError(
+            f"{path}: not a {FORMAT} v{VERSION} manifest (format {data.get('format')!r}, "
+            f"version {data.get('version')!r}); re-export with this vedit"
+        )
+    return data

@@ -1,0 +1,73 @@
+"""T5 (encoder-decoder) to ONNX: encoder, first-step decoder and a multi-token decoder with past.
+
+optimum traces the with-past decoder with ONE new token and names the logits' sequence axis "1";
+T5's causal-mask code then takes a Python branch for length 1 at trace time. Constrained decoding
+feeds runs of forced tokens in one call, so :class:`MultiTokenT5OnnxConfig` traces the with-past
+decoder with several new tokens and declares the decoder sequence axis of ``input_ids`` and
+``logits`` dynamic. Input/output names stay optimum's standard ones.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from optimum.exporters.onnx.model_configs import T5OnnxConfig
+
+from vedit.export.onnx_common import DEFAULT_OPSET, io_names, move_onnx, optimum_export
+
+TASK = "text2text-generation-with-past"
+#: role in the manifest -> file name (optimum's names, which the runtime expects)
+FILES = {
+    "encoder": "encoder_model.onnx",
+    "decoder": "decoder_model.onnx",
+    "decoder_with_past": "decoder_with_past_model.onnx",
+}
+
+
+class MultiTokenT5OnnxConfig(T5OnnxConfig):
+    """T5 config whose with-past decoder accepts several new tokens per call."""
+
+    #: new tokens in the dummy input of the with-past decoder (any value > 1 keeps the axis generic)
+    TRACE_NEW_TOKENS = 3
+
+    def overwrite_shape_and_generate_input(self, dummy_input_gen, input_name, framework, input_shapes):
+        if self.use_past_in_inputs and input_name == "decoder_input_ids":
+            saved = dummy_input_gen.sequence_length
+            dummy_input_gen.sequence_length = self.TRACE_NEW_TOKENS
+            try:
+                return dummy_input_gen.generate(
+                    input_name, framework=framework, int_dtype=self.int_dtype, float_dtype=self.float_dtype
+                )
+            finally:
+                dummy_input_gen.sequence_length = saved
+        return super().overwrite_shape_and_generate_input(dummy_input_gen, input_name, framework, input_shapes)
+
+    @property
+    def outputs(self):
+        outputs = super().outputs
+        if self.use_past_in_inputs and "logits" in outputs:
+            outputs["logits"] = {0: "batch_size", 1: "decoder_sequence_length"}
+        return outputs
+
+
+def onnx_configs(config) -> dict:
+    """The ``custom_onnx_configs`` for optimum: one per exported file."""
+    base = MultiTokenT5OnnxConfig(config, task="text2text-generation", use_past=True)
+    return {
+        "encoder_model": base.with_behavior("encoder"),
+        "decoder_model": base.with_behavior("decoder", use_past=True, use_past_in_inputs=False),
+        "decoder_with_past_model": base.with_behavior("decoder", use_past=True, use_past_in_inputs=True),
+    }
+
+
+def export_t5(model, staging: Path, out: Path, *, opset: int = DEFAULT_OPSET) -> tuple[dict, dict, list[str]]:
+    """Export ``model`` (fp32) via ``staging``; move the ONNX files and configs into ``out``.
+
+    Returns ``(files, io, written)``: role -> file name, file name -> input/output names, and every
+    file name written into ``out`` (external data included).
+    """
+    optimum_export(model, staging, task=TASK, opset=opset, custom_onnx_configs=onnx_configs(model.config))
+    written: list[str] = []
+    for name in FILES.values():
+        written += move_onnx(staging, out, name)
+    return dict(FILES), {name: io_names(out / name) for name in FILES.values()}, written

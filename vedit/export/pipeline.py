@@ -1,0 +1,207 @@
+"""One export, start to finish: check -> load -> merge -> export -> convert -> validate -> package.
+
+Everything is written into a temp dir next to the target and renamed into place only after the
+validation passed and the grammar compiled (see :mod:`vedit.export.atomic`).
+"""
+
+from __future__ import annotations
+
+import shutil
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Literal
+
+from vedit.errors import ExportError
+from vedit.export import checks
+from vedit.export.atomic import atomic_dir, check_target
+from vedit.export.families import FAMILIES, check_format
+from vedit.export.manifest import FORMAT, VERSION, file_sizes, now_iso, package_versions, write_json
+from vedit.export.merge import MergeReport, merge_adapter
+from vedit.export.onnx_common import DEFAULT_OPSET, io_names, opset_of
+from vedit.export.prompts import held_out_intents, prompt_batches
+from vedit.export.validate import ValidationReport, validate_export
+from vedit.registry import Registry, default_registry
+
+Precision = Literal["fp32", "fp16", "int8"]
+PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
+STAGING = ".staging"
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class ExportResult:
+    out_dir: Path
+    manifest: dict
+    validation: ValidationReport
+    merge: MergeReport | None
+
+    def summary_lines(self) -> list[str]:
+        m = self.manifest
+        lines = [f"exported {m['family']} ({m['precision']}, ONNX opset {m['opset']}) to {self.out_dir}"]
+        if self.merge is not None:
+            lines.append(f"  merged adapter {self.merge.adapter_dir}: logits max diff {self.merge.max_abs_diff:.3g} "
+                         f"(tolerance {self.merge.tolerance:.3g})")
+        onnx_bytes = 0
+        for name, size in m["sizes"].items():
+            if name.endswith(".onnx") or name.endswith("_data") or name.endswith(".data"):
+                onnx_bytes += size
+                lines.append(f"  {name:<40} {size / 1e6:10.2f} MB")
+        lines.append(f"  {'total ONNX':<40} {onnx_bytes / 1e6:10.2f} MB")
+        return lines + self.validation.summary_lines()
+
+
+def _noop(_: str) -> None:
+    pass
+
+
+def _check_precision(precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise ExportError(f"unknown precision {precision!r}; available: {', '.join(PRECISIONS)}")
+
+
+def _convert(staging: Path, out: Path, onnx_files: list[str], precision: str, family: str, progress: Progress) -> None:
+    from vedit.export import quantize
+    from vedit.export.onnx_common import move_onnx
+
+    for name in onnx_files:
+        if precision == "fp32":
+            move_onnx(staging, out, name)
+        elif precision == "int8":
+            progress(f"quantizing {name} to int8 (dynamic, per channel)")
+            quantize.to_int8(staging / name, out / name)
+        else:
+            progress(f"converting {name} to fp16" + (" (overflow-prone ops kept in fp32)" if family == "t5" else ""))
+            quantize.to_fp16(staging / name, out / name, family=family)
+
+
+def _compile_grammar(tmp: Path, progress: Progress) -> dict | None:
+    # TODO(lead): make mandatory once vedit.decoding.compile exists
+    try:
+        from vedit.decoding.compile import compile_grammars
+    except ImportError as exc:
+        warnings.warn(f"grammar not compiled (vedit.decoding.compile unavailable: {exc})", stacklevel=2)
+        progress("skipping grammar compilation: vedit.decoding.compile is not available")
+        return None
+    progress("compiling the output grammars")
+    return compile_grammars(tmp)  # raises GrammarError: the export fails, nothing is left
+
+
+def export_model(
+    model_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    family: str | None = None,
+    adapter_dir: str | Path | None = None,
+    to: str = "onnx",
+    precision: Precision = "fp32",
+    force: bool = False,
+    allow_pickle: bool = False,
+    registry: Registry | None = None,
+    intents: list[str] | None = None,
+    max_new_tokens: int = 48,
+    opset: int = DEFAULT_OPSET,
+    progress: Progress = _noop,
+) -> ExportResult:
+    """Export a T5 or Llama student (optionally merging a LoRA adapter) into a validated export dir.
+
+    ``family`` (``"t5"``/``"llama"``), when given, must match the model's architecture. ``intents``
+    default to the demo test set's first three (see :mod:`vedit.export.prompts`).
+    """
+    check_format(to)
+    _check_precision(precision)
+    target = check_target(out_dir, force=force)
+    md = checks.inspect_model_dir(model_dir, allow_pickle=allow_pickle)
+    if family is not None and md.family.name != family:
+        raise ExportError(
+            f"{md.path} is a {md.family.name} model, not {family}; use `vedit-export {md.family.command}`"
+        )
+    if adapter_dir is not None:
+        adapter_dir = checks.require_dir(adapter_dir, "adapter")
+    registry = registry or default_registry()
+    intents = intents or held_out_intents(3)
+    batches = prompt_batches(registry, md.family.name, intents)
+
+    progress(f"loading {md.family.name} model from {md.path}")
+    model = checks.load_model(md)
+    tokenizer = checks.load_tokenizer(md.path)
+    checks.check_tokenizer_matches(model, tokenizer, md.path)
+    merge_report = None
+    if adapter_dir is not None:
+        model, merge_report = merge_adapter(model, tokenizer, md.family.name, adapter_dir, allow_pickle=allow_pickle,
+                                            registry=registry, intents=intents, progress=progress)
+        merge_report.base_dir = str(md.path)
+
+    progress("hashing source weights")
+    sha = {f.name: checks.sha256_file(f) for f in md.weight_files}
+    if adapter_dir is not None:
+        for f in sorted(Path(adapter_dir).glob("adapter_model.*")):
+            sha[f"adapter/{f.name}"] = checks.sha256_file(f)
+
+    with atomic_dir(target, force=force) as tmp:
+        staging = tmp / STAGING
+        progress(f"exporting to ONNX (opset {opset}) via optimum")
+        if md.family.name == "t5":
+            from vedit.export.onnx_seq2seq import export_t5 as export_fn
+        else:
+            from vedit.export.onnx_decoder import export_llama as export_fn
+        files = _export(export_fn, model, staging, opset)
+        _convert(staging / "fp32", tmp, list(files.values()), precision, md.family.name, progress)
+        for name in ("config.json", "generation_config.json"):
+            if (staging / name).exists():
+                shutil.move(str(staging / name), str(tmp / name))
+        shutil.rmtree(staging)
+        checks.copy_tokenizer_files(md.path, tmp)
+        registry.save(tmp / "registry.json")
+
+        report = validate_export(tmp, model, tokenizer, family=md.family.name, files=files, precision=precision,
+                                 batches=batches, intents=intents, max_new_tokens=max_new_tokens, progress=progress)
+        grammar = _compile_grammar(tmp, progress)
+        manifest = {
+            "format": FORMAT,
+            "version": VERSION,
+            "family": md.family.name,
+            "precision": precision,
+            "opset": opset_of(tmp / next(iter(files.values()))),
+            "files": files,
+            "io": {name: io_names(tmp / name) for name in files.values()},
+            "sizes": file_sizes(tmp),
+            "source": {
+                "model_dir": str(md.path),
+                "adapter_dir": str(adapter_dir) if adapter_dir is not None else None,
+                "sha256": sha,
+            },
+            "merge": merge_report.to_dict() if merge_report else None,
+            "versions": package_versions(),
+            "validation": report.to_dict(),
+            "grammar": grammar,
+            "created": now_iso(),
+        }
+        write_json(tmp / "manifest.json", manifest)
+        progress(f"moving the export into place: {target}")
+    return ExportResult(target, manifest, report, merge_report)
+
+
+def _export(export_fn, model, staging: Path, opset: int) -> dict[str, str]:
+    """Run the family exporter into ``staging/fp32`` (precision conversion reads from there);
+    optimum's config files end up in ``staging``. Returns role -> ONNX file name."""
+    fp32 = staging / "fp32"
+    fp32.mkdir(parents=True)
+    files, _, _ = export_fn(model, staging / "optimum", fp32, opset=opset)
+    for name in ("config.json", "generation_config.json"):
+        if (staging / "optimum" / name).exists():
+            shutil.move(str(staging / "optimum" / name), str(staging / name))
+    return files
+
+
+def default_family_dirs(family: str) -> dict:
+    """Defaults of the CLI, documented here so the library and the CLI agree."""
+    from vedit.paths import students_dir
+
+    if family == "t5":
+        return {"model": students_dir() / "t5", "adapter": None}
+    return {"model": students_dir() / "llama-base", "adapter": students_dir() / "llama-lora"}
+
+
+__all__ = ["ExportResult", "PRECISIONS", "Precision", "export_model", "FAMILIES"]

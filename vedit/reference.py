@@ -1,0 +1,304 @@
+"""The PyTorch original: a student directory (+ optional LoRA adapter) answered with HF ``generate``.
+
+Every export is judged against this predictor, so it is deliberately plain: greedy decoding
+(``do_sample=False``, one beam), the registry's three prompts per intent in one batch, and the
+parser from :mod:`vedit.registry` to type the answers. A constrained variant plugs in through
+transformers ``LogitsProcessor`` objects; nothing else changes, so the two can be compared
+token for token.
+
+Weights are loaded from safetensors only: pickled checkpoints (``*.bin``) can run arbitrary code
+when loaded, so they are refused unless the caller passes ``allow_pickle=True``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from vedit.errors import ModelDirError, ToolCallError
+from vedit.registry import Registry, Tool, ToolCall, default_registry, load_registry, parse_call
+from vedit.registry.model import Family
+
+#: config.json ``model_type`` -> student family
+FAMILIES: dict[str, Family] = {"t5": "t5", "llama": "llama"}
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
+#: a student directory may carry the registry it was trained against
+REGISTRY_FILE = "registry.json"
+
+#: Called once per batch with the tool name of every row of the batch; returns the logits
+#: processors for that batch (constrained decoding keeps per-row state, hence one per batch).
+ProcessorFactory = Callable[[Sequence[str]], Sequence[Any]]
+
+
+@dataclass
+class ReferenceResult:
+    """One intent's answer: a typed call per tool (``None`` if unparseable) and the raw text."""
+
+    intent: str
+    calls: dict[str, ToolCall | None]
+    raw: dict[str, str]
+    #: parser message for each tool whose text is not a valid call
+    errors: dict[str, str]
+    #: generated tokens per tool, the end-of-sequence token included
+    new_tokens: dict[str, int]
+    #: generate steps (decoder calls) of the batch that answered this intent
+    decoder_calls: int
+
+    def outputs(self) -> dict[str, ToolCall | str]:
+        """Per tool: the call, or the raw text when it did not parse (the metrics score both)."""
+        return {name: call if call is not None else self.raw[name] for name, call in self.calls.items()}
+
+    def to_row(self) -> dict[str, Any]:
+        """A prediction row (``vedit bench metrics`` format)."""
+        from vedit.data.rows import prediction_row
+
+        return prediction_row(self.intent, self.outputs())
+
+
+@dataclass
+class PredictorStats:
+    """Running totals since the predictor was loaded."""
+
+    requests: int = 0
+    batches: int = 0
+    sequences: int = 0
+    decoder_calls: int = 0
+    new_tokens: int = 0
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class _StepCounter:
+    """A pass-through logits processor: greedy ``generate`` calls it once per decoder step."""
+
+    def __init__(self) -> None:
+        self.steps = 0
+
+    def __call__(self, input_ids, scores):
+        self.steps += 1
+        return scores
+
+
+def _longest_call(tool: Tool, tokenizer) -> int:
+    """Tokens in the longest canonical output of ``tool`` (every value at its widest extreme)."""
+    widest = tuple(max((p.min, p.max), key=lambda v: (len(str(v)), v < 0)) for p in tool.slot_params)
+    if tool.kind == "preset":
+        calls = [ToolCall(tool, widest, name) for name in tool.presets]
+    else:
+        calls = [ToolCall(tool, widest)]
+    return max(len(tokenizer(c.dumps(), add_special_tokens=False)["input_ids"]) for c in calls)
+
+
+def output_token_budget(registry: Registry, tokenizer, margin: int = 4) -> int:
+    """``max_new_tokens`` that fits the longest canonical output of any tool, plus ``</s>``.
+
+    Derived from the registry so a new parameter or preset never truncates an answer silently.
+    """
+    return max(_longest_call(t, tokenizer) for t in registry.tools) + 1 + margin
+
+
+def _weights_check(directory: Path, *, allow_pickle: bool, what: str) -> bool:
+    """Return whether safetensors weights exist; refuse pickled-only directories unless allowed."""
+    if not directory.is_dir():
+        raise ModelDirError(f"{directory}: {what} directory not found")
+    safetensors = list(directory.glob("*.safetensors"))
+    pickled = sorted(p.name for p in directory.iterdir() if p.suffix in PICKLE_SUFFIXES)
+    if safetensors:
+        return True
+    if not pickled:
+        raise ModelDirError(f"{directory}: no {what} weights found (expected *.safetensors)")
+    if not allow_pickle:
+        raise ModelDirError(
+            f"{directory}: only pickled weights ({', '.join(pickled)}); loading pickles can run "
+            "arbitrary code. Convert them to safetensors, or pass allow_pickle=True "
+            "(--allow-pickle) if you trust the file"
+        )
+    return False
+
+
+def detect_family(student_dir: str | Path) -> Family:
+    """The student family from ``config.json``'s ``model_type``."""
+    cfg_path = Path(student_dir) / "config.json"
+    try:
+        model_type = json.loads(cfg_path.read_text(encoding="utf-8")).get("model_type")
+    except FileNotFoundError:
+        raise ModelDirError(f"{cfg_path}: not found; is {student_dir} a saved student?") from None
+    except json.JSONDecodeError as exc:
+        raise ModelDirError(f"{cfg_path}: not valid JSON ({exc.msg})") from None
+    if model_type not in FAMILIES:
+        raise ModelDirError(
+            f"{student_dir}: unsupported model_type {model_type!r}; supported: {', '.join(FAMILIES)}"
+        )
+    return FAMILIES[model_type]
+
+
+class ReferencePredictor:
+    """Greedy HF ``generate`` over the registry's prompts. Build with :meth:`load`."""
+
+    def __init__(self, model, tokenizer, *, family: Family, registry: Registry,
+                 max_new_tokens: int | None = None, source: str = "") -> None:
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.family = family
+        self.registry = registry
+        self.max_new_tokens = max_new_tokens or output_token_budget(registry, tokenizer)
+        self.source = source
+        self.stats = PredictorStats()
+        if family == "llama":
+            tokenizer.padding_side = "left"
+
+    @classmethod
+    def load(cls, student_dir: str | Path, adapter_dir: str | Path | None = None, *,
+             allow_pickle: bool = False, family: Family | None = None, threads: int | None = None,
+             registry: Registry | None = None) -> "ReferencePredictor":
+        """Load a student (and a LoRA adapter on top, unmerged).
+
+        ``registry``: defaults to the student's ``registry.json`` snapshot if it has one, else the
+        package registry.
+        """
+        import torch
+        from transformers import AutoTokenizer, LlamaForCausalLM, T5ForConditionalGeneration
+
+        if threads:
+            torch.set_num_threads(threads)
+        student_dir = Path(student_dir)
+        has_st = _weights_check(student_dir, allow_pickle=allow_pickle, what="student")
+        family = family or detect_family(student_dir)
+        if family not in ("t5", "llama"):
+            raise ModelDirError(f"unknown family {family!r}; supported: t5, llama")
+        model_cls = T5ForConditionalGeneration if family == "t5" else LlamaForCausalLM
+        try:
+            model = model_cls.from_pretrained(student_dir, use_safetensors=has_st)
+            tokenizer = AutoTokenizer.from_pretrained(student_dir)
+        except OSError as exc:
+            raise ModelDirError(f"{student_dir}: cannot load the student ({exc})") from None
+        source = str(student_dir)
+        if adapter_dir is not None:
+            from peft import PeftModel
+
+            adapter_dir = Path(adapter_dir)
+            if not (adapter_dir / "adapter_config.json").exists():
+                raise ModelDirError(f"{adapter_dir}: no adapter_config.json; is it a LoRA adapter?")
+            _weights_check(adapter_dir, allow_pickle=allow_pickle, what="adapter")
+            model = PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=False)
+            source += f" + {adapter_dir}"
+        if registry is None:
+            snapshot = student_dir / REGISTRY_FILE
+            registry = load_registry(snapshot) if snapshot.exists() else default_registry()
+        return cls(model, tokenizer, family=family, registry=registry, source=source)
+
+    def _generation_config(self):
+        from transformers import GenerationConfig
+
+        tok = self.tokenizer
+        extra = {"bos_token_id": getattr(self.model.config, "bos_token_id", None)}
+        if self.family == "t5":
+            extra["decoder_start_token_id"] = self.model.config.decoder_start_token_id
+        return GenerationConfig(do_sample=False, num_beams=1, max_new_tokens=self.max_new_tokens,
+                                pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, **extra)
+
+    def generate(self, prompts: Sequence[str], *, tools: Sequence[str] | None = None,
+                 logits_processor: Sequence[Any] = (),
+                 logits_processor_factory: ProcessorFactory | None = None) -> tuple[list[list[int]], int]:
+        """Greedy-generate one batch of prompts; return the new token ids per prompt (up to and
+        including ``</s>``) and the number of decoder steps."""
+        import torch
+        from transformers import LogitsProcessorList
+
+        counter = _StepCounter()
+        processors = [counter, *logits_processor]
+        if logits_processor_factory is not None:
+            processors.extend(logits_processor_factory(list(tools or [])))
+        enc = self.tokenizer(list(prompts), return_tensors="pt", padding=True)
+        with torch.inference_mode():
+            out = self.model.generate(
+                input_ids=enc["input_ids"],
+                attention_mask=enc["attention_mask"],
+                generation_config=self._generation_config(),
+                logits_processor=LogitsProcessorList(processors),
+            )
+        # T5 outputs start with the decoder start token; Llama outputs repeat the prompt.
+        skip = 1 if self.family == "t5" else enc["input_ids"].shape[1]
+        eos, pad = self.tokenizer.eos_token_id, self.tokenizer.pad_token_id
+        new: list[list[int]] = []
+        for row in out[:, skip:].tolist():
+            ids = []
+            for t in row:
+                ids.append(t)
+                if t == eos:
+                    break
+            if ids and ids[-1] != eos:  # hit max_new_tokens: drop trailing padding only
+                while ids and ids[-1] == pad:
+                    ids.pop()
+            new.append(ids)
+        return new, counter.steps
+
+    def predict(self, intents: Sequence[str], *, batch_size: int = 8,
+                logits_processor: Sequence[Any] = (),
+                logits_processor_factory: ProcessorFactory | None = None,
+                progress: bool = False) -> list[ReferenceResult]:
+        """Answer every intent: its three prompts go in one batch (``batch_size`` intents per
+        ``generate`` call, i.e. ``3 * batch_size`` sequences)."""
+        import sys
+
+        from tqdm.auto import tqdm
+
+        tools = self.registry.tools
+        results: list[ReferenceResult] = []
+        bar = tqdm(total=len(intents), desc="predict", file=sys.stderr, disable=not progress,
+                   mininterval=1.0, dynamic_ncols=True)
+        try:
+            for start in range(0, len(intents), batch_size):
+                chunk = list(intents[start : start + batch_size])
+                prompts = [self.registry.prompt(t.name, i, self.family) for i in chunk for t in tools]
+                row_tools = [t.name for _ in chunk for t in tools]
+                began = time.perf_counter()
+                ids, steps = self.generate(prompts, tools=row_tools, logits_processor=logits_processor,
+                                           logits_processor_factory=logits_processor_factory)
+                self.stats.seconds += time.perf_counter() - began
+                self.stats.batches += 1
+                self.stats.requests += len(chunk)
+                self.stats.sequences += len(prompts)
+                self.stats.decoder_calls += steps
+                self.stats.new_tokens += sum(len(x) for x in ids)
+                for k, intent in enumerate(chunk):
+                    results.append(self._result(intent, ids[k * len(tools) : (k + 1) * len(tools)], steps))
+                bar.update(len(chunk))
+        finally:
+            bar.close()
+        return results
+
+    def _result(self, intent: str, ids: list[list[int]], steps: int) -> ReferenceResult:
+        calls: dict[str, ToolCall | None] = {}
+        raw: dict[str, str] = {}
+        errors: dict[str, str] = {}
+        for tool, seq in zip(self.registry.tools, ids):
+            text = self.tokenizer.decode(seq, skip_special_tokens=True)
+            raw[tool.name] = text
+            try:
+                calls[tool.name] = parse_call(tool, text)
+            except ToolCallError as exc:
+                calls[tool.name] = None
+                errors[tool.name] = exc.reason
+        return ReferenceResult(
+            intent=intent, calls=calls, raw=raw, errors=errors,
+            new_tokens={t.name: len(seq) for t, seq in zip(self.registry.tools, ids)},
+            decoder_calls=steps,
+        )
+
+
+__all__ = [
+    "FAMILIES",
+    "PredictorStats",
+    "ProcessorFactory",
+    "ReferencePredictor",
+    "ReferenceResult",
+    "detect_family",
+    "output_token_budget",
+]

@@ -1,0 +1,230 @@
+"""Plain PyTorch training loops for the demo students (seq2seq T5, causal Llama, LoRA on either).
+
+Why not ``transformers.Trainer``: the demo must be seeded and bit-for-bit reproducible on two CPU
+cores in minutes. A short explicit loop makes every source of variation visible: the data order
+comes from one ``random.Random(seed)``, dropout is off, the thread count is fixed (a different
+thread count changes float reductions and therefore the weights).
+
+Batches are bucketed by length (prompts of one tool have nearly the same length), which removes
+most padding; the order of the batches is shuffled every epoch.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from vedit.students.corpus import Example
+
+Kind = Literal["seq2seq", "causal"]
+IGNORE = -100
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run. ``epochs`` may be fractional (the run stops after that share of batches)."""
+
+    epochs: float = 1.0
+    batch_size: int = 32
+    lr: float = 2e-3
+    warmup: float = 0.05
+    #: learning rate at the end of the cosine decay, as a share of ``lr``
+    final_lr: float = 0.1
+    weight_decay: float = 0.01
+    clip: float = 1.0
+    seed: int = 0
+    threads: int = 2
+
+
+@dataclass
+class TrainInfo:
+    """What ``train_info.json`` records about a run (and what tests check)."""
+
+    seed: int
+    steps: int
+    epochs: float
+    examples: int
+    seconds: float
+    first_loss: float
+    last_loss: float
+    trainable_params: int
+    total_params: int
+    #: mean loss of each tenth of the run, to show the curve without storing every step
+    loss_curve: list[float] = field(default_factory=list)
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """Token ids of every example; ``labels`` uses -100 where no loss is taken."""
+
+    inputs: list[list[int]]
+    labels: list[list[int]]
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+
+def encode(examples: Sequence[Example], tokenizer, kind: Kind) -> Encoded:
+    """Tokenize once, up front.
+
+    seq2seq: encoder input = prompt + ``</s>``, labels = target + ``</s>``.
+    causal: input = ``<s>`` + prompt + target + ``</s>``, loss only on target + ``</s>`` (the
+    prompt's tokens are exactly those the predictor feeds at inference, so training and
+    generation see the same ids).
+    """
+    prompts = tokenizer([e.prompt for e in examples])["input_ids"]
+    if kind == "seq2seq":
+        targets = tokenizer([e.target for e in examples])["input_ids"]
+        return Encoded(inputs=[list(p) for p in prompts], labels=[list(t) for t in targets])
+    targets = tokenizer([e.target for e in examples], add_special_tokens=False)["input_ids"]
+    eos = tokenizer.eos_token_id
+    inputs, labels = [], []
+    for p, t in zip(prompts, targets):
+        inputs.append(list(p) + list(t) + [eos])
+        labels.append([IGNORE] * len(p) + list(t) + [eos])
+    return Encoded(inputs=inputs, labels=labels)
+
+
+def batch_order(data: Encoded, batch_size: int, rng: random.Random) -> list[list[int]]:
+    """One epoch of batches: shuffle, bucket by (input, label) length, chunk, shuffle the chunks.
+
+    The shuffle before the stable sort varies which examples share a batch from epoch to epoch;
+    the bucketing keeps padding small.
+    """
+    idx = list(range(len(data)))
+    rng.shuffle(idx)
+    label_len = [sum(1 for t in lab if t != IGNORE) for lab in data.labels]
+    idx.sort(key=lambda i: (len(data.inputs[i]) // 8, label_len[i] // 4))
+    batches = [idx[i : i + batch_size] for i in range(0, len(idx), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def collate(data: Encoded, batch: Sequence[int], kind: Kind, pad_id: int) -> dict[str, Any]:
+    """Right-padded tensors for one batch (training only; generation pads Llama on the left)."""
+    import torch
+
+    def pad(rows: list[list[int]], value: int) -> torch.Tensor:
+        width = max(len(r) for r in rows)
+        return torch.tensor([r + [value] * (width - len(r)) for r in rows], dtype=torch.long)
+
+    inputs = [data.inputs[i] for i in batch]
+    labels = [data.labels[i] for i in batch]
+    input_ids = pad(inputs, pad_id)
+    mask = pad([[1] * len(r) for r in inputs], 0)
+    return {"input_ids": input_ids, "attention_mask": mask, "labels": pad(labels, IGNORE)}
+
+
+def lr_factor(step: int, total: int, warmup: float, final: float) -> float:
+    """Linear warm-up, then cosine decay from 1 to ``final``."""
+    warm = max(1, int(total * warmup))
+    if step < warm:
+        return (step + 1) / warm
+    progress = (step - warm) / max(1, total - warm)
+    return final + (1 - final) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def train(model, data: Encoded, kind: Kind, cfg: TrainConfig, *, pad_id: int = 0,
+          desc: str = "train", progress: bool = True) -> TrainInfo:
+    """Train ``model`` (a transformers model or a PeftModel) in place; return what happened.
+
+    Only parameters with ``requires_grad`` are optimised, so the same loop trains a full model
+    or a LoRA adapter.
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    rng = random.Random(cfg.seed)
+    per_epoch = math.ceil(len(data) / cfg.batch_size)
+    total = max(1, math.ceil(cfg.epochs * per_epoch))
+    plan: list[list[int]] = []
+    while len(plan) < total:
+        plan.extend(batch_order(data, cfg.batch_size, rng))
+    plan = plan[:total]
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr,
+    )
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total, cfg.warmup, cfg.final_lr))
+
+    model.train()
+    losses: list[float] = []
+    start = time.perf_counter()
+    bar = tqdm(total=total, desc=desc, file=sys.stderr, disable=not progress, mininterval=1.0,
+               dynamic_ncols=True)
+    ema = None
+    try:
+        for batch in plan:
+            loss = model(**collate(data, batch, kind, pad_id)).loss
+            loss.backward()
+            if cfg.clip:
+                torch.nn.utils.clip_grad_norm_(params, cfg.clip)
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
+            value = float(loss.detach())
+            losses.append(value)
+            ema = value if ema is None else 0.95 * ema + 0.05 * value
+            bar.set_postfix(loss=f"{ema:.3f}", refresh=False)
+            bar.update(1)
+    finally:
+        bar.close()
+        model.eval()
+    seconds = time.perf_counter() - start
+
+    head = losses[: max(1, min(20, len(losses) // 10 or 1))]
+    tail = losses[-max(1, min(20, len(losses) // 10 or 1)) :]
+    tenth = max(1, len(losses) // 10)
+    curve = [sum(losses[i : i + tenth]) / len(losses[i : i + tenth]) for i in range(0, len(losses), tenth)]
+    return TrainInfo(
+        seed=cfg.seed,
+        steps=total,
+        epochs=total / per_epoch,
+        examples=len(data),
+        seconds=round(seconds, 2),
+        first_loss=sum(head) / len(head),
+        last_loss=sum(tail) / len(tail),
+        trainable_params=sum(p.numel() for p in params),
+        total_params=sum(p.numel() for p in model.parameters()),
+        loss_curve=[round(x, 4) for x in curve],
+        config=asdict(cfg),
+    )
+
+
+def add_lora(model, targets: Sequence[str], *, r: int, alpha: int, seed: int, kind: Kind):
+    """Wrap ``model`` with a fresh LoRA adapter (seeded init; base weights frozen)."""
+    import torch
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    torch.manual_seed(seed)
+    task = TaskType.SEQ_2_SEQ_LM if kind == "seq2seq" else TaskType.CAUSAL_LM
+    cfg = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=0.0, target_modules=list(targets), task_type=task)
+    return get_peft_model(model, cfg)
+
+
+__all__ = [
+    "Encoded",
+    "TrainConfig",
+    "TrainInfo",
+    "add_lora",
+    "batch_order",
+    "collate",
+    "encode",
+    "lr_factor",
+    "train",
+]

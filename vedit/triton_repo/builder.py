@@ -1,0 +1,151 @@
+"""Write a Triton model repository for one export directory.
+
+Layout (``NAME`` defaults to ``vedit``)::
+
+    REPO/
+      NAME/
+        config.pbtxt          generated from the profile and the export's registry snapshot
+        warmup/intent         one serialized intent for model_warmup
+        1/
+          model.py            vedit/triton_repo/triton_model.py
+          export/...          a copy of the export directory (ONNX, tokenizer, grammar, manifest)
+
+The repository is self-contained (copies, not links), so it can be mounted into the official
+Triton container as is. It is written into a temporary directory next to ``REPO`` and renamed into
+place: a failed build leaves nothing behind, and an existing ``REPO`` is replaced only with
+``force``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from vedit import paths
+from vedit.errors import ModelDirError, TritonRepoError
+from vedit.registry import Registry, load_registry
+from vedit.triton_repo import config as cfgmod
+from vedit.triton_repo.profiles import Profile, get_profile
+
+DEFAULT_NAME = "vedit"
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class ExportInfo:
+    """What the builder needs from an export directory's manifest."""
+
+    path: Path
+    family: str
+    precision: str
+    registry: Registry
+    weights_bytes: int
+
+
+def read_export(export_dir: str | Path) -> ExportInfo:
+    """Check an export directory and read its manifest and registry snapshot."""
+    path = Path(export_dir).resolve()
+    if not path.is_dir():
+        raise ModelDirError(f"{path}: export directory not found; create one with `vedit export flan-t5 --to onnx`")
+    manifest_path = path / "manifest.json"
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelDirError(f"{path}: no manifest.json, not an export directory (run `vedit export ...`)") from None
+    except json.JSONDecodeError as exc:
+        raise ModelDirError(f"{manifest_path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    missing = [k for k in ("family", "precision") if k not in manifest]
+    if missing:
+        raise ModelDirError(f"{manifest_path}: missing {', '.join(missing)}; re-export the model")
+    registry = load_registry(path / "registry.json")
+    onnx = [p for p in path.rglob("*") if p.is_file() and (p.suffix == ".onnx" or ".onnx" in p.name)]
+    if not any(p.suffix == ".onnx" for p in onnx):
+        raise ModelDirError(f"{path}: no .onnx files; the export is incomplete, re-export the model")
+    return ExportInfo(
+        path=path,
+        family=str(manifest["family"]),
+        precision=str(manifest["precision"]),
+        registry=registry,
+        weights_bytes=sum(p.stat().st_size for p in onnx),
+    )
+
+
+def default_repo_dir(export_dir: Path, profile: str) -> Path:
+    return paths.home() / "triton" / f"{export_dir.name}-{profile}"
+
+
+def build_repository(
+    export_dir: str | Path,
+    *,
+    profile: str | Profile = "cpu",
+    out: str | Path | None = None,
+    name: str = DEFAULT_NAME,
+    force: bool = False,
+    jump_forward: bool = True,
+) -> Path:
+    """Write a Triton model repository serving ``export_dir``; returns the repository path."""
+    prof = profile if isinstance(profile, Profile) else get_profile(profile)
+    if not _NAME_RE.match(name):
+        raise TritonRepoError(f"model name {name!r}: use letters, digits, '_', '.', '-' (at most 64)")
+    info = read_export(export_dir)
+    if info.precision not in prof.precisions:
+        raise TritonRepoError(
+            f"profile {prof.name} serves {' or '.join(prof.precisions)} exports, this export is "
+            f"{info.precision}; re-export with --precision {prof.precisions[0]} or choose another profile"
+        )
+    repo = Path(out).resolve() if out is not None else default_repo_dir(info.path, prof.name)
+    if repo.exists() and not force:
+        raise TritonRepoError(f"{repo} already exists; pass --force to replace it")
+    if info.path == repo or repo in info.path.parents:
+        raise TritonRepoError(f"{repo}: the repository cannot contain its own export directory")
+    model_cfg = cfgmod.build_config(
+        name=name,
+        profile=prof,
+        registry=info.registry,
+        instance_count=prof.instance_count(info.weights_bytes),
+        family=info.family,
+        precision=info.precision,
+        jump_forward=jump_forward,
+    )
+    text = cfgmod.config_text(model_cfg)
+
+    repo.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{repo.name}.", dir=repo.parent))
+    try:
+        model_dir = tmp / name
+        version_dir = model_dir / "1"
+        version_dir.mkdir(parents=True)
+        (model_dir / "config.pbtxt").write_text(text, encoding="utf-8")
+        (model_dir / "warmup").mkdir()
+        (model_dir / "warmup" / cfgmod.WARMUP_FILE).write_bytes(cfgmod.serialize_strings([cfgmod.WARMUP_INTENT]))
+        template = resources.files("vedit.triton_repo").joinpath("triton_model.py").read_text(encoding="utf-8")
+        (version_dir / "model.py").write_text(template, encoding="utf-8")
+        shutil.copytree(info.path, version_dir / cfgmod.EXPORT_SUBDIR, symlinks=False)
+        _replace(tmp, repo)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return repo
+
+
+def _replace(tmp: Path, repo: Path) -> None:
+    """Rename ``tmp`` to ``repo``; an existing ``repo`` is moved aside first and removed after."""
+    if not repo.exists():
+        tmp.rename(repo)
+        return
+    old = repo.with_name(f".{repo.name}.old-{tmp.name.rsplit('.', 1)[-1]}")
+    repo.rename(old)
+    try:
+        tmp.rename(repo)
+    except BaseException:
+        old.rename(repo)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+__all__ = ["DEFAULT_NAME", "ExportInfo", "build_repository", "default_repo_dir", "read_export"]

@@ -1,0 +1,110 @@
+"""``vedit triton build`` and ``vedit triton serve``: thin wrappers over the library."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import click
+
+from vedit.clibase import VeditGroup
+from vedit.triton_repo.builder import DEFAULT_NAME, build_repository
+from vedit.triton_repo.profiles import PROFILES
+
+
+@click.group(cls=VeditGroup)
+def triton() -> None:
+    """Serve an export with NVIDIA Triton Inference Server."""
+
+
+def _profiles_help() -> str:
+    return "Serving profile: " + "; ".join(f"{p.name} ({p.kind}, {'/'.join(p.precisions)})" for p in PROFILES.values())
+
+
+@triton.command()
+@click.argument("export_dir", type=click.Path(path_type=Path))
+@click.option("--profile", default="cpu", show_default=True, help=_profiles_help())
+@click.option("-o", "--output", "out", type=click.Path(path_type=Path), default=None,
+              help="Repository to write (default: $VEDIT_HOME/triton/<export>-<profile>).")
+@click.option("--name", default=DEFAULT_NAME, show_default=True, help="Model name inside the repository.")
+@click.option("--force", is_flag=True, help="Replace an existing repository.")
+@click.option("--no-jump-forward", is_flag=True, help="Decode step by step (for comparisons).")
+def build(export_dir: Path, profile: str, out: Path | None, name: str, force: bool, no_jump_forward: bool) -> None:
+    """Write a Triton model repository serving EXPORT_DIR."""
+    repo = build_repository(export_dir, profile=profile, out=out, name=name, force=force,
+                            jump_forward=not no_jump_forward)
+    click.echo(f"wrote {repo} (model {name}, profile {profile})")
+    click.echo(f"serve it with: vedit triton serve {repo}")
+
+
+@triton.command()
+@click.argument("repository", type=click.Path(path_type=Path))
+@click.option("--http-port", type=int, default=8000, show_default=True, help="0 picks a free port.")
+@click.option("--grpc-port", type=int, default=8001, show_default=True, help="0 picks a free port.")
+@click.option("--metrics-port", type=int, default=8002, show_default=True, help="0 picks a free port.")
+@click.option("--host", default="0.0.0.0", show_default=True, help="Address to bind.")
+@click.option("--cache-mb", type=int, default=64, show_default=True, help="Response cache size.")
+@click.option("--ready-timeout", type=float, default=300.0, show_default=True,
+              help="Seconds to wait for the models to load.")
+@click.option("--log", "log_path", type=click.Path(path_type=Path), default=None, help="Server log file.")
+def serve(repository: Path, http_port: int, grpc_port: int, metrics_port: int, host: str, cache_mb: int,
+          ready_timeout: float, log_path: Path | None) -> None:
+    """Run tritonserver on REPOSITORY until Ctrl-C or SIGTERM."""
+    from vedit.triton_repo.server import TritonServer
+
+    server = TritonServer(repository, http_port=http_port or None, grpc_port=grpc_port or None,
+                          metrics_port=metrics_port or None, host=host, cache_bytes=cache_mb * 1024 * 1024,
+                          log_path=log_path)
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        click.echo(f"starting tritonserver on {repository} ...", err=True)
+        server.start()
+        server.wait_ready(ready_timeout)
+        for kind, url in server.urls.items():
+            click.echo(f"{kind:8} {url}")
+        click.echo(f"log      {server.log_path}", err=True)
+        click.echo("ready; Ctrl-C to stop", err=True)
+        while server.running:
+            time.sleep(0.5)
+        click.echo(f"error: tritonserver exited on its own:\n{server.log_tail()}", err=True)
+        raise SystemExit(1)
+    except KeyboardInterrupt:
+        click.echo("stopping ...", err=True)
+    finally:
+        code = server.stop()
+        signal.signal(signal.SIGTERM, previous)
+    click.echo(f"stopped (exit code {code})", err=True)
+
+
+@triton.command("bench")
+@click.argument("export_dir", type=click.Path(path_type=Path))
+@click.option("-n", "--requests", type=int, default=300, show_default=True, help="Requests per path and level.")
+@click.option("--concurrency", default="1,4,16", show_default=True, help="Comma-separated levels.")
+@click.option("--profile", default="cpu", show_default=True)
+@click.option("--threads", type=int, default=None, help="onnxruntime threads of the in-process predictor.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per row instead of a table.")
+def bench_cmd(export_dir: Path, requests: int, concurrency: str, profile: str, threads: int | None,
+              as_json: bool) -> None:
+    """Latency and throughput: in-process vs Triton over HTTP and gRPC, in one run."""
+    import json
+
+    from vedit.triton_repo import bench
+
+    try:
+        levels = [int(c) for c in concurrency.split(",") if c.strip()]
+    except ValueError:
+        raise click.BadParameter("use comma-separated integers, e.g. 1,4,16", param_hint="--concurrency") from None
+    stats = bench.run(export_dir, requests=requests, concurrencies=levels, profile=profile, threads=threads)
+    if as_json:
+        for s in stats:
+            click.echo(json.dumps(s.to_json()))
+    else:
+        click.echo(bench.table(stats))
+
+
+def _raise_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+__all__ = ["triton"]

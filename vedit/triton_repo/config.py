@@ -1,0 +1,138 @@
+"""``config.pbtxt`` for the vedit python-backend model, built as Triton's own protobuf message.
+
+The configuration is assembled as a :class:`tritonclient.grpc.model_config_pb2.ModelConfig`, so a
+field name or enum that Triton does not know cannot even be set; the text is then parsed back into
+a fresh ``ModelConfig`` before anything is written, which is the check Triton itself applies when it
+loads the repository (it only says "failed to read text proto"; the parser here gives line:column).
+
+What is the same for every profile, and why:
+
+- one input ``INTENT`` (``TYPE_STRING``, dims ``[1]``: one UTF-8 intent per batch row);
+- one output per tool, named after the tool, ``TYPE_STRING`` dims ``[1]``: the tool's JSON text;
+- ``response_cache``: the decoding is greedy and deterministic, so a repeated intent is answered
+  from the cache without running the model (the server must be started with ``--cache-config``);
+- ``model_warmup``: one real intent at load time, so the first user request does not pay for
+  onnxruntime's lazy initialisation;
+- ``version_policy latest 1``: a new version directory replaces the old one on reload;
+- ``parameters``: the runtime knobs (threads, jump-forward, providers, the request size limit) and
+  the registry snapshot, which clients read to type the answers with the server's own registry.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as mc
+
+from vedit.errors import TritonRepoError
+from vedit.registry import Registry
+from vedit.triton_repo.profiles import Profile
+
+INPUT_NAME = "INTENT"
+
+#: Longest intent a request may carry, in UTF-8 bytes. Real intents are a few words ("golden hour",
+#: "Charlie Chaplin"); the model truncates anything beyond its token limit anyway, so a request of
+#: kilobytes is a client bug or abuse and is refused before it costs model time.
+MAX_INTENT_BYTES = 1024
+
+#: Warm-up intent; its serialized form is written to ``<model>/warmup/<WARMUP_FILE>``.
+WARMUP_INTENT = "golden hour"
+WARMUP_FILE = "intent"
+
+#: Names of the ``parameters`` entries read by the model and by clients.
+PARAM_THREADS = "threads"
+PARAM_JUMP_FORWARD = "jump_forward"
+PARAM_PROVIDERS = "providers"
+PARAM_MAX_INTENT_BYTES = "max_intent_bytes"
+PARAM_EXPORT_SUBDIR = "export_subdir"
+PARAM_REGISTRY = "vedit_registry"
+PARAM_FAMILY = "vedit_family"
+PARAM_PRECISION = "vedit_precision"
+PARAM_PROFILE = "vedit_profile"
+
+EXPORT_SUBDIR = "export"
+
+
+def build_config(
+    *,
+    name: str,
+    profile: Profile,
+    registry: Registry,
+    instance_count: int,
+    family: str,
+    precision: str,
+    jump_forward: bool = True,
+    max_intent_bytes: int = MAX_INTENT_BYTES,
+) -> mc.ModelConfig:
+    """The model configuration for one export served under ``profile``."""
+    cfg = mc.ModelConfig(name=name, backend="python", max_batch_size=profile.max_batch_size)
+    cfg.version_policy.latest.num_versions = 1
+    cfg.input.add(name=INPUT_NAME, data_type=mc.TYPE_STRING, dims=[1])
+    for tool in registry.tool_names:
+        cfg.output.add(name=tool, data_type=mc.TYPE_STRING, dims=[1])
+    cfg.instance_group.add(kind=mc.ModelInstanceGroup.Kind.Value(profile.kind), count=instance_count)
+    cfg.dynamic_batching.max_queue_delay_microseconds = profile.max_queue_delay_us
+    cfg.response_cache.enable = True
+    warm = cfg.model_warmup.add(name="intent", batch_size=1, count=1)
+    warm.inputs[INPUT_NAME].data_type = mc.TYPE_STRING
+    warm.inputs[INPUT_NAME].dims.append(1)
+    warm.inputs[INPUT_NAME].input_data_file = WARMUP_FILE
+    params = {
+        PARAM_THREADS: str(profile.threads),
+        PARAM_JUMP_FORWARD: "true" if jump_forward else "false",
+        PARAM_PROVIDERS: ",".join(profile.providers),
+        PARAM_MAX_INTENT_BYTES: str(max_intent_bytes),
+        PARAM_EXPORT_SUBDIR: EXPORT_SUBDIR,
+        PARAM_REGISTRY: json.dumps(registry.raw, separators=(",", ":"), ensure_ascii=False),
+        PARAM_FAMILY: family,
+        PARAM_PRECISION: precision,
+        PARAM_PROFILE: profile.name,
+    }
+    for key, value in params.items():
+        cfg.parameters[key].string_value = value
+    return cfg
+
+
+def config_text(cfg: mc.ModelConfig) -> str:
+    """The ``config.pbtxt`` text, checked by parsing it back into a ``ModelConfig``."""
+    text = text_format.MessageToString(cfg, as_utf8=True)
+    if parse_config(text) != cfg:
+        raise TritonRepoError("config.pbtxt does not round-trip through Triton's schema (vedit bug)")
+    return text
+
+
+def parse_config(text: str, *, source: str = "config.pbtxt") -> mc.ModelConfig:
+    """Parse ``text`` against Triton's schema; a typo is reported with its line:column."""
+    cfg = mc.ModelConfig()
+    try:
+        text_format.Parse(text, cfg)
+    except text_format.ParseError as exc:
+        raise TritonRepoError(f"{source}: {exc} (not a valid Triton ModelConfig)") from None
+    return cfg
+
+
+def serialize_strings(values: list[str]) -> bytes:
+    """Triton's raw form of a TYPE_STRING tensor (warm-up data files): u32 length + bytes each."""
+    out = bytearray()
+    for v in values:
+        b = v.encode("utf-8")
+        out += struct.pack("<I", len(b)) + b
+    return bytes(out)
+
+
+def parameters(cfg_json: dict) -> dict[str, str]:
+    """``parameters`` of a model config in Triton's JSON form (as the model and clients see it)."""
+    return {k: v.get("string_value", "") for k, v in (cfg_json.get("parameters") or {}).items()}
+
+
+__all__ = [
+    "INPUT_NAME",
+    "MAX_INTENT_BYTES",
+    "build_config",
+    "config_text",
+    "parameters",
+    "parse_config",
+    "serialize_strings",
+]

@@ -1,0 +1,289 @@
+"""Run a real ``tritonserver`` on a model repository: the binary bundled in the nvidia-pytriton wheel.
+
+The wheel ships Triton's server, its python backend and the local response cache, but not laid
+out as Triton expects: the python backend stub must sit next to ``libtriton_python.so``. So the
+first start copies ``bin/``, ``backends/`` and ``caches/`` into ``$VEDIT_HOME/tritonserver/<ver>``
+(once, atomically) and puts the stub for this Python in place. The server then runs with:
+
+- ``LD_LIBRARY_PATH`` on the wheel's bundled libraries (``nvidia_pytriton.libs``);
+- this interpreter's ``bin`` first on ``PATH``: the stub starts the first ``python3`` it finds and
+  imports vedit from there (it ignores ``PYTHONPATH``);
+- a local response cache (``--cache-config local,size=...``), which the model's config enables.
+
+Usage::
+
+    with TritonServer(repo) as server:      # free ports unless given; waits until ready
+        print(server.urls["http"])
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from vedit import paths
+from vedit.errors import TritonRepoError
+
+DEFAULT_CACHE_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ServerFiles:
+    """Where the prepared server lives."""
+
+    binary: Path
+    backends: Path
+    caches: Path
+    libs: Path
+
+
+def _wheel_dirs() -> tuple[Path, Path, str]:
+    try:
+        import pytriton
+    except ImportError:
+        raise TritonRepoError(
+            "the Triton server comes with nvidia-pytriton; install it with `pip install vedit[triton]`"
+        ) from None
+    from importlib.metadata import version
+
+    root = Path(pytriton.__file__).resolve().parent / "tritonserver"
+    libs = root.parent.parent / "nvidia_pytriton.libs"
+    return root, libs, version("nvidia-pytriton")
+
+
+def prepare_server(base: Path | None = None) -> ServerFiles:
+    """Lay out the wheel's server under ``base`` (default ``$VEDIT_HOME/tritonserver``), once."""
+    root, libs, ver = _wheel_dirs()
+    pyver = f"{sys.version_info.major}.{sys.version_info.minor}"
+    stub = root / "python_backend_stubs" / pyver / "triton_python_backend_stub"
+    if not stub.is_file():
+        raise TritonRepoError(f"nvidia-pytriton {ver} has no python backend stub for Python {pyver}")
+    target = (base or paths.home() / "tritonserver") / f"{ver}-py{pyver}"
+    files = ServerFiles(
+        binary=target / "bin" / "tritonserver",
+        backends=target / "backends",
+        caches=target / "caches",
+        libs=libs,
+    )
+    if (target / ".complete").exists():
+        return files
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        for sub in ("bin", "backends", "caches"):
+            shutil.copytree(root / sub, tmp / sub, ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copy2(stub, tmp / "backends" / "python" / "triton_python_backend_stub")
+        (tmp / ".complete").write_text(ver + "\n")
+        try:
+            tmp.rename(target)
+        except OSError:  # another process prepared it meanwhile
+            if not (target / ".complete").exists():
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return files
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def _has_gpu() -> bool:
+    return shutil.which("nvidia-smi") is not None
+
+
+class TritonServer:
+    """One ``tritonserver`` process serving ``repository``; a context manager.
+
+    Ports left as ``None`` are picked free. ``host`` is the address the server binds to; URLs
+    use ``127.0.0.1`` when it binds to all addresses.
+    """
+
+    def __init__(
+        self,
+        repository: str | Path,
+        *,
+        http_port: int | None = None,
+        grpc_port: int | None = None,
+        metrics_port: int | None = None,
+        host: str = "127.0.0.1",
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
+        log_path: str | Path | None = None,
+        log_verbose: int = 0,
+        server_dir: str | Path | None = None,
+        gpu: bool | None = None,
+    ) -> None:
+        self.repository = Path(repository).resolve()
+        if not self.repository.is_dir():
+            raise TritonRepoError(f"{self.repository}: model repository not found; build one with `vedit triton build`")
+        if not any(self.repository.glob("*/config.pbtxt")):
+            raise TritonRepoError(f"{self.repository}: no <model>/config.pbtxt inside; not a Triton model repository")
+        self.host = host
+        self.ports = {
+            "http": http_port or free_port(),
+            "grpc": grpc_port or free_port(),
+            "metrics": metrics_port or free_port(),
+        }
+        self.cache_bytes = cache_bytes
+        self.log_verbose = log_verbose
+        self.gpu = _has_gpu() if gpu is None else gpu
+        self._server_dir = Path(server_dir) if server_dir else None
+        self._log_path = Path(log_path) if log_path else None
+        self._log_tmp: Path | None = None
+        self._proc: subprocess.Popen | None = None
+
+    # -- endpoints ---------------------------------------------------------------------------
+    @property
+    def urls(self) -> dict[str, str]:
+        h = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+        return {
+            "http": f"http://{h}:{self.ports['http']}",
+            "grpc": f"grpc://{h}:{self.ports['grpc']}",
+            "metrics": f"http://{h}:{self.ports['metrics']}/metrics",
+        }
+
+    @property
+    def log_path(self) -> Path | None:
+        return self._log_path or self._log_tmp
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def command(self, files: ServerFiles) -> list[str]:
+        cmd = [
+            str(files.binary),
+            f"--model-repository={self.repository}",
+            f"--backend-directory={files.backends}",
+            f"--cache-directory={files.caches}",
+            f"--cache-config=local,size={self.cache_bytes}",
+            f"--http-address={self.host}",
+            f"--grpc-address={self.host}",
+            f"--metrics-address={self.host}",
+            f"--http-port={self.ports['http']}",
+            f"--grpc-port={self.ports['grpc']}",
+            f"--metrics-port={self.ports['metrics']}",
+            "--exit-timeout-secs=10",
+            f"--log-verbose={self.log_verbose}",
+        ]
+        if not self.gpu:
+            cmd += ["--pinned-memory-pool-byte-size=0", "--allow-gpu-metrics=false"]
+        return cmd
+
+    def environment(self, files: ServerFiles) -> dict[str, str]:
+        env = dict(os.environ)
+        env["LD_LIBRARY_PATH"] = os.pathsep.join(filter(None, [str(files.libs), env.get("LD_LIBRARY_PATH")]))
+        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+        return env
+
+    def start(self) -> "TritonServer":
+        if self.running:
+            raise TritonRepoError("the server is already running")
+        files = prepare_server(self._server_dir)
+        if self._log_path is None:
+            fd, name = tempfile.mkstemp(prefix="tritonserver-", suffix=".log")
+            os.close(fd)
+            self._log_tmp = Path(name)
+        log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it from here
+        try:
+            self._proc = subprocess.Popen(
+                self.command(files),
+                env=self.environment(files),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # Ctrl-C reaches us, not the server; we stop it in order
+            )
+        finally:
+            log.close()
+        return self
+
+    def wait_ready(self, timeout: float = 120.0) -> "TritonServer":
+        """Block until ``/v2/health/ready`` answers 200 (all models loaded and warmed up)."""
+        if self._proc is None:
+            raise TritonRepoError("the server was not started; call start() first")
+        url = self.urls["http"] + "/v2/health/ready"
+        deadline = time.monotonic() + timeout
+        while True:
+            code = self._proc.poll()
+            if code is not None:
+                raise TritonRepoError(f"tritonserver exited with code {code} before it was ready:\n{self.log_tail()}")
+            try:
+                with urllib.request.urlopen(url, timeout=2) as r:
+                    if r.status == 200:
+                        return self
+            except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+                pass
+            if time.monotonic() > deadline:
+                tail = self.log_tail()
+                self.stop()
+                raise TritonRepoError(f"tritonserver not ready after {timeout:.0f} s:\n{tail}")
+            time.sleep(0.2)
+
+    def is_ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(self.urls["http"] + "/v2/health/ready", timeout=2) as r:
+                return r.status == 200
+        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+            return False
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        """SIGTERM (Triton drains in-flight requests), then SIGKILL to its process group."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                proc.wait()
+        return proc.returncode
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace") if self.log_path else ""
+        except OSError:
+            return "(no server log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+    def __enter__(self) -> "TritonServer":
+        self.start()
+        try:
+            return self.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+        if self._log_tmp is not None:
+            self._log_tmp.unlink(missing_ok=True)
+            self._log_tmp = None
+
+
+__all__ = ["ServerFiles", "TritonServer", "free_port", "prepare_server"]
