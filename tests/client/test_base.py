@@ -140,7 +140,18 @@ def test_predict_round_retries_only_unavailable(registry):
         rnd.record([(0, None, InferenceServerException("INTENT row 0: empty intent", status="400"))])
 
 
-def test_predict_round_refuses_non_strings(registry):
+@pytest.mark.parametrize(
+    "intents, message",
+    [
+        (["ok", b"bytes"], "intent 1: intents are str, got bytes"),
+        (["", "ok"], "intent 0: empty intent"),
+        (["ok", " \t"], "intent 1: empty intent"),
+        (["é" * (cfgmod.MAX_INTENT_BYTES // 2 + 1)], f"{cfgmod.MAX_INTENT_BYTES + 2} bytes, over the server's limit"),
+    ],
+)
+def test_predict_round_refuses_what_the_server_refuses(registry, intents, message):
     info = base.model_info("vedit", _triton_json(registry))
-    with pytest.raises(ClientError, match="intents are str"):
-        base.PredictRound(info, [b"bytes"], policy=base.RetryPolicy(), endpoint=EP, timeout=1)
+    with pytest.raises(ClientError, match=message):
+        base.PredictRound(info, intents, policy=base.RetryPolicy(), endpoint=EP, timeout=1)
+    # the limit is exactly inclusive
+    base.PredictRound(info, ["x" * cfgmod.MAX_INTENT_BYTES], policy=base.RetryPolicy(), endpoint=EP, timeout=1)

@@ -119,6 +119,8 @@ class AsyncTritonClient:
         return self._info
 
     async def predict(self, intents: list[str]) -> list:
+        """One :class:`~vedit.decoding.Prediction` per intent, in order."""
+        self._connection()  # refuses a closed client
         rnd = base.PredictRound(await self.model_info(), intents, policy=self.policy,
                                 endpoint=self.endpoint, timeout=self.timeout)
         while todo := rnd.pending():

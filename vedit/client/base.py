@@ -24,8 +24,8 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from vedit.errors import ClientError, ServerResponseError, ServerUnavailableError
-from vedit.registry import Registry, call_from_value, default_registry, parse_call
+from vedit.errors import ClientError, ServerResponseError, ServerUnavailableError, ToolCallError
+from vedit.registry import Registry, default_registry, parse_call
 from vedit.registry.model import _build as _registry_from_raw  # TODO: public constructor from a dict
 
 Protocol = Literal["http", "grpc"]
@@ -138,6 +138,24 @@ def intent_input(module: Any, info: ModelInfo, intent: str) -> list[Any]:
     return [inp]
 
 
+def check_intent(info: ModelInfo, index: int, intent: Any) -> None:
+    """Refuse locally what the server would refuse (see :mod:`vedit.triton_repo.requests`).
+
+    Besides saving a round trip, this keeps invalid requests away from Triton's response cache:
+    Triton 2.51 caches an error response like an answer, so a repeated invalid request would get
+    an empty "success" instead of its error.
+    """
+    if not isinstance(intent, str):
+        raise ClientError(f"intent {index}: intents are str, got {type(intent).__name__}")
+    if not intent.strip():
+        raise ClientError(f"intent {index}: empty intent; the server answers only non-empty intents")
+    size = len(intent.encode("utf-8"))
+    if info.max_intent_bytes is not None and size > info.max_intent_bytes:
+        raise ClientError(
+            f"intent {index}: {size} bytes, over the server's limit of {info.max_intent_bytes} bytes per intent"
+        )
+
+
 def decode_result(info: ModelInfo, intent: str, result: Any):
     """A :class:`~vedit.decoding.Prediction` from one response, typed by the registry."""
     from vedit.decoding import Prediction
@@ -146,11 +164,18 @@ def decode_result(info: ModelInfo, intent: str, result: Any):
     for tool in info.tools:
         arr = result.as_numpy(tool)
         if arr is None or arr.size != 1:
-            raise ServerResponseError(f"the server's answer has no single value for tool {tool!r}")
+            raise ServerResponseError(
+                f"the server's answer has no value for tool {tool!r} (an error response of an earlier "
+                f"identical request kept by Triton's response cache answers like this)"
+            )
         value = arr.reshape(-1)[0]
         raw[tool] = value.decode("utf-8") if isinstance(value, bytes) else str(value)
-    calls = {t: parse_call(info.registry.tool(t), raw[t]) for t in info.tools}
-    return Prediction(intent=intent, calls=calls, raw=raw)
+    try:
+        calls = {t: parse_call(info.registry.tool(t), raw[t]) for t in info.tools}
+    except ToolCallError as exc:
+        raise ServerResponseError(f"the server answered an invalid call for {exc.tool}: {exc.reason}") from None
+    # decoding statistics stay on the server (a cached answer has none of its own)
+    return Prediction(intent=intent, calls=calls, raw=raw, stats=None)
 
 
 # -- errors ------------------------------------------------------------------------------------
@@ -234,9 +259,8 @@ class PredictRound:
                  timeout: float):
         self.info = info
         self.intents = list(intents)
-        for intent in self.intents:
-            if not isinstance(intent, str):
-                raise ClientError(f"intents are str, got {type(intent).__name__}")
+        for k, intent in enumerate(self.intents):
+            check_intent(info, k, intent)
         self._results: list[Any] = [None] * len(self.intents)
         self._todo = list(range(len(self.intents)))
         self._attempt = 0
@@ -278,6 +302,7 @@ __all__ = [
     "RetryPolicy",
     "TLS",
     "backoff_or_raise",
+    "check_intent",
     "classify",
     "config_json",
     "decode_result",

@@ -63,6 +63,10 @@ class TritonClient:
             )
         self._module = module
 
+    def _require_open(self) -> None:
+        if self._client is None:
+            raise ClientError("the client is closed")
+
     def _retrying(self, call):
         attempt = 0
         while True:
@@ -112,8 +116,7 @@ class TritonClient:
     # -- API -------------------------------------------------------------------------------
     def model_info(self) -> base.ModelInfo:
         """The served model's inputs, tools and registry (fetched once, with retries)."""
-        if self._client is None:
-            raise ClientError("the client is closed")
+        self._require_open()
         if self._info is None:
             if self.endpoint.protocol == "http":
                 answer = self._retrying(lambda: self._client.get_model_config(self.model))
@@ -126,6 +129,7 @@ class TritonClient:
 
     def predict(self, intents: list[str]) -> list:
         """One :class:`~vedit.decoding.Prediction` per intent, in order."""
+        self._require_open()
         rnd = base.PredictRound(self.model_info(), intents, policy=self.policy, endpoint=self.endpoint,
                                 timeout=self.timeout)
         while todo := rnd.pending():

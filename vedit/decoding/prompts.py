@@ -4,7 +4,8 @@ Rule: an intent is never refused. If one of its tool prompts would exceed ``max_
 the intent is cut to its longest start (at a token boundary) for which all of its prompts fit; the
 instructions around it are kept whole. Only if the prompt template alone is longer than the limit
 are the prompt ids cut at the end. An empty intent is allowed: its prompts read
-``... The user request is: . ...`` and the grammar still forces a valid output.
+``... The user request is: . ...`` and the grammar still forces a valid output. Characters that
+are not Unicode scalar values (lone surrogates, which no tokenizer accepts) become U+FFFD first.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ class RequestPrompts:
 
     @property
     def truncated(self) -> bool:
-        return self.used_intent != self.intent
+        return len(self.used_intent) < len(self.intent)
 
 
 class PromptBuilder:
@@ -42,9 +43,11 @@ class PromptBuilder:
         return max(len(i) for i in ids) <= self.limit
 
     def build(self, intent: str) -> RequestPrompts:
+        original = intent
+        intent = intent.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
         ids = self._ids(intent)
         if self._fits(ids):
-            return RequestPrompts(intent, intent, ids)
+            return RequestPrompts(original, intent, ids)
         offsets = self.tok.encode(intent, add_special_tokens=False).offsets
         ends = sorted({end for _, end in offsets if end > 0})
         lo, hi, best = 0, len(ends) - 1, ""
@@ -58,7 +61,7 @@ class PromptBuilder:
         ids = self._ids(best)
         if not self._fits(ids):  # the template alone is too long: keep the start of the ids
             ids = [i[: self.limit] for i in ids]
-        return RequestPrompts(intent, best, ids)
+        return RequestPrompts(original, best, ids)
 
 
 __all__ = ["PromptBuilder", "RequestPrompts"]

@@ -30,6 +30,12 @@ def check_target(target: str | Path, *, force: bool) -> Path:
     return t
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _replace(tmp: Path, target: Path) -> None:
     if not target.exists():
         os.replace(tmp, target)
@@ -55,6 +61,7 @@ def atomic_dir(target: str | Path, *, force: bool = False) -> Iterator[Path]:
     try:
         t.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{t.name}.", suffix=TMP_SUFFIX, dir=t.parent))
+        tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it 0700; the export should look like any new dir
     except OSError as exc:
         _raise_os_error(exc, t)
     try:

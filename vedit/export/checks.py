@@ -128,7 +128,7 @@ def load_model(md: ModelDir):
 
     cls = md.family.load_class()
     try:
-        model = cls.from_pretrained(str(md.path), use_safetensors=not md.pickled, torch_dtype=torch.float32)
+        model = cls.from_pretrained(str(md.path), use_safetensors=not md.pickled, dtype=torch.float32)
     except Exception as exc:  # corrupt tensors, shape mismatches, missing keys...
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelDirError(f"{md.path}: cannot load the model weights ({msg})") from None

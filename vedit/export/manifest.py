@@ -52,8 +52,11 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    path.write_text(json.dumps(_finite(data), indent=2, ensure_ascii=False, allow_nan=False) + "\n", encoding="utf-8")
+def write_json(path: Path, data: dict[str, Any]) -> dict[str, Any]:
+    """Write ``data`` (non-finite floats as null) and return exactly what was written."""
+    clean = _finite(data)
+    path.write_text(json.dumps(clean, indent=2, ensure_ascii=False, allow_nan=False) + "\n", encoding="utf-8")
+    return clean
 
 
 def file_sizes(export_dir: Path) -> dict[str, int]:

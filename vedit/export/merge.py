@@ -109,7 +109,7 @@ def check_adapter(base_model, family_name: str, adapter_dir: str | Path, *, allo
         if not any(re.fullmatch(targets, name) for name in modules):
             problems.append(f"target_modules regex {targets!r} matches no layer of the base")
     elif isinstance(targets, list):
-        for t in targets:
+        for t in sorted(targets):
             if not any(name == t or name.endswith("." + t) for name in modules):
                 problems.append(f"target module {t!r} not found in the base")
 
@@ -157,6 +157,15 @@ def merge_adapter(base_model, tokenizer, family_name: str, adapter_dir: str | Pa
 
     ``base_model`` is modified in place (peft injects, then merges into its layers).
     """
+    from vedit.export.onnx_common import threads_for, torch_threads
+
+    with torch_threads(threads_for(base_model)):
+        return _merge_adapter(base_model, tokenizer, family_name, adapter_dir, allow_pickle=allow_pickle,
+                              registry=registry, intents=intents, progress=progress)
+
+
+def _merge_adapter(base_model, tokenizer, family_name: str, adapter_dir: str | Path, *, allow_pickle: bool,
+                   registry: Registry | None, intents: list[str] | None, progress: Progress):
     from peft import PeftModel
 
     n_lora = check_adapter(base_model, family_name, adapter_dir, allow_pickle=allow_pickle)
@@ -209,9 +218,18 @@ def merge(base_dir: str | Path, adapter_dir: str | Path, out_dir: str | Path, *,
     """
     from vedit.export.atomic import check_target
 
+    from vedit.export.onnx_common import threads_for_files, torch_threads
+
     target = check_target(out_dir, force=force)
     md = checks.inspect_model_dir(base_dir, allow_pickle=allow_pickle, what="base model")
     checks.require_dir(adapter_dir, "adapter")
+    with torch_threads(threads_for_files(md.weight_files)):
+        return _merge_to_dir(md, adapter_dir, target, force=force, allow_pickle=allow_pickle, registry=registry,
+                             progress=progress)
+
+
+def _merge_to_dir(md: checks.ModelDir, adapter_dir: str | Path, target: Path, *, force: bool, allow_pickle: bool,
+                  registry: Registry | None, progress: Progress) -> MergeReport:
     progress(f"loading base model {md.path}")
     model = checks.load_model(md)
     tokenizer = checks.load_tokenizer(md.path)

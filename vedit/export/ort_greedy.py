@@ -19,13 +19,14 @@ def session(path: Path, threads: int = 2):
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")  # leave the cores to PyTorch
     opts.log_severity_level = 3
     return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
 
 
 class _Runner:
-    def __init__(self, path: Path):
-        self.sess = session(path)
+    def __init__(self, path: Path, threads: int = 2):
+        self.sess = session(path, threads)
         self.input_names = [i.name for i in self.sess.get_inputs()]
         self.output_names = [o.name for o in self.sess.get_outputs()]
 
@@ -41,10 +42,10 @@ def presents_to_past(outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 class T5Runner:
     """encoder_model / decoder_model / decoder_with_past_model of a T5 export."""
 
-    def __init__(self, export_dir: Path, files: dict[str, str]):
-        self.encoder = _Runner(export_dir / files["encoder"])
-        self.decoder = _Runner(export_dir / files["decoder"])
-        self.decoder_with_past = _Runner(export_dir / files["decoder_with_past"])
+    def __init__(self, export_dir: Path, files: dict[str, str], threads: int = 2):
+        self.encoder = _Runner(export_dir / files["encoder"], threads)
+        self.decoder = _Runner(export_dir / files["decoder"], threads)
+        self.decoder_with_past = _Runner(export_dir / files["decoder_with_past"], threads)
 
     def encode(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         return self.encoder(input_ids=input_ids, attention_mask=attention_mask)["last_hidden_state"]
@@ -66,8 +67,8 @@ class T5Runner:
 class LlamaRunner:
     """The single ``model.onnx`` of a Llama export (KV cache in and out)."""
 
-    def __init__(self, export_dir: Path, files: dict[str, str]):
-        self.model = _Runner(export_dir / files["decoder"])
+    def __init__(self, export_dir: Path, files: dict[str, str], threads: int = 2):
+        self.model = _Runner(export_dir / files["decoder"], threads)
         self.past_inputs = [i for i in self.model.sess.get_inputs() if i.name.startswith("past_key_values.")]
 
     def empty_past(self, batch: int) -> dict[str, np.ndarray]:

@@ -18,9 +18,9 @@ from vedit.export.atomic import atomic_dir, check_target
 from vedit.export.families import FAMILIES, check_format
 from vedit.export.manifest import FORMAT, VERSION, file_sizes, now_iso, package_versions, write_json
 from vedit.export.merge import MergeReport, merge_adapter
-from vedit.export.onnx_common import DEFAULT_OPSET, io_names, opset_of
+from vedit.export.onnx_common import DEFAULT_OPSET, io_names, opset_of, threads_for_files, torch_threads
 from vedit.export.prompts import held_out_intents, prompt_batches
-from vedit.export.validate import ValidationReport, validate_export
+from vedit.export.validate import Tolerance, ValidationReport, validate_export
 from vedit.registry import Registry, default_registry
 
 Precision = Literal["fp32", "fp16", "int8"]
@@ -102,12 +102,14 @@ def export_model(
     intents: list[str] | None = None,
     max_new_tokens: int = 48,
     opset: int = DEFAULT_OPSET,
+    tolerance: Tolerance | None = None,
     progress: Progress = _noop,
 ) -> ExportResult:
     """Export a T5 or Llama student (optionally merging a LoRA adapter) into a validated export dir.
 
     ``family`` (``"t5"``/``"llama"``), when given, must match the model's architecture. ``intents``
-    default to the demo test set's first three (see :mod:`vedit.export.prompts`).
+    default to the demo test set's first three (see :mod:`vedit.export.prompts`). ``tolerance``
+    overrides the per-precision default of :func:`vedit.export.validate.tolerance_for`.
     """
     check_format(to)
     _check_precision(precision)
@@ -119,6 +121,15 @@ def export_model(
         )
     if adapter_dir is not None:
         adapter_dir = checks.require_dir(adapter_dir, "adapter")
+    with torch_threads(threads_for_files(md.weight_files)):
+        return _export_model(md, target, adapter_dir=adapter_dir, precision=precision, force=force,
+                             allow_pickle=allow_pickle, registry=registry, intents=intents,
+                             max_new_tokens=max_new_tokens, opset=opset, tolerance=tolerance, progress=progress)
+
+
+def _export_model(md: checks.ModelDir, target: Path, *, adapter_dir: Path | None, precision: str, force: bool,
+                  allow_pickle: bool, registry: Registry | None, intents: list[str] | None, max_new_tokens: int,
+                  opset: int, tolerance: Tolerance | None, progress: Progress) -> ExportResult:
     registry = registry or default_registry()
     intents = intents or held_out_intents(3)
     batches = prompt_batches(registry, md.family.name, intents)
@@ -156,7 +167,8 @@ def export_model(
         registry.save(tmp / "registry.json")
 
         report = validate_export(tmp, model, tokenizer, family=md.family.name, files=files, precision=precision,
-                                 batches=batches, intents=intents, max_new_tokens=max_new_tokens, progress=progress)
+                                 batches=batches, intents=intents, max_new_tokens=max_new_tokens,
+                                 tolerance=tolerance, progress=progress)
         grammar = _compile_grammar(tmp, progress)
         manifest = {
             "format": FORMAT,
@@ -178,7 +190,7 @@ def export_model(
             "grammar": grammar,
             "created": now_iso(),
         }
-        write_json(tmp / "manifest.json", manifest)
+        manifest = write_json(tmp / "manifest.json", manifest)
         progress(f"moving the export into place: {target}")
     return ExportResult(target, manifest, report, merge_report)
 

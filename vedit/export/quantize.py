@@ -43,16 +43,24 @@ def _save(model, dst: Path, large: bool) -> None:
 
 def to_int8(src: Path, dst: Path, *, per_channel: bool = True, reduce_range: bool = True) -> None:
     """Dynamic int8 quantization of the MatMul weights (int8, per output channel by default)."""
+    import logging
+
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(
-        str(src),
-        str(dst),
-        per_channel=per_channel,
-        reduce_range=reduce_range,
-        weight_type=QuantType.QInt8,
-        use_external_data_format=_total_size(src) > TWO_GB // 4,  # int8 weights are 4x smaller
-    )
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # "consider pre-processing" is logged on the root logger every call
+    try:
+        quantize_dynamic(
+            str(src),
+            str(dst),
+            per_channel=per_channel,
+            reduce_range=reduce_range,
+            weight_type=QuantType.QInt8,
+            use_external_data_format=_total_size(src) > TWO_GB // 4,  # int8 weights are 4x smaller
+        )
+    finally:
+        root.setLevel(level)
 
 
 def _drop_duplicate_nodes(graph) -> None:

@@ -293,10 +293,20 @@ def validate_export(export_dir: Path, model, tokenizer, *, family: str, files: d
 
     ``batches`` holds one list of prompts per intent (all tools, one batch as serving runs them).
     """
-    from vedit.export.onnx_common import model_num_params
+    from vedit.export.onnx_common import model_num_params, threads_for, torch_threads
 
-    tol = tolerance or tolerance_for(precision, model_num_params(model))
-    runner = T5Runner(export_dir, files) if family == "t5" else LlamaRunner(export_dir, files)
+    threads = threads_for(model)
+    with torch_threads(threads):
+        return _validate(export_dir, model, tokenizer, family=family, files=files, precision=precision,
+                         batches=batches, intents=intents, max_new_tokens=max_new_tokens,
+                         tol=tolerance or tolerance_for(precision, model_num_params(model)), threads=threads,
+                         progress=progress)
+
+
+def _validate(export_dir: Path, model, tokenizer, *, family: str, files: dict[str, str], precision: str,
+              batches: list[list[str]], intents: list[str], max_new_tokens: int, tol: Tolerance, threads: int,
+              progress: Progress) -> ValidationReport:
+    runner = (T5Runner if family == "t5" else LlamaRunner)(export_dir, files, threads)
     first = encode(tokenizer, batches[0], family)
     progress(f"validating {precision} outputs against PyTorch")
     outputs_fn = _t5_outputs if family == "t5" else _llama_outputs

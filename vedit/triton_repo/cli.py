@@ -67,7 +67,7 @@ def serve(repository: Path, http_port: int, grpc_port: int, metrics_port: int, h
         click.echo("ready; Ctrl-C to stop", err=True)
         while server.running:
             time.sleep(0.5)
-        click.echo(f"error: tritonserver exited on its own:\n{server.log_tail()}", err=True)
+        click.echo(f"error: tritonserver exited on its own:\n{server.failure_report()}", err=True)
         raise SystemExit(1)
     except KeyboardInterrupt:
         click.echo("stopping ...", err=True)

@@ -19,6 +19,7 @@ Usage::
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -35,6 +36,9 @@ from vedit import paths
 from vedit.errors import TritonRepoError
 
 DEFAULT_CACHE_BYTES = 64 * 1024 * 1024
+_ERROR_LINE = re.compile(r"^E\d{4} ")
+#: Error lines Triton prints on every CPU-only start.
+_NOISE = ("CudaDriverHelper has not been initialized",)
 
 
 @dataclass(frozen=True)
@@ -227,7 +231,8 @@ class TritonServer:
         while True:
             code = self._proc.poll()
             if code is not None:
-                raise TritonRepoError(f"tritonserver exited with code {code} before it was ready:\n{self.log_tail()}")
+                raise TritonRepoError(f"tritonserver exited with code {code} before it was ready:\n"
+                                      f"{self.failure_report()}")
             try:
                 with urllib.request.urlopen(url, timeout=2) as r:
                     if r.status == 200:
@@ -235,9 +240,9 @@ class TritonServer:
             except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
                 pass
             if time.monotonic() > deadline:
-                tail = self.log_tail()
+                report = self.failure_report()
                 self.stop()
-                raise TritonRepoError(f"tritonserver not ready after {timeout:.0f} s:\n{tail}")
+                raise TritonRepoError(f"tritonserver not ready after {timeout:.0f} s:\n{report}")
             time.sleep(0.2)
 
     def is_ready(self) -> bool:
@@ -265,11 +270,24 @@ class TritonServer:
         return proc.returncode
 
     def log_tail(self, lines: int = 30) -> str:
+        return "\n".join(self._log_lines()[-lines:]) or "(no server log)"
+
+    def failure_report(self) -> str:
+        """Triton's error lines (the reason a model did not load) and its last words, deduplicated."""
+        lines = self._log_lines()
+        errors = [ln for ln in lines if _ERROR_LINE.match(ln) and not any(n in ln for n in _NOISE)]
+        picked: list[str] = []
+        for line in errors + lines[-3:]:
+            line = line.replace("\\n", " ").strip()[:600]
+            if line and line not in picked:
+                picked.append(line)
+        return "\n".join(picked) + f"\n(full log: {self.log_path})"
+
+    def _log_lines(self) -> list[str]:
         try:
-            text = self.log_path.read_text(errors="replace") if self.log_path else ""
+            return self.log_path.read_text(errors="replace").splitlines() if self.log_path else []
         except OSError:
-            return "(no server log)"
-        return "\n".join(text.splitlines()[-lines:])
+            return []
 
     def __enter__(self) -> "TritonServer":
         self.start()

@@ -1,0 +1,133 @@
+"""vedit.client against the real tritonserver: same answers as the in-process runtime."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from vedit.client import AsyncTritonClient, LocalClient, TritonClient, aconnect, connect
+from vedit.decoding import Prediction, Predictor
+from vedit.errors import ClientError, ServerResponseError, ServerUnavailableError
+from vedit.registry import ToolCall
+from vedit.triton_repo.server import free_port
+
+pytestmark = [pytest.mark.triton, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def reference(triton_served) -> list[Prediction]:
+    """The in-process runtime's answers, straight from the Predictor (no client involved)."""
+    return Predictor.load(triton_served.export_dir, threads=1).predict(triton_served.intents)
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_answers_equal_the_in_process_runtime(triton_served, reference, protocol):
+    with connect(getattr(triton_served, protocol)) as client:
+        assert isinstance(client, TritonClient)
+        got = client.predict(triton_served.intents)
+    assert len(got) == len(reference)
+    for g, r in zip(got, reference):
+        assert isinstance(g, Prediction)
+        assert g.to_json() == r.to_json()
+        assert g.raw == r.raw
+        assert g.intent == r.intent
+        assert all(isinstance(c, ToolCall) for c in g.calls.values())
+        assert list(g.calls) == list(r.calls)
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_async_client_equals_sync_client(triton_served, reference, protocol):
+    url = getattr(triton_served, protocol)
+    with connect(url) as client:
+        sync = [p.to_json() for p in client.predict(triton_served.intents)]
+
+    async def main():
+        async with aconnect(url) as client:
+            assert isinstance(client, AsyncTritonClient)
+            assert await client.ready()
+            # two predicts in flight on one client
+            a, b = await asyncio.gather(client.predict(triton_served.intents[:4]),
+                                        client.predict(triton_served.intents[4:]))
+            return [p.to_json() for p in a + b]
+
+    assert asyncio.run(main()) == sync == [r.to_json() for r in reference]
+
+
+def test_in_process_client_has_the_same_interface(triton_served, reference):
+    with connect(triton_served.export_dir, threads=1) as local:
+        assert isinstance(local, LocalClient) and local.ready()
+        assert [p.to_json() for p in local.predict(triton_served.intents)] == [r.to_json() for r in reference]
+
+    async def main():
+        async with aconnect(triton_served.export_dir, threads=1) as client:
+            return await client.predict(triton_served.intents[:2])
+
+    assert [p.to_json() for p in asyncio.run(main())] == [r.to_json() for r in reference[:2]]
+    with pytest.raises(TypeError, match="retries do not apply to an export directory"):
+        connect(triton_served.export_dir, retries=3)
+    with pytest.raises(TypeError, match="threads do not apply to a server URL"):
+        connect(triton_served.grpc, threads=2)
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_model_info_and_empty_predict(triton_served, protocol, registry):
+    with connect(getattr(triton_served, protocol)) as client:
+        info = client.model_info()
+        assert info.tools == registry.tool_names and info.registry.raw == registry.raw
+        assert client.ready()
+        assert client.predict([]) == []
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_refused_intents_raise_clear_errors(triton_served, protocol):
+    with connect(getattr(triton_served, protocol)) as client:
+        with pytest.raises(ClientError, match="intent 1: empty intent"):
+            client.predict(["golden hour", ""])
+        with pytest.raises(ClientError, match="over the server's limit"):
+            client.predict(["x" * 5000])
+        assert client.predict(["golden hour"])[0].intent == "golden hour"
+
+
+def test_unknown_model_is_a_server_error(triton_served):
+    for url in (triton_served.http, triton_served.grpc):
+        with pytest.raises(ServerResponseError, match="refused the request"):
+            connect(url, model="no-such-model").predict(["golden hour"])
+
+
+@pytest.mark.parametrize("scheme", ["http", "grpc"])
+def test_nothing_listening_fails_fast_after_bounded_retries(scheme):
+    url = f"{scheme}://127.0.0.1:{free_port()}"
+    with pytest.raises(ServerUnavailableError) as exc:
+        TritonClient(url, retries=2, backoff=0.01).predict(["golden hour"])
+    assert f"no Triton server answers at {url}" in str(exc.value)
+    assert "gave up after 3 attempts" in str(exc.value)
+    assert "vedit triton serve" in str(exc.value)
+
+    async def main():
+        async with AsyncTritonClient(url, retries=1, backoff=0.01) as client:
+            assert not await client.ready()
+            await client.predict(["golden hour"])
+
+    with pytest.raises(ServerUnavailableError, match="gave up after 2 attempts"):
+        asyncio.run(main())
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_closed_client_refuses(triton_served, protocol):
+    client = connect(getattr(triton_served, protocol))
+    client.predict(["golden hour"])
+    client.close()
+    assert not client.ready()
+    with pytest.raises(ClientError, match="closed"):
+        client.predict(["golden hour"])
+
+    async def main():
+        client = aconnect(getattr(triton_served, protocol))
+        await client.predict(["golden hour"])
+        await client.close()
+        assert not await client.ready()
+        await client.predict(["golden hour"])
+
+    with pytest.raises(ClientError, match="closed"):
+        asyncio.run(main())

@@ -1,0 +1,113 @@
+"""T5 export: directory contract, validation, and the multi-token decoder with past, checked
+directly with onnxruntime against PyTorch."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.export.conftest import leftovers
+
+pytestmark = pytest.mark.slow
+
+
+def _sess(path):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+
+
+def test_t5_fp32_directory_and_manifest(t5_fp32, tiny_t5_dir, registry):
+    out = t5_fp32.out_dir
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["format"] == "vedit-export" and m["version"] == 1
+    assert (m["family"], m["precision"], m["opset"]) == ("t5", "fp32", 18)
+    assert m["files"] == {"encoder": "encoder_model.onnx", "decoder": "decoder_model.onnx",
+                          "decoder_with_past": "decoder_with_past_model.onnx"}
+    for name in m["files"].values():
+        assert (out / name).stat().st_size == m["sizes"][name]
+    io = m["io"]
+    assert io["encoder_model.onnx"] == {"inputs": ["input_ids", "attention_mask"], "outputs": ["last_hidden_state"]}
+    assert set(io["decoder_model.onnx"]["inputs"]) == {"input_ids", "encoder_attention_mask", "encoder_hidden_states"}
+    assert "present.1.encoder.value" in io["decoder_model.onnx"]["outputs"]
+    past_in = io["decoder_with_past_model.onnx"]["inputs"]
+    assert "past_key_values.0.encoder.key" in past_in and "past_key_values.1.decoder.value" in past_in
+    assert not any("encoder" in o for o in io["decoder_with_past_model.onnx"]["outputs"])
+    # source, versions, validation
+    import hashlib
+
+    digest = hashlib.sha256((tiny_t5_dir / "model.safetensors").read_bytes()).hexdigest()
+    assert m["source"] == {"model_dir": str(tiny_t5_dir.resolve()), "adapter_dir": None,
+                           "sha256": {"model.safetensors": digest}}
+    assert set(m["versions"]) >= {"torch", "transformers", "optimum", "onnx", "onnxruntime", "peft", "vedit"}
+    v = m["validation"]
+    assert v["passed"] and v["precision"] == "fp32" and v["tolerance"]["logits_gated"]
+    assert v["max_abs_diff"]["decoder_model.onnx:logits"] < 1e-3
+    assert v["greedy"]["identical"] + v["greedy"]["ties"] == v["greedy"]["sequences"] == 3 * 2
+    assert v["intents"] == ["golden hour", "cold tone"]
+    # packaged files: registry snapshot, tokenizer byte for byte, configs
+    assert json.loads((out / "registry.json").read_text()) == registry.raw
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "spiece.model"):
+        assert (out / name).read_bytes() == (tiny_t5_dir / name).read_bytes()
+    assert json.loads((out / "config.json").read_text())["model_type"] == "t5"
+    assert (out / "generation_config.json").exists()
+    assert not (out / ".staging").exists() and not leftovers(out.parent)
+
+
+def test_t5_with_past_decoder_takes_several_tokens(t5_fp32, tiny_t5_dir):
+    """3 new tokens in one call == PyTorch == 3 single-token calls."""
+    import torch
+    from transformers import AutoTokenizer, T5ForConditionalGeneration
+
+    out = t5_fp32.out_dir
+    model = T5ForConditionalGeneration.from_pretrained(tiny_t5_dir).eval()
+    tok = AutoTokenizer.from_pretrained(tiny_t5_dir)
+    enc = tok(["golden hour", "a much longer request about a cold blue winter morning"], padding=True,
+              return_tensors="np")
+    ids, mask = enc["input_ids"].astype(np.int64), enc["attention_mask"].astype(np.int64)
+    dec = np.array([[0, 17, 42, 99, 7], [0, 5, 6, 300, 8]], dtype=np.int64)
+    with torch.no_grad():
+        ref = model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask),
+                    decoder_input_ids=torch.from_numpy(dec)).logits.numpy()
+
+    hidden = _sess(out / "encoder_model.onnx").run(None, {"input_ids": ids, "attention_mask": mask})[0]
+    first = _sess(out / "decoder_model.onnx")
+    names = [o.name for o in first.get_outputs()]
+    res = dict(zip(names, first.run(None, {"input_ids": dec[:, :2], "encoder_attention_mask": mask,
+                                           "encoder_hidden_states": hidden})))
+    past = {k.replace("present", "past_key_values"): v for k, v in res.items() if k.startswith("present")}
+    with_past = _sess(out / "decoder_with_past_model.onnx")
+    pnames = [o.name for o in with_past.get_outputs()]
+
+    multi = dict(zip(pnames, with_past.run(None, {"input_ids": dec[:, 2:], "encoder_attention_mask": mask, **past})))
+    assert multi["logits"].shape == (2, 3, ref.shape[-1])
+    np.testing.assert_allclose(multi["logits"], ref[:, 2:], atol=2e-4)
+    assert multi["present.0.decoder.key"].shape[2] == 5
+
+    singles, p = [], dict(past)
+    for j in range(2, 5):
+        o = dict(zip(pnames, with_past.run(None, {"input_ids": dec[:, j:j + 1], "encoder_attention_mask": mask, **p})))
+        p.update({k.replace("present", "past_key_values"): v for k, v in o.items() if k.startswith("present")})
+        singles.append(o["logits"])
+    np.testing.assert_allclose(np.concatenate(singles, 1), multi["logits"], atol=1e-5)
+
+
+def test_t5_int8_smaller_and_reported(t5_int8, t5_fp32):
+    m = t5_int8.manifest
+    assert m["precision"] == "int8" and m["files"] == t5_fp32.manifest["files"]
+    for name in m["files"].values():
+        assert m["sizes"][name] < 0.6 * t5_fp32.manifest["sizes"][name]
+    v = m["validation"]
+    assert v["passed"] and not v["tolerance"]["logits_gated"] and not v["tolerance"]["greedy_gated"]
+    assert v["tolerance"]["atol"] is None  # unlimited, written as null
+    assert all(np.isfinite(d) for d in v["max_abs_diff"].values())
+    assert 0.0 <= v["greedy"]["token_agreement"] <= 1.0
+    assert any("not gated" in n for n in v["notes"])
+    import onnx
+
+    ops = {n.op_type for n in onnx.load(str(t5_int8.out_dir / "decoder_with_past_model.onnx")).graph.node}
+    assert "MatMulInteger" in ops

@@ -1,0 +1,68 @@
+"""``vedit predict``: run an exported student in-process (no server) on intents.
+
+Intents come as arguments, or one per line on stdin (blank lines skipped). ``--json`` prints one
+JSON object per intent: ``{"intent": ..., "adjust": {...}, "selective_adjust": {...}, "filter": {...}}``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from vedit import paths
+from vedit.errors import ModelDirError
+
+DEFAULT_EXPORT = "flan-t5-fp32"
+
+
+def default_model_dir() -> Path:
+    return paths.exports_dir() / DEFAULT_EXPORT
+
+
+@click.command("predict")
+@click.option("--model", "model_dir", type=click.Path(path_type=Path), default=None,
+              help=f"Export directory (default: $VEDIT_HOME/exports/{DEFAULT_EXPORT}).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="onnxruntime intra-op threads.")
+@click.option("--no-jump-forward", is_flag=True, help="Ask the model for every token (reference path).")
+@click.option("--stats", is_flag=True, help="Add decoder calls and free/forced token counts.")
+@click.argument("intents", nargs=-1)
+def predict(model_dir: Path | None, as_json: bool, threads: int | None, no_jump_forward: bool, stats: bool,
+            intents: tuple[str, ...]) -> None:
+    """Predict tool calls for INTENTS (or stdin lines) with an exported student."""
+    from vedit.decoding import Predictor
+
+    if model_dir is None:
+        model_dir = default_model_dir()
+        if not model_dir.is_dir():
+            raise ModelDirError(
+                f"no model at {model_dir}; export the demo student first (vedit export flan-t5 --to onnx) "
+                "or pass --model EXPORT_DIR"
+            )
+    texts = list(intents)
+    if not texts:
+        if sys.stdin.isatty():
+            raise click.UsageError("give intents as arguments or one per line on stdin")
+        texts = [line.rstrip("\r\n") for line in sys.stdin if line.strip()]
+    predictor = Predictor.load(model_dir, threads=threads, jump_forward=not no_jump_forward)
+    for p in predictor.predict(texts):
+        if as_json:
+            obj = p.to_json()
+            if stats:
+                obj["stats"] = p.stats.as_dict()
+            click.echo(json.dumps(obj, ensure_ascii=False))
+            continue
+        click.echo(p.intent if p.intent else '""')
+        width = max(len(n) for n in p.calls)
+        for name, call in p.calls.items():
+            click.echo(f"  {name:<{width}}  {call.dumps()}{'' if call.used else '  (not used)'}")
+        if stats:
+            s = p.stats
+            click.echo(f"  decoder calls {s.decoder_calls}, free tokens {s.free_tokens}, forced {s.forced_tokens}"
+                       + (", intent truncated" if s.truncated else ""))
+
+
+__all__ = ["predict", "default_model_dir"]
