@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Callable, Sequence, Union
 
 from vedit.decoding.intrange import DigitPattern, signed_patterns
+from vedit.errors import GrammarError
 from vedit.registry.model import Tool
 
 
@@ -176,6 +177,7 @@ def _append(r: _Renderer, rx: str, carry: str, text: str) -> tuple[str, str]:
 
 def char_regex(tool: Tool) -> str:
     """Regex over characters for exactly the valid outputs of ``tool`` (with optional leading space)."""
+
     def digits_in(lo: int, hi: int) -> str:
         return str(lo) if lo == hi else f"[{lo}-{hi}]"
 
@@ -197,7 +199,7 @@ def token_regex(tool: Tool, tokenize: Callable[[str], Sequence[int]], symbol: Ca
     for d in range(10):
         ids = tokenize(str(d))
         if len(ids) != 1:
-            raise ValueError(f"digit {d} is not a single token")
+            raise GrammarError(f"the tokenizer does not write the digit {d} as one token")
         digit_symbols.append(symbol(ids[0]))
 
     def digits_in(lo: int, hi: int) -> str:

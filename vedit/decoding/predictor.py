@@ -67,9 +67,14 @@ def read_manifest(export_dir: Path) -> tuple[Family, dict[str, str], dict]:
         config = json.loads((export_dir / "config.json").read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ModelDirError(f"{export_dir}: no config.json; is this an export directory?") from None
+    except json.JSONDecodeError as exc:
+        raise ModelDirError(f"{export_dir / 'config.json'}: not valid JSON ({exc.msg})") from None
     manifest_path = export_dir / "manifest.json"
     if manifest_path.is_file():
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        try:
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise ModelDirError(f"{manifest_path}: not valid JSON ({exc.msg}); export again") from None
         family, files = manifest.get("family"), dict(manifest.get("files", {}))
     elif (export_dir / "encoder_model.onnx").is_file():
         family, files = "t5", {}

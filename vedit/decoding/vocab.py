@@ -127,11 +127,12 @@ def check_reachable(chars: set[str], table: list[bytes | None], unk_id: int | No
     A character is reachable when some token's bytes contain it and the tokenizer encodes it
     without the unknown token (stock FlanT5 has no ``{`` or ``}``: they come out as ``<unk>``).
     """
-    written = b"".join(b for b in table if b)
+    pieces = [b for b in table if b]
     missing = []
     for c in sorted(chars):
         ids = tok.encode(c, add_special_tokens=False).ids
-        if c.encode("utf-8") not in written or (unk_id is not None and unk_id in ids):
+        cb = c.encode("utf-8")
+        if not any(cb in b for b in pieces) or (unk_id is not None and unk_id in ids):
             missing.append(c)
     if missing:
         shown = " ".join(repr(c) for c in missing)

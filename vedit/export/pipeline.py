@@ -15,7 +15,7 @@ from typing import Callable, Literal
 from vedit.errors import ExportError
 from vedit.export import checks
 from vedit.export.atomic import atomic_dir, check_target
-from vedit.export.families import FAMILIES, check_format
+from vedit.export.families import check_format
 from vedit.export.manifest import FORMAT, VERSION, file_sizes, now_iso, package_versions, write_json
 from vedit.export.merge import MergeReport, merge_adapter
 from vedit.export.onnx_common import DEFAULT_OPSET, io_names, opset_of, threads_for_files, torch_threads
@@ -216,4 +216,4 @@ def default_family_dirs(family: str) -> dict:
     return {"model": students_dir() / "llama-base", "adapter": students_dir() / "llama-lora"}
 
 
-__all__ = ["ExportResult", "PRECISIONS", "Precision", "export_model", "FAMILIES"]
+__all__ = ["ExportResult", "PRECISIONS", "Precision", "export_model"]

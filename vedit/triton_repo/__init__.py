@@ -5,10 +5,33 @@
 - :data:`PROFILES`: the serving targets (``l4``, ``a100``, ``cpu``) as data, with their reasoning;
 - :class:`TritonServer`: runs the ``tritonserver`` bundled in the nvidia-pytriton wheel on a
   repository (context manager: start, wait until ready, stop).
+
+Names are imported lazily: the served ``model.py`` imports :mod:`vedit.triton_repo.requests` inside
+Triton's python stub, where neither tritonclient nor protobuf need to be installed.
 """
 
-from vedit.triton_repo.builder import DEFAULT_NAME, build_repository, read_export
-from vedit.triton_repo.profiles import PROFILES, Profile, get_profile
-from vedit.triton_repo.server import TritonServer
+from __future__ import annotations
 
-__all__ = ["DEFAULT_NAME", "PROFILES", "Profile", "TritonServer", "build_repository", "get_profile", "read_export"]
+from importlib import import_module
+from typing import Any
+
+_EXPORTS = {
+    "DEFAULT_NAME": "vedit.triton_repo.builder",
+    "build_repository": "vedit.triton_repo.builder",
+    "read_export": "vedit.triton_repo.builder",
+    "PROFILES": "vedit.triton_repo.profiles",
+    "Profile": "vedit.triton_repo.profiles",
+    "get_profile": "vedit.triton_repo.profiles",
+    "TritonServer": "vedit.triton_repo.server",
+}
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module = _EXPORTS[name]
+    except KeyError:
+        raise AttributeError(f"module 'vedit.triton_repo' has no attribute {name!r}") from None
+    return getattr(import_module(module), name)
+
+
+__all__ = sorted(_EXPORTS)
