@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -14,7 +13,7 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from vedit.client import aconnect, connect
+from vedit.client import connect
 from vedit.errors import ClientError, ServerResponseError, ServerUnavailableError, TritonRepoError
 from vedit.triton_repo import TritonServer, build_repository
 from vedit.triton_repo.config import MAX_INTENT_BYTES

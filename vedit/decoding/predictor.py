@@ -106,6 +106,15 @@ class Predictor:
     @classmethod
     def load(cls, export_dir: str | Path, *, providers: Sequence[str] | None = None, threads: int | None = None,
              jump_forward: bool = True, max_input_tokens: int | None = None, batch_size: int = 8) -> "Predictor":
+        """Open an export directory.
+
+        ``providers``: onnxruntime providers (default: CUDA when onnxruntime-gpu offers it, else
+        CPU). ``threads``: intra-op threads per session. ``jump_forward=False`` asks the model for
+        every token (the step-by-step reference; same outputs, more calls). ``max_input_tokens``:
+        prompt limit (default: T5 ``n_positions`` or 512; Llama ``max_position_embeddings`` minus
+        the longest output); longer intents are cut, see :mod:`vedit.decoding.prompts`.
+        ``batch_size``: requests per batch (each request is 3 rows).
+        """
         d = Path(export_dir)
         family, files, config = read_manifest(d)
         registry = load_registry(d / "registry.json")

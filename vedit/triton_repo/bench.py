@@ -86,9 +86,17 @@ def run(
     profile: str = "cpu",
     threads: int | None = None,
 ) -> list[LatencyStats]:
-    """Build a repository for ``export_dir`` in a temp dir, serve it, compare the three paths."""
+    """Build a repository for ``export_dir`` in a temp dir, serve it, compare the three paths.
+
+    The in-process predictor gets the profile's onnxruntime threads unless ``threads`` is given,
+    so both sides run the same kernels and the difference is the serving path.
+    """
     from vedit.triton_repo.builder import build_repository
+    from vedit.triton_repo.profiles import get_profile
     from vedit.triton_repo.server import TritonServer
+
+    if threads is None:
+        threads = get_profile(profile).threads or None
 
     with tempfile.TemporaryDirectory(prefix="vedit-triton-bench-") as tmp:
         repo = build_repository(export_dir, profile=profile, out=Path(tmp) / "repo")

@@ -39,6 +39,7 @@ class TritonPythonModel:
                 providers=providers or None,
                 threads=threads,
                 jump_forward=params.get("jump_forward", "true") == "true",
+                batch_size=max(1, int(config.get("max_batch_size", 0))),  # a whole Triton batch at once
             )
         except Exception as exc:  # the server log must say why the model did not load
             raise pb_utils.TritonModelException(f"vedit runtime cannot load {export_dir}: {exc}") from exc
