@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from support import quick_export
 from vedit.registry import ToolCall, default_registry
 
 
@@ -94,3 +95,19 @@ def tiny_t5_lora_dir(tmp_path_factory, tiny_t5_dir) -> Path:
 
     return _random_lora(tiny_t5_dir, tmp_path_factory.mktemp("tiny_t5_lora"), T5_LORA_TARGETS, 4,
                         T5ForConditionalGeneration.from_pretrained)
+
+
+@pytest.fixture(scope="session")
+def export_root(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("exports")
+
+
+@pytest.fixture(scope="session")
+def t5_fp32(export_root, tiny_t5_dir):
+    """ExportResult of the tiny T5 student (fp32, with compiled grammar)."""
+    return quick_export(tiny_t5_dir, export_root / "t5-fp32", family="t5")
+
+
+@pytest.fixture(scope="session")
+def llama_fp32(export_root, tiny_llama_dir):
+    return quick_export(tiny_llama_dir, export_root / "llama-fp32", family="llama")

@@ -1,45 +1,25 @@
 """Export directories of the tiny students for the decoding tests.
 
-``_export`` is a minimal stand-in for the exporter (optimum's ``main_export`` + registry snapshot +
-compiled grammar + manifest); the lead switches it to ``vedit.export``'s API once that lands.
+The exports themselves come from the real exporter (``t5_fp32`` / ``llama_fp32`` in tests/conftest.py).
 """
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
 import pytest
 
-from vedit.decoding import compile_grammars
-
-
-def _export(model_dir: Path, family: str, out: Path, registry) -> Path:
-    from optimum.exporters.onnx import main_export
-
-    task = "text2text-generation-with-past" if family == "t5" else "text-generation-with-past"
-    main_export(str(model_dir), str(out), task=task, no_post_process=True, do_validation=False)
-    registry.save(out / "registry.json")
-    files = (
-        {"encoder": "encoder_model.onnx", "decoder": "decoder_model.onnx",
-         "decoder_with_past": "decoder_with_past_model.onnx"}
-        if family == "t5" else {"decoder": "model.onnx"}
-    )
-    info = compile_grammars(out)
-    manifest = {"family": family, "precision": "fp32", "files": files, "grammar": info}
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
-    return out
 
 
 @pytest.fixture(scope="session")
-def t5_export(tmp_path_factory, tiny_t5_dir, registry) -> Path:
-    return _export(tiny_t5_dir, "t5", tmp_path_factory.mktemp("t5_export") / "onnx", registry)
+def t5_export(t5_fp32) -> Path:
+    return t5_fp32.out_dir
 
 
 @pytest.fixture(scope="session")
-def llama_export(tmp_path_factory, tiny_llama_dir, registry) -> Path:
-    return _export(tiny_llama_dir, "llama", tmp_path_factory.mktemp("llama_export") / "onnx", registry)
+def llama_export(llama_fp32) -> Path:
+    return llama_fp32.out_dir
 
 
 @pytest.fixture(scope="session", params=["t5", "llama"])

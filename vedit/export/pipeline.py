@@ -7,7 +7,6 @@ validation passed and the grammar compiled (see :mod:`vedit.export.atomic`).
 from __future__ import annotations
 
 import shutil
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Literal
@@ -76,14 +75,9 @@ def _convert(staging: Path, out: Path, onnx_files: list[str], precision: str, fa
             quantize.to_fp16(staging / name, out / name, family=family)
 
 
-def _compile_grammar(tmp: Path, progress: Progress) -> dict | None:
-    # TODO(lead): make mandatory once vedit.decoding.compile exists
-    try:
-        from vedit.decoding.compile import compile_grammars
-    except ImportError as exc:
-        warnings.warn(f"grammar not compiled (vedit.decoding.compile unavailable: {exc})", stacklevel=2)
-        progress("skipping grammar compilation: vedit.decoding.compile is not available")
-        return None
+def _compile_grammar(tmp: Path, progress: Progress) -> dict:
+    from vedit.decoding.compile import compile_grammars
+
     progress("compiling the output grammars")
     return compile_grammars(tmp)  # raises GrammarError: the export fails, nothing is left
 
