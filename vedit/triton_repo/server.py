@@ -111,11 +111,23 @@ def _has_gpu() -> bool:
     return shutil.which("nvidia-smi") is not None
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the process that started the server dies (Linux),
+    so a killed test run or ``vedit triton serve`` never leaves a server holding its ports."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 class TritonServer:
     """One ``tritonserver`` process serving ``repository``; a context manager.
 
     Ports left as ``None`` are picked free. ``host`` is the address the server binds to; URLs
-    use ``127.0.0.1`` when it binds to all addresses.
+    use ``127.0.0.1`` when it binds to all addresses. With ``die_with_parent`` (Linux) the server
+    gets SIGTERM when the thread that started it ends: start it from a thread that outlives it.
     """
 
     def __init__(
@@ -131,6 +143,7 @@ class TritonServer:
         log_verbose: int = 0,
         server_dir: str | Path | None = None,
         gpu: bool | None = None,
+        die_with_parent: bool = True,
     ) -> None:
         self.repository = Path(repository).resolve()
         if not self.repository.is_dir():
@@ -146,6 +159,7 @@ class TritonServer:
         self.cache_bytes = cache_bytes
         self.log_verbose = log_verbose
         self.gpu = _has_gpu() if gpu is None else gpu
+        self.die_with_parent = die_with_parent and sys.platform.startswith("linux")
         self._server_dir = Path(server_dir) if server_dir else None
         self._log_path = Path(log_path) if log_path else None
         self._log_tmp: Path | None = None
@@ -217,6 +231,7 @@ class TritonServer:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,  # Ctrl-C reaches us, not the server; we stop it in order
+                preexec_fn=_die_with_parent if self.die_with_parent else None,
             )
         finally:
             log.close()
