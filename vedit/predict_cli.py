@@ -1,4 +1,5 @@
-"""``vedit predict``: run an exported student in-process (no server) on intents.
+"""``vedit predict``: run an exported student in-process (no server) on intents, or ask a Triton
+server with ``--url`` (same output: the client returns the runtime's own predictions).
 
 Intents come as arguments, or one per line on stdin (blank lines skipped). ``--json`` prints one
 JSON object per intent: ``{"intent": ..., "adjust": {...}, "selective_adjust": {...}, "filter": {...}}``.
@@ -29,13 +30,16 @@ def default_model_dir() -> Path:
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="onnxruntime intra-op threads.")
 @click.option("--no-jump-forward", is_flag=True, help="Ask the model for every token (reference path).")
 @click.option("--stats", is_flag=True, help="Add decoder calls and free/forced token counts.")
+@click.option("--url", default=None, help="Ask a Triton server instead: http://HOST:8000 or grpc://HOST:8001.")
 @click.argument("intents", nargs=-1)
 def predict(model_dir: Path | None, as_json: bool, threads: int | None, no_jump_forward: bool, stats: bool,
-            intents: tuple[str, ...]) -> None:
-    """Predict tool calls for INTENTS (or stdin lines) with an exported student."""
-    from vedit.decoding import Predictor
+            url: str | None, intents: tuple[str, ...]) -> None:
+    """Predict tool calls for INTENTS (or stdin lines) with an exported student or a server."""
+    from vedit.client import connect
 
-    if model_dir is None:
+    if url is not None and (model_dir is not None or threads or no_jump_forward or stats):
+        raise click.UsageError("--url asks a server: --model, --threads, --no-jump-forward and --stats do not apply")
+    if url is None and model_dir is None:
         model_dir = default_model_dir()
         if not model_dir.is_dir():
             raise ModelDirError(
@@ -47,8 +51,13 @@ def predict(model_dir: Path | None, as_json: bool, threads: int | None, no_jump_
         if sys.stdin.isatty():
             raise click.UsageError("give intents as arguments or one per line on stdin")
         texts = [line.rstrip("\r\n") for line in sys.stdin if line.strip()]
-    predictor = Predictor.load(model_dir, threads=threads, jump_forward=not no_jump_forward)
-    for p in predictor.predict(texts):
+    if url is not None:
+        client = connect(url)
+    else:
+        client = connect(model_dir, threads=threads, jump_forward=not no_jump_forward)
+    with client:
+        predictions = client.predict(texts)
+    for p in predictions:
         if as_json:
             obj = p.to_json()
             if stats:

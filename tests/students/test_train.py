@@ -72,7 +72,7 @@ def test_short_run_lowers_the_loss(tiny_t5_dir, registry):
     tok = AutoTokenizer.from_pretrained(tiny_t5_dir)
     model = T5ForConditionalGeneration.from_pretrained(tiny_t5_dir)
     data = encode(_examples(registry), tok, "seq2seq")
-    info = train(model, data, "seq2seq", TrainConfig(epochs=25, batch_size=8, lr=3e-3, warmup=0.1),
+    info = train(model, data, "seq2seq", TrainConfig(epochs=25, batch_size=8, lr=3e-3, warmup=0.1, threads=1),
                  progress=False)
     assert info.steps == 75 and info.examples == 24
     assert info.last_loss < 0.6 * info.first_loss
@@ -91,7 +91,7 @@ def test_lora_trains_only_the_adapter(tiny_llama_dir, registry):
     before = {k: v.clone() for k, v in model.state_dict().items()}
     peft_model = add_lora(model, LLAMA_LORA_TARGETS, r=4, alpha=8, seed=0, kind="causal")
     ex = [Example(e.tool, registry.prompt(e.tool, "x", "llama"), e.target) for e in _examples(registry, 4)]
-    info = train(peft_model, encode(ex, tok, "causal"), "causal", TrainConfig(epochs=2, batch_size=4),
+    info = train(peft_model, encode(ex, tok, "causal"), "causal", TrainConfig(epochs=2, batch_size=4, threads=1),
                  progress=False)
     assert 0 < info.trainable_params < info.total_params / 5
     lora_b = [p for n, p in peft_model.named_parameters() if "lora_B" in n]

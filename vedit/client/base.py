@@ -26,7 +26,7 @@ import numpy as np
 
 from vedit.errors import ClientError, ServerResponseError, ServerUnavailableError, ToolCallError
 from vedit.registry import Registry, default_registry, parse_call
-from vedit.registry.model import _build as _registry_from_raw  # TODO: public constructor from a dict
+from vedit.registry import registry_from_dict as _registry_from_raw
 
 Protocol = Literal["http", "grpc"]
 

@@ -50,7 +50,7 @@ class Prediction:
     intent: str
     calls: dict[str, ToolCall]  # tool name -> call, registry order
     raw: dict[str, str]  # tool name -> exact generated text (may start with one space)
-    stats: DecodeStats
+    stats: DecodeStats | None = None  # None when a server answered (its statistics stay there)
 
     def to_json(self) -> dict[str, Any]:
         """``{"intent": ..., "<tool>": {...}, ...}`` with tool names from the registry."""

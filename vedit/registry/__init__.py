@@ -4,7 +4,7 @@ Everything downstream (dataset checks, metrics, the decoding grammar, Triton con
 is derived from a :class:`Registry`; nothing else spells out a parameter name or a range.
 """
 
-from vedit.registry.model import Param, Registry, Tool, default_registry, load_registry
+from vedit.registry.model import Param, Registry, Tool, default_registry, load_registry, registry_from_dict
 from vedit.registry.calls import ToolCall, parse_call, call_from_value
 
 __all__ = [
@@ -16,4 +16,5 @@ __all__ = [
     "default_registry",
     "load_registry",
     "parse_call",
+    "registry_from_dict",
 ]

@@ -120,7 +120,8 @@ class Registry:
         Path(path).write_text(self.to_json() + "\n", encoding="utf-8")
 
 
-def _build(raw: dict[str, Any]) -> Registry:
+def registry_from_dict(raw: dict[str, Any]) -> Registry:
+    """Build a registry from its JSON form (e.g. a snapshot carried in a Triton config)."""
     try:
         preset_sets = {k: tuple(v) for k, v in raw["preset_sets"].items()}
         tools = []
@@ -162,11 +163,11 @@ def load_registry(path: str | Path) -> Registry:
         raise RegistryError(f"{p}: registry file not found") from None
     except json.JSONDecodeError as exc:
         raise RegistryError(f"{p}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-    return _build(raw)
+    return registry_from_dict(raw)
 
 
 @lru_cache(maxsize=1)
 def default_registry() -> Registry:
     """The registry shipped with the package (``vedit/registry/tools.json``)."""
     text = resources.files("vedit.registry").joinpath("tools.json").read_text(encoding="utf-8")
-    return _build(json.loads(text))
+    return registry_from_dict(json.loads(text))

@@ -79,8 +79,12 @@ class DemoConfig:
 
     @classmethod
     def quick(cls, seed: int = 0) -> "DemoConfig":
-        """Tiny sizes and a few steps: for tests and smoke runs (the students learn little)."""
-        short = TrainConfig(epochs=1.0, batch_size=16, lr=3e-3, warmup=0.1)
+        """Tiny sizes and a few steps: for tests and smoke runs (the students learn little).
+
+        One thread: tiny matrices gain nothing from two, and a second OpenMP thread on a busy
+        machine can make a step ten times slower.
+        """
+        short = TrainConfig(epochs=1.0, batch_size=16, lr=3e-3, warmup=0.1, threads=1)
         return cls(
             seed=seed, n_intents=160, n_test=40, vocab_size=600,
             t5_size="tiny", t5_train=short,
@@ -299,9 +303,6 @@ def _build_student(family: Literal["t5", "llama"], size: str, train_cfg: TrainCo
     from vedit.students.tokenizer import save_tokenizer
     from vedit.students.train import encode, train
 
-    import torch
-
-    torch.set_num_threads(train_cfg.threads)
     registry = default_registry()
     tok = save_tokenizer(_sp_model(home), family, out)
     kind = "seq2seq" if family == "t5" else "causal"
@@ -323,9 +324,6 @@ def _build_lora(family: Literal["t5", "llama"], base: Path, run: LoraRun, home: 
     from vedit.students.models import LLAMA_LORA_TARGETS, T5_LORA_TARGETS
     from vedit.students.train import add_lora, encode, train
 
-    import torch
-
-    torch.set_num_threads(run.train.threads)
     kind = "seq2seq" if family == "t5" else "causal"
     model_cls = T5ForConditionalGeneration if family == "t5" else LlamaForCausalLM
     model = model_cls.from_pretrained(base, use_safetensors=True)
@@ -431,12 +429,12 @@ def student_dirs(student: str, home: str | Path | None = None) -> tuple[Path, Pa
 
 
 def evaluate(student: str = "t5", home: str | Path | None = None, *, batch_size: int = 32,
-             force: bool = False, progress: bool = True, threads: int = 2) -> EvalResult:
+             force: bool = False, progress: bool = True, threads: int | None = None) -> EvalResult:
     """Score a demo student on the demo test split with the PyTorch reference predictor.
 
     Predictions go to ``reports/demo-<student>-predictions.jsonl`` and the report to
     ``reports/demo-<student>-metrics.json``; both are reused while the student and the test split
-    are unchanged.
+    are unchanged. ``threads`` defaults to the build's training thread count.
     """
     from vedit.bench.metrics import Report, score
     from vedit.data.rows import read_truth, write_jsonl
@@ -458,6 +456,7 @@ def evaluate(student: str = "t5", home: str | Path | None = None, *, batch_size:
         return EvalResult(student, Report.from_json(cached["report"]), True, cached["seconds"], pred_path,
                           cached.get("stats", {}))
     truth = read_truth(stage_dir(home, "data") / "test.jsonl")
+    threads = threads or manifest.get("config", {}).get("t5_train", {}).get("threads", 2)
     predictor = ReferencePredictor.load(base, adapter, threads=threads)
     start = time.perf_counter()
     results = predictor.predict([r.intent for r in truth], batch_size=batch_size, progress=progress)

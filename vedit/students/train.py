@@ -143,6 +143,7 @@ def train(model, data: Encoded, kind: Kind, cfg: TrainConfig, *, pad_id: int = 0
     import torch
     from tqdm.auto import tqdm
 
+    threads_before = torch.get_num_threads()
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
@@ -185,6 +186,7 @@ def train(model, data: Encoded, kind: Kind, cfg: TrainConfig, *, pad_id: int = 0
     finally:
         bar.close()
         model.eval()
+        torch.set_num_threads(threads_before)
     seconds = time.perf_counter() - start
 
     head = losses[: max(1, min(20, len(losses) // 10 or 1))]
