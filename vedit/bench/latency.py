@@ -1,0 +1,134 @@
+"""Per-request latency of every serving path, measured side by side in one run.
+
+Paths (one request = one intent = its three tool prompts as one batch):
+- ``pytorch``: the PyTorch original, plain greedy ``generate`` (what the paper served);
+- ``pytorch+grammar``: the original with the export's grammar as a logits processor;
+- ``onnx-<label>-step``: the ONNX runtime, constrained, one decoder call per token;
+- ``onnx-<label>``: the ONNX runtime, constrained, with jump-forward (the default);
+- ``triton-http`` / ``triton-grpc``: the same runtime behind a real tritonserver.
+
+At concurrency 1 the paths are interleaved request by request (round robin over the same
+intents), so load on a shared machine hits every path alike and the ratios stay meaningful.
+Concurrency > 1 is measured for the in-process runtime and Triton only (PyTorch generate is
+not a server).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+from vedit.bench.timing import LatencyStats, summarize
+
+#: A path: takes one intent, returns the decoder calls it needed (None if unknown).
+Call = Callable[[str], "int | None"]
+
+
+@dataclass
+class LatencyRun:
+    model: str
+    stats: list[LatencyStats]
+    machine: dict
+    notes: list[str] = field(default_factory=list)
+
+    def at(self, concurrency: int) -> list[LatencyStats]:
+        return [s for s in self.stats if s.concurrency == concurrency]
+
+    def speedup(self, path: str, baseline: str = "pytorch") -> float | None:
+        by = {s.path: s for s in self.at(1)}
+        if path in by and baseline in by and by[path].p50_ms > 0:
+            return by[baseline].p50_ms / by[path].p50_ms
+        return None
+
+    def to_json(self, *, samples: bool = False) -> dict:
+        return {"model": self.model, "machine": self.machine, "notes": self.notes,
+                "stats": [s.to_json(samples=samples) for s in self.stats]}
+
+
+class _StepCounter:
+    """Counts forward calls of a PyTorch model (one per generate step)."""
+
+    def __init__(self, module) -> None:
+        self.calls = 0
+        module.register_forward_hook(self._hook)
+
+    def _hook(self, *_):
+        self.calls += 1
+
+
+def pytorch_paths(student_dir: Path, adapter_dir: Path | None, export_dir: Path, *, threads: int) -> dict[str, Call]:
+    """The unconstrained and constrained PyTorch paths of one student."""
+    from vedit.decoding.torch_processor import constrained_generate
+    from vedit.reference import ReferencePredictor
+
+    ref = ReferencePredictor.load(student_dir, adapter_dir, threads=threads)
+    counter = _StepCounter(ref.model)
+
+    def plain(intent: str) -> int:
+        before = counter.calls
+        ref.predict([intent], batch_size=1)
+        return counter.calls - before
+
+    def constrained(intent: str) -> int:
+        before = counter.calls
+        constrained_generate(ref.model, export_dir, [intent])
+        return counter.calls - before
+
+    return {"pytorch": plain, "pytorch+grammar": constrained}
+
+
+def onnx_paths(exports: dict[str, Path], *, threads: int, step_for: Sequence[str] = ("fp32",)) -> dict[str, Call]:
+    """In-process ONNX paths: jump-forward for every export, step-by-step for ``step_for`` labels."""
+    from vedit.decoding import Predictor
+
+    paths: dict[str, Call] = {}
+
+    def wrap(p) -> Call:
+        def call(intent: str) -> int:
+            return p.predict([intent])[0].stats.decoder_calls
+        return call
+
+    for label, d in exports.items():
+        if label in step_for:
+            paths[f"onnx-{label}-step"] = wrap(Predictor.load(d, threads=threads, jump_forward=False))
+        paths[f"onnx-{label}"] = wrap(Predictor.load(d, threads=threads, jump_forward=True))
+    return paths
+
+
+def interleaved(paths: dict[str, Call], intents: Sequence[str], *, warmup: int = 2,
+                progress: Callable[[int], None] | None = None) -> list[LatencyStats]:
+    """Concurrency-1 latency of every path, round robin per intent."""
+    for call in paths.values():
+        for intent in intents[:warmup]:
+            call(intent)
+    samples: dict[str, list[float]] = {k: [] for k in paths}
+    calls: dict[str, list[int]] = {k: [] for k in paths}
+    wall: dict[str, float] = {k: 0.0 for k in paths}
+    for intent in intents:
+        for name, call in paths.items():
+            t0 = time.perf_counter()
+            n = call(intent)
+            dt = time.perf_counter() - t0
+            samples[name].append(dt)
+            wall[name] += dt
+            if n is not None:
+                calls[name].append(n)
+        if progress:
+            progress(1)
+    out = []
+    for name in paths:
+        c = calls[name]
+        out.append(summarize(name, samples[name], wall[name], 1,
+                             decoder_calls_per_request=(sum(c) / len(c)) if c else None))
+    return out
+
+
+def free_tokens_per_request(export_dir: Path, intents: Sequence[str], *, threads: int) -> float:
+    """Mean model-decided tokens per request (the floor for decoder calls with jump-forward)."""
+    from vedit.decoding import Predictor
+
+    p = Predictor.load(export_dir, threads=threads)
+    preds = p.predict(list(intents))
+    return sum(x.stats.free_tokens for x in preds) / len(preds)

@@ -1,0 +1,87 @@
+"""Latency reports: markdown for people, JSON for tools, a PNG for the distributions."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+from vedit.bench.latency import LatencyRun
+from vedit.bench.machine import describe
+
+
+def _fmt(x: float | None, spec: str = ".1f") -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def markdown(runs: Sequence[LatencyRun]) -> str:
+    lines = ["# vedit latency report", ""]
+    if runs:
+        lines += [f"Machine: {describe(runs[0].machine)}", ""]
+    for run in runs:
+        lines += [f"## {run.model}", "",
+                  "| concurrency | path | p50 ms | p95 ms | p99 ms | mean ms | req/s | decoder calls/req | speed-up vs pytorch (p50) |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for s in run.stats:
+            sp = run.speedup(s.path) if s.concurrency == 1 else None
+            lines.append(
+                f"| {s.concurrency} | {s.path} | {s.p50_ms:.1f} | {s.p95_ms:.1f} | {s.p99_ms:.1f} | "
+                f"{s.mean_ms:.1f} | {s.throughput_rps:.2f} | {_fmt(s.decoder_calls_per_request)} | "
+                f"{_fmt(sp, '.1f') + 'x' if sp else '-'} |"
+            )
+        lines += [""] + [f"- {n}" for n in run.notes] + [""]
+    return "\n".join(lines)
+
+
+def plot(runs: Sequence[LatencyRun], path: Path) -> None:
+    """One row per model: latency distributions at concurrency 1, throughput by concurrency."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(runs), 2, figsize=(13, 3.2 + 0.45 * max(len(r.at(1)) for r in runs) * len(runs)),
+                             squeeze=False)
+    for row, run in zip(axes, runs):
+        one = run.at(1)
+        row[0].boxplot([s.samples_ms for s in one], vert=False, showfliers=True)
+        row[0].set_yticks(range(1, len(one) + 1), [s.path for s in one])
+        row[0].set_xscale("log")
+        row[0].set_xlabel("latency per request, ms (log scale)")
+        row[0].set_title(f"{run.model}: concurrency 1")
+        levels = sorted({s.concurrency for s in run.stats})
+        for name in sorted({s.path for s in run.stats if s.concurrency > 1}):
+            pts = [(s.concurrency, s.throughput_rps) for s in run.stats if s.path == name]
+            pts.sort()
+            row[1].plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name)
+        row[1].set_xscale("log", base=2)
+        row[1].set_xticks(levels, [str(c) for c in levels])
+        row[1].set_xlabel("concurrent requests")
+        row[1].set_ylabel("requests / s")
+        row[1].set_title(f"{run.model}: throughput")
+        if row[1].lines:
+            row[1].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write(runs: Sequence[LatencyRun], out_dir: str | Path, name: str = "latency") -> dict[str, Path]:
+    """Write ``NAME.md``, ``NAME.json`` (with samples) and ``NAME.png`` into ``out_dir`` atomically."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    files = {"md": out / f"{name}.md", "json": out / f"{name}.json", "png": out / f"{name}.png"}
+    texts = {"md": markdown(runs),
+             "json": json.dumps([r.to_json(samples=True) for r in runs], indent=1)}
+    for key, text in texts.items():
+        fd, tmp = tempfile.mkstemp(dir=out, suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text + "\n")
+        os.replace(tmp, files[key])
+    fd, tmp = tempfile.mkstemp(dir=out, suffix=".png")
+    os.close(fd)
+    plot(runs, Path(tmp))
+    os.replace(tmp, files["png"])
+    return files
