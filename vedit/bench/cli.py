@@ -27,3 +27,61 @@ def metrics(truth: Path, predictions: Path, as_json: bool) -> None:
 
     report = score_files(truth, predictions)
     click.echo(json.dumps(report.to_json(), indent=2) if as_json else format_table(report))
+
+
+@bench.command("parity")
+@click.option("--reference", "reference", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              required=True, help="The PyTorch student (merged weights or base).")
+@click.option("--adapter", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="LoRA adapter applied (unmerged) on top of --reference.")
+@click.option("--candidate", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Export directory, run in-process.")
+@click.option("--url", default=None, help="Or a Triton server serving the export (http://... or grpc://...).")
+@click.option("--data", "data", type=_FILE, required=True, help="Truth JSONL (e.g. the demo test set).")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N intents.")
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default=None,
+              help="Gate to apply (default: the export's precision).")
+@click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the tables.")
+def parity(reference: Path, adapter: Path | None, candidate: Path | None, url: str | None, data: Path,
+           limit: int | None, precision: str | None, threads: int, as_json: bool) -> None:
+    """Compare an export (or a server) with its PyTorch original; exit 1 when the gate fails."""
+    from vedit.bench.parity import format_parity, run_parity
+    from vedit.data.rows import read_truth
+
+    if (candidate is None) == (url is None):
+        raise click.UsageError("give exactly one of --candidate EXPORT_DIR or --url URL")
+    truth = read_truth(data)[:limit]
+    result = run_parity(reference, truth, candidate=url or candidate, adapter_dir=adapter,
+                        precision=precision, threads=threads,
+                        progress=lambda m: click.echo(m, err=True))
+    click.echo(json.dumps(result.to_json(), indent=2) if as_json else format_parity(result))
+    if not result.passed:
+        raise SystemExit(1)
+
+
+@bench.command("latency")
+@click.option("--student", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="PyTorch student (default: the demo T5 student).")
+@click.option("--adapter", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None)
+@click.option("--export", "exports", multiple=True, metavar="LABEL=DIR",
+              help="Export to time (repeatable; default: demo flan-t5 fp32 and int8 exports).")
+@click.option("--base-shape/--no-base-shape", default=False,
+              help="Also time the flan-t5-base-shaped random model (built and exported once, cached).")
+@click.option("--triton/--no-triton", default=True, help="Also time a real tritonserver (HTTP, gRPC).")
+@click.option("-n", "--requests", type=click.IntRange(min=3), default=30, show_default=True,
+              help="Requests per path at concurrency 1.")
+@click.option("--concurrency", default="1,4,16", show_default=True, help="Levels for in-process and Triton.")
+@click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Report directory (default: $VEDIT_HOME/reports).")
+def latency(student: Path | None, adapter: Path | None, exports: tuple[str, ...], base_shape: bool,
+            triton: bool, requests: int, concurrency: str, threads: int, out: Path | None) -> None:
+    """Per-request latency and throughput of every path; writes latency.md/.json/.png."""
+    from vedit.bench.latency_cli import run_latency_command
+
+    files = run_latency_command(student=student, adapter=adapter, exports=exports, base_shape=base_shape,
+                                triton=triton, requests=requests, concurrency=concurrency, threads=threads,
+                                out=out, progress=lambda m: click.echo(m, err=True))
+    click.echo(files["md"].read_text(encoding="utf-8"))
+    click.echo(f"report: {files['md']}  {files['json']}  {files['png']}")

@@ -132,3 +132,50 @@ def free_tokens_per_request(export_dir: Path, intents: Sequence[str], *, threads
     p = Predictor.load(export_dir, threads=threads)
     preds = p.predict(list(intents))
     return sum(x.stats.free_tokens for x in preds) / len(preds)
+
+
+def measure_model(
+    name: str,
+    *,
+    student_dir: Path,
+    exports: dict[str, Path],
+    intents: Sequence[str],
+    adapter_dir: Path | None = None,
+    threads: int = 2,
+    pytorch: bool = True,
+    triton: bool = False,
+    triton_requests: int = 200,
+    concurrencies: Sequence[int] = (1, 4, 16),
+    progress: Callable[[str], None] = lambda _: None,
+) -> LatencyRun:
+    """Every path of one student, side by side; Triton (if asked) on the first export."""
+    from tqdm.auto import tqdm
+
+    from vedit.bench.machine import machine_info
+
+    info = machine_info(threads)
+    first = next(iter(exports.values()))
+    paths: dict[str, Call] = {}
+    if pytorch:
+        progress(f"{name}: loading the PyTorch original")
+        paths.update(pytorch_paths(student_dir, adapter_dir, first, threads=threads))
+    paths.update(onnx_paths(exports, threads=threads))
+    progress(f"{name}: {len(intents)} requests x {len(paths)} paths, interleaved")
+    with tqdm(total=len(intents), desc=name, unit="req", mininterval=2.0, dynamic_ncols=True) as bar:
+        stats = interleaved(paths, intents, progress=bar.update)
+    free = free_tokens_per_request(first, intents, threads=threads)
+    for s in stats:
+        s.free_tokens_per_request = free
+    notes = [f"{len(intents)} requests per path at concurrency 1, interleaved; {threads} threads",
+             f"free (model-decided) tokens per request: {free:.1f}"]
+    if triton:
+        from vedit.triton_repo import bench as tbench
+
+        progress(f"{name}: Triton over HTTP and gRPC at concurrency {', '.join(map(str, concurrencies))}")
+        served = tbench.run(first, requests=triton_requests, concurrencies=concurrencies)
+        for s in served:
+            s.path = {"in-process": "in-process", "http": "triton-http", "grpc": "triton-grpc"}[s.path]
+        stats.extend(served)
+        notes.append(f"Triton: {triton_requests} distinct requests per level (no cache hits), cpu profile, "
+                     "one intent per request; in-process uses the profile's threads")
+    return LatencyRun(name, stats, info, notes)

@@ -46,7 +46,7 @@ def plot(runs: Sequence[LatencyRun], path: Path) -> None:
                              squeeze=False)
     for row, run in zip(axes, runs):
         one = run.at(1)
-        row[0].boxplot([s.samples_ms for s in one], vert=False, showfliers=True)
+        row[0].boxplot([s.samples_ms for s in one], orientation="horizontal", showfliers=True)
         row[0].set_yticks(range(1, len(one) + 1), [s.path for s in one])
         row[0].set_xscale("log")
         row[0].set_xlabel("latency per request, ms (log scale)")

@@ -1,0 +1,81 @@
+"""Parity and latency benches on the tiny students (real PyTorch, real onnxruntime)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from vedit.bench.cli import bench
+from vedit.bench.parity import GATES, run_parity
+from vedit.data.rows import write_jsonl
+from vedit.data.synth import generate
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def truth_file(tmp_path_factory):
+    rows = generate(seed=3, n_intents=60, n_test=6).test
+    path = tmp_path_factory.mktemp("parity") / "test.jsonl"
+    write_jsonl(path, [r.to_json() for r in rows])
+    return path, rows
+
+
+def test_fp32_export_is_at_parity_with_its_original(tiny_t5_dir, t5_fp32, truth_file):
+    _, rows = truth_file
+    result = run_parity(tiny_t5_dir, rows, candidate=t5_fp32.out_dir, threads=1)
+    assert result.precision == "fp32" and result.gate == GATES["fp32"]
+    # like with like: the constrained original and the ONNX runtime give the same calls
+    assert result.agreement == 1.0 and result.disagreements == []
+    assert result.overall_delta == 0.0 and result.passed
+    assert result.candidate.validity == 1.0 and result.reference.validity == 1.0
+    # an untrained model rarely writes valid JSON on its own: the unconstrained side shows it
+    assert result.unconstrained.validity < 1.0
+    assert set(result.to_json()["sides"]) == {"pytorch", "pytorch+grammar", "candidate"}
+
+
+def test_parity_gate_fails_for_a_different_model(tiny_t5_dir, tiny_t5_lora_dir, export_root, truth_file):
+    """An export of the LoRA-merged model is not the original: the CLI must exit 1 and say why."""
+    from support import quick_export
+
+    merged = quick_export(tiny_t5_dir, export_root / "t5-lora-merged", family="t5", adapter_dir=tiny_t5_lora_dir)
+    path, _ = truth_file
+    res = CliRunner().invoke(bench, ["parity", "--reference", str(tiny_t5_dir), "--candidate", str(merged.out_dir),
+                                     "--data", str(path), "--threads", "1", "--json"])
+    assert res.exit_code == 1, res.output
+    out = json.loads(res.stdout)
+    assert not out["passed"] and any("agreement" in f for f in out["failures"])
+
+
+def test_parity_through_the_adapter_matches_the_merged_export(tiny_t5_dir, tiny_t5_lora_dir, export_root, truth_file):
+    """The unmerged PeftModel (reference) and the merged ONNX export (candidate) agree."""
+    from support import quick_export
+
+    out = export_root / "t5-lora-merged-2"
+    merged = quick_export(tiny_t5_dir, out, family="t5", adapter_dir=tiny_t5_lora_dir)
+    _, rows = truth_file
+    result = run_parity(tiny_t5_dir, rows, candidate=merged.out_dir, adapter_dir=tiny_t5_lora_dir, threads=1)
+    assert result.agreement == 1.0 and result.passed
+
+
+def test_latency_report_has_every_path(tiny_t5_dir, t5_fp32, tmp_path):
+    from vedit.bench.latency import measure_model
+    from vedit.bench.report import write
+
+    intents = ["golden hour", "cold tone", "neon", "x ray"]
+    run = measure_model("tiny", student_dir=tiny_t5_dir, exports={"fp32": t5_fp32.out_dir}, intents=intents,
+                        threads=1)
+    names = [s.path for s in run.stats]
+    assert names == ["pytorch", "pytorch+grammar", "onnx-fp32-step", "onnx-fp32"]
+    by = {s.path: s for s in run.stats}
+    assert all(s.n == len(intents) and s.p50_ms > 0 and s.p95_ms >= s.p50_ms for s in run.stats)
+    # jump-forward never needs more decoder calls than step-by-step decoding
+    assert by["onnx-fp32"].decoder_calls_per_request < by["onnx-fp32-step"].decoder_calls_per_request
+    assert run.machine["cores"] and "onnxruntime" in run.machine["packages"]
+    files = write([run], tmp_path)
+    assert files["png"].read_bytes()[:4] == b"\x89PNG"
+    md = files["md"].read_text()
+    assert "onnx-fp32-step" in md and "Machine:" in md
+    assert json.loads(files["json"].read_text())[0]["stats"][0]["samples_ms"]

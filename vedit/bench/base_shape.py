@@ -1,0 +1,53 @@
+"""A flan-t5-base-shaped student with random weights, for latency only.
+
+Why: the demo student is tiny, so its timings say little about the paper's FlanT5-base. This
+model has the real shape (d_model 768, d_ff 2048, 12+12 layers, gated-gelu, vocab 32128,
+untied head), built locally from a config and the demo tokenizer (the extra embedding rows are
+never produced: the grammar masks them). Its answers are meaningless; only its speed is measured.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Callable
+
+from vedit import paths
+from vedit.errors import ModelDirError
+
+BASE_VOCAB = 32128
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "spiece.model")
+
+
+def ensure_base_shape(*, tokenizer_dir: Path | None = None, progress: Callable[[str], None] = lambda _: None
+                      ) -> tuple[Path, Path]:
+    """Build (once, cached) the base-shaped student and its fp32 export; return both dirs."""
+    from vedit.export import export_model
+    from vedit.students.models import new_t5
+
+    tokenizer_dir = tokenizer_dir or paths.students_dir() / "t5"
+    student = paths.students_dir() / "t5-base-shape"
+    export = paths.exports_dir() / "t5-base-shape-fp32"
+    if not (tokenizer_dir / "tokenizer.json").exists():
+        raise ModelDirError(f"no tokenizer at {tokenizer_dir}; build the demo students first (vedit demo build)")
+    if not (student / "model.safetensors").exists():
+        progress("building the flan-t5-base-shaped model (random weights)")
+        tmp = student.with_name(student.name + ".vedit-tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        for name in _TOKENIZER_FILES:
+            if (tokenizer_dir / name).exists():
+                shutil.copy(tokenizer_dir / name, tmp / name)
+        new_t5(BASE_VOCAB, "base", seed=0).save_pretrained(tmp)
+        (tmp / "README.txt").write_text("Random weights, flan-t5-base shape: for latency only.\n")
+        shutil.rmtree(student, ignore_errors=True)
+        tmp.rename(student)
+    if not (export / "manifest.json").exists():
+        progress("exporting the base-shaped model to ONNX (fp32, a few minutes)")
+        export_model(student, export, family="t5", force=True, intents=["golden hour"], max_new_tokens=16,
+                     progress=progress)
+    manifest = json.loads((export / "manifest.json").read_text(encoding="utf-8"))
+    if manifest.get("family") != "t5":
+        raise ModelDirError(f"{export}: not a T5 export; delete it and run again")
+    return student, export
