@@ -97,7 +97,7 @@ class Registry:
         t = self.tool(tool)
         body = t.prompt.format(
             intent=intent,
-            params=", ".join(f"{p.name} ({p.min}..{p.max})" for p in t.params),
+            params=", ".join(p.name for p in t.params),
             colours=", ".join(t.colours),
             presets=", ".join(t.presets),
         )
