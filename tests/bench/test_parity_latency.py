@@ -36,13 +36,19 @@ def test_fp32_export_is_at_parity_with_its_original(tiny_t5_dir, t5_fp32, truth_
     assert set(result.to_json()["sides"]) == {"pytorch", "pytorch+grammar", "candidate"}
 
 
-def test_parity_gate_fails_for_a_different_model(tiny_t5_dir, tiny_t5_lora_dir, export_root, truth_file):
-    """An export of the LoRA-merged model is not the original: the CLI must exit 1 and say why."""
-    from support import quick_export
+def test_parity_gate_fails_for_a_different_model(tiny_t5_dir, t5_fp32, tmp_path, truth_file):
+    """A differently initialised model is not the export's original: the CLI must exit 1 and say why."""
+    import shutil
 
-    merged = quick_export(tiny_t5_dir, export_root / "t5-lora-merged", family="t5", adapter_dir=tiny_t5_lora_dir)
+    from transformers import AutoTokenizer
+
+    from vedit.students.models import new_t5
+
+    other = tmp_path / "other_t5"
+    shutil.copytree(tiny_t5_dir, other)
+    new_t5(len(AutoTokenizer.from_pretrained(tiny_t5_dir)), "tiny", seed=99).save_pretrained(other)
     path, _ = truth_file
-    res = CliRunner().invoke(bench, ["parity", "--reference", str(tiny_t5_dir), "--candidate", str(merged.out_dir),
+    res = CliRunner().invoke(bench, ["parity", "--reference", str(other), "--candidate", str(t5_fp32.out_dir),
                                      "--data", str(path), "--threads", "1", "--json"])
     assert res.exit_code == 1, res.output
     out = json.loads(res.stdout)

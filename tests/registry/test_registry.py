@@ -102,9 +102,9 @@ def test_canonical_output_validates_against_schema(registry):
 def test_prompts_are_concise_and_family_specific(registry):
     t5 = registry.prompt("filter", "golden hour", "t5")
     llama = registry.prompt("filter", "golden hour", "llama")
-    assert "golden hour" in t5 and "faded_HighNoon" in t5
+    assert t5.endswith("golden hour") and len(t5) < 80  # concise: latency first, no rationale
     assert llama.startswith("[INST] ") and llama.endswith(" [/INST]") and t5 in llama
-    assert "{}" in registry.prompt("adjust", "x")  # literal braces survive formatting
+    assert registry.prompt("adjust", "a {b} c").endswith("a {b} c")  # intents are not templates
     assert len(registry.prompts("x")) == 3
     with pytest.raises(RegistryError, match="known: t5, llama"):
         registry.prompt("adjust", "x", "gpt")  # type: ignore[arg-type]

@@ -22,6 +22,7 @@ from typing import Any, Literal
 from vedit.students.corpus import Example
 
 Kind = Literal["seq2seq", "causal"]
+Optimizer = Literal["adamw", "adafactor"]
 IGNORE = -100
 
 
@@ -31,6 +32,9 @@ class TrainConfig:
 
     epochs: float = 1.0
     batch_size: int = 32
+    #: ``adafactor`` (scale-relative steps) for T5: its attention projections start ~50x smaller
+    #: than its embeddings, and Adam's absolute steps at a useful learning rate blow them up
+    optimizer: Optimizer = "adamw"
     lr: float = 2e-3
     warmup: float = 0.05
     #: learning rate at the end of the cosine decay, as a share of ``lr``
@@ -155,12 +159,7 @@ def train(model, data: Encoded, kind: Kind, cfg: TrainConfig, *, pad_id: int = 0
     plan = plan[:total]
 
     params = [p for p in model.parameters() if p.requires_grad]
-    decay = [p for p in params if p.ndim >= 2]
-    no_decay = [p for p in params if p.ndim < 2]
-    opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=cfg.lr,
-    )
+    opt = _optimizer(params, cfg)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total, cfg.warmup, cfg.final_lr))
 
     model.train()
@@ -205,6 +204,22 @@ def train(model, data: Encoded, kind: Kind, cfg: TrainConfig, *, pad_id: int = 0
         total_params=sum(p.numel() for p in model.parameters()),
         loss_curve=[round(x, 4) for x in curve],
         config=asdict(cfg),
+    )
+
+
+def _optimizer(params: list, cfg: TrainConfig):
+    import torch
+
+    if cfg.optimizer == "adafactor":
+        from transformers.optimization import Adafactor
+
+        return Adafactor(params, lr=cfg.lr, scale_parameter=True, relative_step=False, warmup_init=False,
+                         weight_decay=cfg.weight_decay)
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
+    return torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr,
     )
 
 
