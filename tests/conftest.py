@@ -111,3 +111,17 @@ def t5_fp32(export_root, tiny_t5_dir):
 @pytest.fixture(scope="session")
 def llama_fp32(export_root, tiny_llama_dir):
     return quick_export(tiny_llama_dir, export_root / "llama-fp32", family="llama")
+
+
+@pytest.fixture(scope="session")
+def tiny_export(t5_fp32) -> Path:
+    """The tiny T5 student's fp32 export directory (with its compiled grammar)."""
+    return t5_fp32.out_dir
+
+
+@pytest.fixture(scope="session")
+def triton_served(request, tmp_path_factory, tiny_export):
+    """A running tritonserver serving the tiny export (cpu profile), one per session."""
+    from serving import served
+
+    return served(request, tmp_path_factory, tiny_export)

@@ -37,21 +37,10 @@ class Served:
 _CACHE: dict[str, Served] = {}
 
 
-def exported(tmp_path_factory, tiny_t5_dir) -> Path:
-    if "export" not in _CACHE:
-        from vedit.export.pipeline import export_model
-
-        out = tmp_path_factory.mktemp("triton_export") / "tiny-t5-fp32"
-        export_model(tiny_t5_dir, out, intents=["golden hour"])
-        _CACHE["export"] = out  # type: ignore[assignment]
-    return _CACHE["export"]  # type: ignore[return-value]
-
-
-def served(request, tmp_path_factory, tiny_t5_dir) -> Served:
+def served(request, tmp_path_factory, export_dir: Path) -> Served:
     if "served" not in _CACHE:
         from vedit.triton_repo import TritonServer, build_repository
 
-        export_dir = exported(tmp_path_factory, tiny_t5_dir)
         base = tmp_path_factory.mktemp("triton_repo")
         repo = build_repository(export_dir, profile="cpu", out=base / "repo")
         server = TritonServer(repo, log_path=base / "tritonserver.log").__enter__()
