@@ -23,7 +23,10 @@ def _register() -> None:
     from vedit.bench.cli import bench
     from vedit.students.cli import demo
     from vedit.export.cli import export
+    from vedit.pipeline import run_cmd
     from vedit.predict_cli import predict
+
+    demo.add_command(run_cmd)
 
     cli.add_command(bench)
     cli.add_command(demo)

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import click
+
 from vedit import paths
 
 Echo = Callable[[str], None]
@@ -109,8 +111,12 @@ def run(options: PipelineOptions, echo: Echo) -> PipelineReport:
         man = json.loads((d / "manifest.json").read_text(encoding="utf-8"))
         size = sum(f.stat().st_size for f in d.glob("*.onnx*")) / 1e6
         v = man.get("validation", {})
+        g = v.get("greedy", {})
+        worst = max(v.get("max_abs_diff", {}).values(), default=float("nan"))
         lines.append(f"{family:<5} {precision}: {size:7.2f} MB ONNX, validation passed={v.get('passed')}, "
-                     f"token agreement {v.get('token_agreement', '?')}")
+                     f"max |ONNX - PyTorch| {worst:.2e}, greedy token agreement "
+                     f"{g.get('token_agreement', float('nan')):.1%} ({g.get('identical')}/{g.get('sequences')} "
+                     "sequences identical)")
     report.add("Exports", "\n".join(lines), echo)
 
     # 4. the embedded predictor
@@ -167,7 +173,8 @@ def run(options: PipelineOptions, echo: Echo) -> PipelineReport:
                                 exports=[f"fp32={exports[('t5', 'fp32')]}", f"int8={exports[('t5', 'int8')]}"],
                                 base_shape=options.base_shape and not options.quick, triton=options.triton,
                                 requests=options.latency_requests, concurrency="1,4,16", threads=options.threads,
-                                out=paths.reports_dir(), progress=echo)
+                                out=paths.reports_dir(), triton_requests=30 if options.quick else 200,
+                                progress=echo)
     report.add("Latency", files["md"].read_text(encoding="utf-8") + f"\nplot: {files['png']}", echo)
 
     report.add("Done", f"main job took {time.perf_counter() - t_start:.0f} s; reports in {paths.reports_dir()}",
@@ -175,3 +182,25 @@ def run(options: PipelineOptions, echo: Echo) -> PipelineReport:
     paths.reports_dir().mkdir(parents=True, exist_ok=True)
     (paths.reports_dir() / "pipeline.md").write_text(report.markdown(), encoding="utf-8")
     return report
+
+
+@click.command("run")
+@click.option("--quick", is_flag=True, help="Tiny students, 12 parity intents, no base-shape model (smoke test).")
+@click.option("--force", is_flag=True, help="Re-export even if the exports exist.")
+@click.option("--parity-limit", type=click.IntRange(min=0), default=200, show_default=True,
+              help="Test intents per parity run (0 = all 1,000).")
+@click.option("--requests", type=click.IntRange(min=3), default=30, show_default=True,
+              help="Requests per path in the latency report.")
+@click.option("--base-shape/--no-base-shape", default=True, help="Time the flan-t5-base-shaped model too.")
+@click.option("--triton/--no-triton", default=True, help="Serve with a real tritonserver.")
+@click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True)
+def run_cmd(quick: bool, force: bool, parity_limit: int, requests: int, base_shape: bool, triton: bool,
+            threads: int) -> None:
+    """The main job: build, merge, export, parity, Triton, latency, on the demo students."""
+    options = PipelineOptions(quick=quick, force=force, parity_limit=12 if quick else parity_limit,
+                              latency_requests=5 if quick else requests, base_shape=base_shape and not quick,
+                              triton=triton, threads=threads)
+    report = run(options, lambda m: click.echo(m, err=True) if m.startswith("  ") else click.echo(m))
+    if report.failures:
+        click.echo("failures:\n" + "\n".join(f"  {f}" for f in report.failures), err=True)
+        raise SystemExit(1)

@@ -45,7 +45,7 @@ def _intents(n: int) -> list[str]:
 
 def run_latency_command(*, student: Path | None, adapter: Path | None, exports: Sequence[str], base_shape: bool,
                         triton: bool, requests: int, concurrency: str, threads: int, out: Path | None,
-                        progress: Callable[[str], None]) -> dict[str, Path]:
+                        triton_requests: int = 200, progress: Callable[[str], None]) -> dict[str, Path]:
     try:
         levels = sorted({int(x) for x in concurrency.split(",") if x.strip()})
     except ValueError:
@@ -57,7 +57,8 @@ def run_latency_command(*, student: Path | None, adapter: Path | None, exports: 
     intents = _intents(requests)
     runs: list[LatencyRun] = [
         measure_model(f"demo student ({student.name})", student_dir=student, adapter_dir=adapter, exports=chosen,
-                      intents=intents, threads=threads, triton=triton, concurrencies=levels, progress=progress)
+                      intents=intents, threads=threads, triton=triton, concurrencies=levels,
+                      triton_requests=triton_requests, progress=progress)
     ]
     if base_shape:
         from vedit.bench.base_shape import ensure_base_shape

@@ -301,12 +301,16 @@ def _build_student(family: Literal["t5", "llama"], size: str, train_cfg: TrainCo
     from vedit.students.corpus import examples
     from vedit.students.models import new_llama, new_t5
     from vedit.students.tokenizer import save_tokenizer
-    from vedit.students.train import encode, train
+    from vedit.students.train import encode, init_t5_head, train
 
     registry = default_registry()
     tok = save_tokenizer(_sp_model(home), family, out)
     kind = "seq2seq" if family == "t5" else "causal"
-    model = (new_t5 if family == "t5" else new_llama)(len(tok), size, seed=train_cfg.seed)  # type: ignore[operator]
+    if family == "t5":
+        model = new_t5(len(tok), size, seed=train_cfg.seed)  # type: ignore[arg-type]
+        init_t5_head(model)
+    else:
+        model = new_llama(len(tok), size, seed=train_cfg.seed)  # type: ignore[arg-type]
     data = encode(examples(_train_rows(home), registry, family), tok, kind)
     info = train(model, data, kind, train_cfg, pad_id=tok.pad_token_id, desc=f"train {family}",
                  progress=progress)

@@ -223,6 +223,21 @@ def _optimizer(params: list, cfg: TrainConfig):
     )
 
 
+def init_t5_head(model) -> None:
+    """Rescale an untied T5 head to std ``d_model ** -0.5``.
+
+    transformers initialises an untied T5 ``lm_head`` with std 1, so the first logits have std
+    ~sqrt(d_model) (a loss near 30) and the first few hundred steps only shrink the head. With unit
+    variance logits, a short run spends its steps on the task.
+    """
+    import torch
+
+    if model.config.tie_word_embeddings:
+        return
+    with torch.no_grad():
+        model.lm_head.weight.mul_(model.config.d_model ** -0.5 / max(float(model.lm_head.weight.std()), 1e-12))
+
+
 def add_lora(model, targets: Sequence[str], *, r: int, alpha: int, seed: int, kind: Kind):
     """Wrap ``model`` with a fresh LoRA adapter (seeded init; base weights frozen)."""
     import torch
@@ -242,6 +257,7 @@ __all__ = [
     "batch_order",
     "collate",
     "encode",
+    "init_t5_head",
     "lr_factor",
     "train",
 ]
