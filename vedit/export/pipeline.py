@@ -94,7 +94,7 @@ def export_model(
     allow_pickle: bool = False,
     registry: Registry | None = None,
     intents: list[str] | None = None,
-    max_new_tokens: int = 48,
+    max_new_tokens: int | None = None,
     opset: int = DEFAULT_OPSET,
     tolerance: Tolerance | None = None,
     progress: Progress = _noop,
@@ -104,6 +104,7 @@ def export_model(
     ``family`` (``"t5"``/``"llama"``), when given, must match the model's architecture. ``intents``
     default to the demo test set's first three (see :mod:`vedit.export.prompts`). ``tolerance``
     overrides the per-precision default of :func:`vedit.export.validate.tolerance_for`.
+    ``max_new_tokens`` defaults to the longest canonical answer the registry allows (plus EOS).
     """
     check_format(to)
     _check_precision(precision)
@@ -122,7 +123,7 @@ def export_model(
 
 
 def _export_model(md: checks.ModelDir, target: Path, *, adapter_dir: Path | None, precision: str, force: bool,
-                  allow_pickle: bool, registry: Registry | None, intents: list[str] | None, max_new_tokens: int,
+                  allow_pickle: bool, registry: Registry | None, intents: list[str] | None, max_new_tokens: int | None,
                   opset: int, tolerance: Tolerance | None, progress: Progress) -> ExportResult:
     registry = registry or default_registry()
     intents = intents or held_out_intents(3)
@@ -132,6 +133,10 @@ def _export_model(md: checks.ModelDir, target: Path, *, adapter_dir: Path | None
     model = checks.load_model(md)
     tokenizer = checks.load_tokenizer(md.path)
     checks.check_tokenizer_matches(model, tokenizer, md.path)
+    if max_new_tokens is None:  # the greedy check covers the longest canonical answer of any tool
+        from vedit.reference import output_token_budget
+
+        max_new_tokens = output_token_budget(registry, tokenizer)
     merge_report = None
     if adapter_dir is not None:
         model, merge_report = merge_adapter(model, tokenizer, md.family.name, adapter_dir, allow_pickle=allow_pickle,
