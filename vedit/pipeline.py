@@ -1,7 +1,8 @@
 """The main job: the whole pipeline on the demo students, end to end.
 
 build data + students -> offline metrics (PyTorch) -> merge LoRA -> export fp32 + int8 (T5, Llama)
--> embedded predictions -> parity (fp32, int8; T5, Llama) -> Triton repository served by a real
+-> embedded predictions -> decoding guarantees (schema validity on hostile input, jump-forward ==
+step-by-step) -> parity (fp32, int8; T5, Llama) -> Triton repository served by a real
 tritonserver, answers over HTTP and gRPC -> latency report (demo student and base-shaped model).
 
 Every stage reuses what an earlier run left (exports are kept unless ``force``), so a second run
@@ -127,11 +128,21 @@ def run(options: PipelineOptions, echo: Echo) -> PipelineReport:
     report.add("vedit predict (in-process, T5 fp32)",
                "\n".join(json.dumps(p.to_json(), ensure_ascii=False) for p in preds), echo)
 
-    # 5. parity
-    from vedit.bench.parity import format_parity, run_parity
+    # 5. guarantees of the runtime on the real export
+    from vedit.bench.guarantees import check
     from vedit.data.rows import read_truth
 
     truth = read_truth(paths.data_dir() / "test.jsonl")
+    truth_intents = [r.intent for r in truth]
+    g = check(exports[("t5", "fp32")], truth_intents[: 50 if options.quick else 1000],
+              fuzz=30 if options.quick else 300, threads=options.threads)
+    report.add("Constrained decoding guarantees (T5 fp32 export)", "\n".join(g.lines()), echo)
+    if g.valid != g.fuzzed * 3 or g.identical != g.compared:
+        report.failures.append("constrained decoding guarantees broken")
+
+    # 6. parity
+    from vedit.bench.parity import format_parity, run_parity
+
     if options.parity_limit:
         truth = truth[: options.parity_limit]
     for (family, precision), d in exports.items():
@@ -145,7 +156,7 @@ def run(options: PipelineOptions, echo: Echo) -> PipelineReport:
         reports.mkdir(parents=True, exist_ok=True)
         (reports / f"parity-{family}-{precision}.json").write_text(json.dumps(res.to_json(), indent=1))
 
-    # 6. Triton: build, serve, answer over HTTP and gRPC
+    # 7. Triton: build, serve, answer over HTTP and gRPC
     if options.triton:
         from vedit.triton_repo.builder import build_repository
         from vedit.triton_repo.server import TritonServer
@@ -166,7 +177,7 @@ def run(options: PipelineOptions, echo: Echo) -> PipelineReport:
             lines.append(json.dumps(served[0].to_json(), ensure_ascii=False))
         report.add("Triton (real tritonserver, cpu profile)", "\n".join(lines), echo)
 
-    # 7. latency
+    # 8. latency
     from vedit.bench.latency_cli import run_latency_command
 
     files = run_latency_command(student=t5, adapter=None,
