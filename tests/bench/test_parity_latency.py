@@ -85,3 +85,13 @@ def test_latency_report_has_every_path(tiny_t5_dir, t5_fp32, tmp_path):
     md = files["md"].read_text()
     assert "onnx-fp32-step" in md and "Machine:" in md
     assert json.loads(files["json"].read_text())[0]["stats"][0]["samples_ms"]
+
+
+def test_guarantees_on_hostile_input(t5_fp32):
+    from vedit.bench.guarantees import check, hostile_intents
+
+    intents = hostile_intents(12, seed=1)
+    assert intents[0] == "" and len(intents[2]) == 5000 and len(set(intents)) == 12
+    g = check(t5_fp32.out_dir, ["golden hour", "cold tone", "😈"], fuzz=12, threads=1)
+    assert g.valid == 12 * 3 and g.identical == g.compared == 3
+    assert g.calls_jump_forward < g.calls_step
