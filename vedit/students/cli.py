@@ -27,12 +27,14 @@ home_option = click.option(
     help="Where artifacts live (default: $VEDIT_HOME or ./artifacts).",
 )
 quick_option = click.option("--quick", is_flag=True, help="Tiny students, a few steps (smoke test).")
+seed_option = click.option("--seed", type=int, default=0, show_default=True,
+                           help="Seed of the data and of every training run.")
 
 
-def _build(home: Path | None, force: bool, quick: bool) -> None:
+def _build(home: Path | None, force: bool, quick: bool, seed: int) -> None:
     from vedit.students.demo import build
 
-    result = build(home, force=force, quick=quick)
+    result = build(home, force=force, quick=quick, seed=seed)
     click.echo(result.summary())
 
 
@@ -59,22 +61,24 @@ def _metrics(home: Path | None, students: tuple[str, ...], as_json: bool, force:
 @click.group("demo", cls=VeditGroup, invoke_without_command=True)
 @home_option
 @quick_option
+@seed_option
 @click.option("--force", is_flag=True, help="Rebuild and re-evaluate even if cached.")
 @click.pass_context
-def demo(ctx: click.Context, home: Path | None, quick: bool, force: bool) -> None:
+def demo(ctx: click.Context, home: Path | None, quick: bool, seed: int, force: bool) -> None:
     """Demo students on a synthetic dataset. Without a subcommand: build, then print metrics."""
     if ctx.invoked_subcommand is None:
-        _build(home, force, quick)
+        _build(home, force, quick, seed)
         _metrics(home, DEFAULT_STUDENTS, False, force)
 
 
 @demo.command("build")
 @home_option
 @quick_option
+@seed_option
 @click.option("--force", is_flag=True, help="Rebuild every stage even if cached.")
-def build_cmd(home: Path | None, quick: bool, force: bool) -> None:
+def build_cmd(home: Path | None, quick: bool, seed: int, force: bool) -> None:
     """Generate the demo dataset and train the students (seeded; cached)."""
-    _build(home, force, quick)
+    _build(home, force, quick, seed)
 
 
 @demo.command("metrics")

@@ -128,6 +128,22 @@ def collate(data: Encoded, batch: Sequence[int], kind: Kind, pad_id: int) -> dic
     return {"input_ids": input_ids, "attention_mask": mask, "labels": pad(labels, IGNORE)}
 
 
+def token_loss(logits, labels, kind: Kind, norm: float):
+    """Summed token cross-entropy divided by a constant ``norm``, not by the batch's token count.
+
+    Why: batches are bucketed by target length, so a batch of ``{}`` targets has 2 tokens per
+    example and a batch of full objects ~40. A per-batch mean would weigh the first token (the
+    "use this tool?" decision) 20x more in the ``{}`` batches and teach the student to skip
+    selective adjust. Dividing every batch by the same constant weighs every token alike.
+    """
+    import torch.nn.functional as F
+
+    if kind == "causal":  # logits at position t predict the token at t + 1
+        logits, labels = logits[:, :-1], labels[:, 1:]
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1),
+                           ignore_index=IGNORE, reduction="sum") / norm
+
+
 def lr_factor(step: int, total: int, warmup: float, final: float) -> float:
     """Linear warm-up, then cosine decay from 1 to ``final``."""
     warm = max(1, int(total * warmup))
@@ -152,6 +168,8 @@ def train(model, data: Encoded, kind: Kind, cfg: TrainConfig, *, pad_id: int = 0
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
     per_epoch = math.ceil(len(data) / cfg.batch_size)
+    targets = sum(sum(1 for t in lab if t != IGNORE) for lab in data.labels)
+    norm = cfg.batch_size * targets / max(1, len(data))  # target tokens in an average batch
     total = max(1, math.ceil(cfg.epochs * per_epoch))
     plan: list[list[int]] = []
     while len(plan) < total:
@@ -170,7 +188,12 @@ def train(model, data: Encoded, kind: Kind, cfg: TrainConfig, *, pad_id: int = 0
     ema = None
     try:
         for batch in plan:
-            loss = model(**collate(data, batch, kind, pad_id)).loss
+            inputs = collate(data, batch, kind, pad_id)
+            labels = inputs.pop("labels")
+            if kind == "seq2seq":  # T5's decoder reads the labels shifted right
+                inputs["decoder_input_ids"] = model.prepare_decoder_input_ids_from_labels(labels=labels)
+            logits = model(**inputs).logits
+            loss = token_loss(logits, labels, kind, norm)
             loss.backward()
             if cfg.clip:
                 torch.nn.utils.clip_grad_norm_(params, cfg.clip)
@@ -258,6 +281,7 @@ __all__ = [
     "collate",
     "encode",
     "init_t5_head",
+    "token_loss",
     "lr_factor",
     "train",
 ]
