@@ -140,5 +140,8 @@ def test_cli(quick_home, tmp_path):
     res = runner.invoke(cli, ["demo", "metrics", "--home", str(quick_home)])
     assert res.exit_code == 0, res.output
     assert "T5 student" in res.output and "Llama student + LoRA adapter" in res.output and "r_5" in res.output
+    res = runner.invoke(cli, ["demo", "--home", str(quick_home), "--quick"])  # build + metrics, cached
+    assert res.exit_code == 0, res.output
+    assert "up to date" in res.output and res.output.count("overall") == 2
     res = runner.invoke(cli, ["demo", "metrics", "--home", str(tmp_path / "empty")])
     assert res.exit_code == 1 and "error: no demo students" in res.output

@@ -152,13 +152,10 @@ def _source_hash(*modules: str) -> str:
 
 
 def _versions() -> dict[str, str]:
-    import peft
-    import sentencepiece
-    import torch
-    import transformers
+    """Versions of the libraries that decide the bytes (read from metadata: no slow imports)."""
+    from importlib.metadata import version
 
-    return {"torch": torch.__version__, "transformers": transformers.__version__,
-            "peft": peft.__version__, "sentencepiece": sentencepiece.__version__}
+    return {name: version(name) for name in ("torch", "transformers", "peft", "sentencepiece", "tokenizers")}
 
 
 def stage_keys(cfg: DemoConfig) -> dict[str, str]:
@@ -173,7 +170,7 @@ def stage_keys(cfg: DemoConfig) -> dict[str, str]:
     keys: dict[str, str] = {}
     keys["data"] = _sha({
         "seed": cfg.seed, "n_intents": cfg.n_intents, "n_test": cfg.n_test, "registry": registry,
-        "synth": _source_hash("vedit.data.synth"), "data_files": [hashlib.sha256(b).hexdigest() for b in data_files],
+        "synth": _source_hash("vedit.data.synth", "vedit.data.looks", "vedit.data.rows"), "data_files": [hashlib.sha256(b).hexdigest() for b in data_files],
     })
     keys["tokenizer"] = _sha({"up": keys["data"], "vocab": cfg.vocab_size, **common})
     keys["t5"] = _sha({"up": keys["tokenizer"], "size": models.T5_SIZES[cfg.t5_size],
