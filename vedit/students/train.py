@@ -58,7 +58,8 @@ class TrainInfo:
     last_loss: float
     trainable_params: int
     total_params: int
-    #: mean loss of each tenth of the run, to show the curve without storing every step
+    #: loss per target token over each tenth of the run (the curve without every step);
+    #: ``first_loss`` / ``last_loss`` are the same over the first / last (up to) 20 steps
     loss_curve: list[float] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)
 
@@ -181,7 +182,8 @@ def train(model, data: Encoded, kind: Kind, cfg: TrainConfig, *, pad_id: int = 0
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total, cfg.warmup, cfg.final_lr))
 
     model.train()
-    losses: list[float] = []
+    sums: list[float] = []  # summed token loss of each step
+    counts: list[int] = []  # target tokens of each step
     start = time.perf_counter()
     bar = tqdm(total=total, desc=desc, file=sys.stderr, disable=not progress, mininterval=1.0,
                dynamic_ncols=True)
@@ -200,8 +202,10 @@ def train(model, data: Encoded, kind: Kind, cfg: TrainConfig, *, pad_id: int = 0
             opt.step()
             sched.step()
             opt.zero_grad(set_to_none=True)
-            value = float(loss.detach())
-            losses.append(value)
+            n_tok = int((labels != IGNORE).sum())
+            sums.append(float(loss.detach()) * norm)
+            counts.append(n_tok)
+            value = sums[-1] / max(1, n_tok)
             ema = value if ema is None else 0.95 * ema + 0.05 * value
             bar.set_postfix(loss=f"{ema:.3f}", refresh=False)
             bar.update(1)
@@ -211,18 +215,21 @@ def train(model, data: Encoded, kind: Kind, cfg: TrainConfig, *, pad_id: int = 0
         torch.set_num_threads(threads_before)
     seconds = time.perf_counter() - start
 
-    head = losses[: max(1, min(20, len(losses) // 10 or 1))]
-    tail = losses[-max(1, min(20, len(losses) // 10 or 1)) :]
-    tenth = max(1, len(losses) // 10)
-    curve = [sum(losses[i : i + tenth]) / len(losses[i : i + tenth]) for i in range(0, len(losses), tenth)]
+    def per_token(a: int, b: int) -> float:
+        return sum(sums[a:b]) / max(1, sum(counts[a:b]))
+
+    n = len(sums)
+    edge = max(1, min(20, n // 10))
+    tenth = max(1, n // 10)
+    curve = [per_token(i, i + tenth) for i in range(0, n, tenth)]
     return TrainInfo(
         seed=cfg.seed,
         steps=total,
         epochs=total / per_epoch,
         examples=len(data),
         seconds=round(seconds, 2),
-        first_loss=sum(head) / len(head),
-        last_loss=sum(tail) / len(tail),
+        first_loss=per_token(0, edge),
+        last_loss=per_token(n - edge, n),
         trainable_params=sum(p.numel() for p in params),
         total_params=sum(p.numel() for p in model.parameters()),
         loss_curve=[round(x, 4) for x in curve],
