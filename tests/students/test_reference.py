@@ -45,7 +45,7 @@ def _generate_one(predictor: ReferencePredictor, prompt: str) -> str:
 
 
 def test_t5_typed_results_and_raw_text(tiny_t5_dir, registry):
-    p = ReferencePredictor.load(tiny_t5_dir, threads=2)
+    p = ReferencePredictor.load(tiny_t5_dir, threads=1)
     assert p.family == "t5"
     results = p.predict(INTENTS, batch_size=2)
     _check(results, registry, p)
@@ -55,8 +55,8 @@ def test_t5_typed_results_and_raw_text(tiny_t5_dir, registry):
 
 
 def test_llama_with_adapter_left_padding(tiny_llama_dir, tiny_llama_lora_dir, registry):
-    base = ReferencePredictor.load(tiny_llama_dir, threads=2)
-    p = ReferencePredictor.load(tiny_llama_dir, tiny_llama_lora_dir, threads=2)
+    base = ReferencePredictor.load(tiny_llama_dir, threads=1)
+    p = ReferencePredictor.load(tiny_llama_dir, tiny_llama_lora_dir, threads=1)
     assert p.family == "llama" and p.tokenizer.padding_side == "left"
     results = p.predict(INTENTS, batch_size=3)
     _check(results, registry, p)

@@ -42,7 +42,9 @@ class TrainConfig:
     weight_decay: float = 0.01
     clip: float = 1.0
     seed: int = 0
-    threads: int = 2
+    #: part of the recipe: the weights depend on it. One thread is also the fastest choice for
+    #: these small matrices on a shared machine (an OpenMP thread waiting for a core stalls a step)
+    threads: int = 1
 
 
 @dataclass
