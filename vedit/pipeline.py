@@ -101,6 +101,8 @@ def run(options: PipelineOptions, echo: Echo) -> PipelineReport:
     report.add("LoRA merge", "\n".join(lines), echo)
 
     # 3. exports (validated against PyTorch by the exporter)
+    from vedit.export.manifest import read_manifest
+
     exports = {}
     for precision in ("fp32", "int8"):
         exports[("t5", precision)] = _export("flan-t5", t5, adapter=None, family="t5", precision=precision,
@@ -109,7 +111,7 @@ def run(options: PipelineOptions, echo: Echo) -> PipelineReport:
                                                 precision=precision, force=options.force, echo=echo)
     lines = []
     for (family, precision), d in exports.items():
-        man = json.loads((d / "manifest.json").read_text(encoding="utf-8"))
+        man = read_manifest(d)
         size = sum(f.stat().st_size for f in d.glob("*.onnx*")) / 1e6
         v = man.get("validation", {})
         g = v.get("greedy", {})

@@ -8,7 +8,6 @@ never produced: the grammar masks them). Its answers are meaningless; only its s
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 from typing import Callable
@@ -24,6 +23,7 @@ def ensure_base_shape(*, tokenizer_dir: Path | None = None, progress: Callable[[
                       ) -> tuple[Path, Path]:
     """Build (once, cached) the base-shaped student and its fp32 export; return both dirs."""
     from vedit.export import export_model
+    from vedit.export.manifest import read_manifest
     from vedit.students.models import new_t5
 
     tokenizer_dir = tokenizer_dir or paths.students_dir() / "t5"
@@ -47,7 +47,6 @@ def ensure_base_shape(*, tokenizer_dir: Path | None = None, progress: Callable[[
         progress("exporting the base-shaped model to ONNX (fp32, a few minutes)")
         export_model(student, export, family="t5", force=True, intents=["golden hour"], max_new_tokens=16,
                      progress=progress)
-    manifest = json.loads((export / "manifest.json").read_text(encoding="utf-8"))
-    if manifest.get("family") != "t5":
+    if read_manifest(export)["family"] != "t5":
         raise ModelDirError(f"{export}: not a T5 export; delete it and run again")
     return student, export

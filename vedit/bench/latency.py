@@ -22,8 +22,16 @@ from typing import Callable, Sequence
 
 from vedit.bench.timing import LatencyStats, summarize
 
-#: A path: takes one intent, returns the decoder calls it needed (None if unknown).
-Call = Callable[[str], "int | None"]
+@dataclass(frozen=True)
+class Cost:
+    """What one request cost a path: decoder calls, and model-decided tokens where the path knows."""
+
+    decoder_calls: int
+    free_tokens: int | None = None
+
+
+#: A path: answers one intent and says what it cost.
+Call = Callable[[str], Cost]
 
 
 @dataclass
@@ -66,15 +74,15 @@ def pytorch_paths(student_dir: Path, adapter_dir: Path | None, export_dir: Path,
     ref = ReferencePredictor.load(student_dir, adapter_dir, threads=threads)
     counter = _StepCounter(ref.model)
 
-    def plain(intent: str) -> int:
+    def plain(intent: str) -> Cost:
         before = counter.calls
         ref.predict([intent], batch_size=1)
-        return counter.calls - before
+        return Cost(counter.calls - before)
 
-    def constrained(intent: str) -> int:
+    def constrained(intent: str) -> Cost:
         before = counter.calls
         constrained_generate(ref.model, export_dir, [intent])
-        return counter.calls - before
+        return Cost(counter.calls - before)
 
     return {"pytorch": plain, "pytorch+grammar": constrained}
 
@@ -86,8 +94,9 @@ def onnx_paths(exports: dict[str, Path], *, threads: int, step_for: Sequence[str
     paths: dict[str, Call] = {}
 
     def wrap(p) -> Call:
-        def call(intent: str) -> int:
-            return p.predict([intent])[0].stats.decoder_calls
+        def call(intent: str) -> Cost:
+            stats = p.predict([intent])[0].stats
+            return Cost(stats.decoder_calls, stats.free_tokens)
         return call
 
     for label, d in exports.items():
@@ -99,39 +108,32 @@ def onnx_paths(exports: dict[str, Path], *, threads: int, step_for: Sequence[str
 
 def interleaved(paths: dict[str, Call], intents: Sequence[str], *, warmup: int = 2,
                 progress: Callable[[int], None] | None = None) -> list[LatencyStats]:
-    """Concurrency-1 latency of every path, round robin per intent."""
+    """Concurrency-1 latency of every path, round robin per intent.
+
+    Free tokens depend only on the outputs, which every constrained path shares, so the first path
+    that reports them gives the figure for all.
+    """
     for call in paths.values():
         for intent in intents[:warmup]:
             call(intent)
     samples: dict[str, list[float]] = {k: [] for k in paths}
-    calls: dict[str, list[int]] = {k: [] for k in paths}
-    wall: dict[str, float] = {k: 0.0 for k in paths}
+    costs: dict[str, list[Cost]] = {k: [] for k in paths}
     for intent in intents:
         for name, call in paths.items():
             t0 = time.perf_counter()
-            n = call(intent)
-            dt = time.perf_counter() - t0
-            samples[name].append(dt)
-            wall[name] += dt
-            if n is not None:
-                calls[name].append(n)
+            cost = call(intent)
+            samples[name].append(time.perf_counter() - t0)
+            costs[name].append(cost)
         if progress:
             progress(1)
+    free = next(([c.free_tokens for c in cs] for cs in costs.values() if cs and cs[0].free_tokens is not None), None)
     out = []
     for name in paths:
-        c = calls[name]
-        out.append(summarize(name, samples[name], wall[name], 1,
-                             decoder_calls_per_request=(sum(c) / len(c)) if c else None))
+        c = [x.decoder_calls for x in costs[name]]
+        out.append(summarize(name, samples[name], sum(samples[name]), 1,
+                             decoder_calls_per_request=(sum(c) / len(c)) if c else None,
+                             free_tokens_per_request=(sum(free) / len(free)) if free else None))
     return out
-
-
-def free_tokens_per_request(export_dir: Path, intents: Sequence[str], *, threads: int) -> float:
-    """Mean model-decided tokens per request (the floor for decoder calls with jump-forward)."""
-    from vedit.decoding import Predictor
-
-    p = Predictor.load(export_dir, threads=threads)
-    preds = p.predict(list(intents))
-    return sum(x.stats.free_tokens for x in preds) / len(preds)
 
 
 def measure_model(
@@ -163,9 +165,7 @@ def measure_model(
     progress(f"{name}: {len(intents)} requests x {len(paths)} paths, interleaved")
     with tqdm(total=len(intents), desc=name, unit="req", mininterval=2.0, dynamic_ncols=True) as bar:
         stats = interleaved(paths, intents, progress=bar.update)
-    free = free_tokens_per_request(first, intents, threads=threads)
-    for s in stats:
-        s.free_tokens_per_request = free
+    free = stats[-1].free_tokens_per_request
     notes = [f"{len(intents)} requests per path at concurrency 1, interleaved; {threads} threads",
              f"free (model-decided) tokens per request: {free:.1f}"]
     if triton:

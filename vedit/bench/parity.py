@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Mapping, Sequence
 
-from vedit.bench.metrics import Report, format_table, score
+from vedit.bench.metrics import Report, format_table, normalise, score
 from vedit.data.rows import TruthRow
-from vedit.errors import ToolCallError, VeditError
-from vedit.registry import Registry, ToolCall, load_registry, parse_call
+from vedit.errors import VeditError
+from vedit.registry import Registry, ToolCall, load_registry
 
 
 @dataclass(frozen=True)
@@ -108,15 +108,9 @@ class ParityResult:
 
 
 def _parse_all(registry: Registry, raw: Mapping[str, Mapping[str, str]]) -> dict[str, dict[str, ToolCall | None]]:
-    out: dict[str, dict[str, ToolCall | None]] = {}
-    for intent, per_tool in raw.items():
-        out[intent] = {}
-        for tool in registry.tools:
-            try:
-                out[intent][tool.name] = parse_call(tool, per_tool.get(tool.name, ""))
-            except ToolCallError:
-                out[intent][tool.name] = None
-    return out
+    """Raw text -> calls (``None`` where the text is not a valid call), as the metrics read it."""
+    return {intent: {t.name: normalise(t, per_tool.get(t.name)) for t in registry.tools}
+            for intent, per_tool in raw.items()}
 
 
 def _side(name: str, registry: Registry, truth: Sequence[TruthRow],
@@ -196,6 +190,7 @@ def run_parity(
     from vedit.client import connect
     from vedit.client.base import is_url
     from vedit.decoding.torch_processor import constrained_generate
+    from vedit.export.manifest import read_manifest
     from vedit.reference import ReferencePredictor, detect_family
 
     if threads:
@@ -205,8 +200,7 @@ def run_parity(
     export_dir = None if remote else Path(candidate)
     if export_dir is not None:
         registry = load_registry(export_dir / "registry.json")
-        manifest = json.loads((export_dir / "manifest.json").read_text(encoding="utf-8"))
-        precision = precision or manifest.get("precision", "fp32")
+        precision = precision or read_manifest(export_dir)["precision"]
     else:
         from vedit.registry import default_registry
 
