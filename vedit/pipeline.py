@@ -180,14 +180,17 @@ def run(options: PipelineOptions, echo: Echo) -> PipelineReport:
         report.add("Triton (real tritonserver, cpu profile)", "\n".join(lines), echo)
 
     # 8. latency
-    from vedit.bench.latency_cli import run_latency_command
+    from vedit.bench.latency_cli import Subject, run_latency_command
+
+    llama = Subject("demo Llama student (base + LoRA)", llama_base, llama_lora,
+                    {p: exports[("llama", p)] for p in ("fp32", "int8")})
 
     files = run_latency_command(student=t5, adapter=None,
                                 exports=[f"fp32={exports[('t5', 'fp32')]}", f"int8={exports[('t5', 'int8')]}"],
                                 base_shape=options.base_shape and not options.quick, triton=options.triton,
                                 requests=options.latency_requests, concurrency="1,4,16", threads=options.threads,
                                 out=paths.reports_dir(), triton_requests=30 if options.quick else 200,
-                                progress=echo)
+                                others=[llama], progress=echo)
     report.add("Latency", files["md"].read_text(encoding="utf-8") + f"\nplot: {files['png']}", echo)
 
     report.add("Done", f"main job took {time.perf_counter() - t_start:.0f} s; reports in {paths.reports_dir()}",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -43,9 +44,20 @@ def _intents(n: int) -> list[str]:
     return distinct_intents(n)
 
 
+@dataclass(frozen=True)
+class Subject:
+    """One more student to time at concurrency 1 (PyTorch and its exports; no Triton)."""
+
+    name: str
+    student: Path
+    adapter: Path | None
+    exports: dict[str, Path]
+
+
 def run_latency_command(*, student: Path | None, adapter: Path | None, exports: Sequence[str], base_shape: bool,
                         triton: bool, requests: int, concurrency: str, threads: int, out: Path | None,
-                        triton_requests: int = 200, progress: Callable[[str], None]) -> dict[str, Path]:
+                        triton_requests: int = 200, others: Sequence[Subject] = (),
+                        progress: Callable[[str], None]) -> dict[str, Path]:
     try:
         levels = sorted({int(x) for x in concurrency.split(",") if x.strip()})
     except ValueError:
@@ -60,6 +72,9 @@ def run_latency_command(*, student: Path | None, adapter: Path | None, exports: 
                       intents=intents, threads=threads, triton=triton, concurrencies=levels,
                       triton_requests=triton_requests, progress=progress)
     ]
+    for o in others:
+        runs.append(measure_model(o.name, student_dir=o.student, adapter_dir=o.adapter, exports=o.exports,
+                                  intents=intents, threads=threads, progress=progress))
     if base_shape:
         from vedit.bench.base_shape import ensure_base_shape
 

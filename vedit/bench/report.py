@@ -22,14 +22,15 @@ def markdown(runs: Sequence[LatencyRun]) -> str:
         lines += [f"Machine: {describe(runs[0].machine)}", ""]
     for run in runs:
         lines += [f"## {run.model}", "",
-                  "| concurrency | path | p50 ms | p95 ms | p99 ms | mean ms | req/s | decoder calls/req | speed-up vs pytorch (p50) |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+                  "| concurrency | path | p50 ms | p95 ms | p99 ms | mean ms | req/s | decoder calls/req | p50 speed-up vs pytorch | vs pytorch+grammar |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         for s in run.stats:
             sp = run.speedup(s.path) if s.concurrency == 1 else None
+            spc = run.speedup(s.path, "pytorch+grammar") if s.concurrency == 1 else None
             lines.append(
                 f"| {s.concurrency} | {s.path} | {s.p50_ms:.1f} | {s.p95_ms:.1f} | {s.p99_ms:.1f} | "
                 f"{s.mean_ms:.1f} | {s.throughput_rps:.2f} | {_fmt(s.decoder_calls_per_request)} | "
-                f"{_fmt(sp, '.1f') + 'x' if sp else '-'} |"
+                f"{_fmt(sp, '.1f') + 'x' if sp else '-'} | {_fmt(spc, '.1f') + 'x' if spc else '-'} |"
             )
         lines += [""] + [f"- {n}" for n in run.notes] + [""]
     return "\n".join(lines)
@@ -51,21 +52,39 @@ def plot(runs: Sequence[LatencyRun], path: Path) -> None:
         row[0].set_xscale("log")
         row[0].set_xlabel("latency per request, ms (log scale)")
         row[0].set_title(f"{run.model}: concurrency 1")
-        levels = sorted({s.concurrency for s in run.stats})
-        for name in sorted({s.path for s in run.stats if s.concurrency > 1}):
-            pts = [(s.concurrency, s.throughput_rps) for s in run.stats if s.path == name]
-            pts.sort()
-            row[1].plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name)
-        row[1].set_xscale("log", base=2)
-        row[1].set_xticks(levels, [str(c) for c in levels])
-        row[1].set_xlabel("concurrent requests")
-        row[1].set_ylabel("requests / s")
-        row[1].set_title(f"{run.model}: throughput")
-        if row[1].lines:
-            row[1].legend(fontsize=8)
+        if any(s.concurrency > 1 for s in run.stats):
+            _throughput(row[1], run)
+        else:
+            _decoder_calls(row[1], run)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _throughput(ax, run: LatencyRun) -> None:
+    levels = sorted({s.concurrency for s in run.stats})
+    for name in sorted({s.path for s in run.stats if s.concurrency > 1}):
+        pts = sorted((s.concurrency, s.throughput_rps) for s in run.stats if s.path == name)
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(levels, [str(c) for c in levels])
+    ax.set_xlabel("concurrent requests")
+    ax.set_ylabel("requests / s")
+    ax.set_title(f"{run.model}: throughput")
+    ax.legend(fontsize=8)
+
+
+def _decoder_calls(ax, run: LatencyRun) -> None:
+    """Without concurrency levels, show what jump-forward is for: decoder calls against free tokens."""
+    one = [s for s in run.at(1) if s.decoder_calls_per_request is not None]
+    ax.barh(range(1, len(one) + 1), [s.decoder_calls_per_request for s in one])
+    ax.set_yticks(range(1, len(one) + 1), [s.path for s in one])
+    free = next((s.free_tokens_per_request for s in one if s.free_tokens_per_request is not None), None)
+    if free is not None:
+        ax.axvline(free, color="k", linestyle="--", label=f"free tokens / request ({free:.1f})")
+        ax.legend(fontsize=8)
+    ax.set_xlabel("decoder calls per request")
+    ax.set_title(f"{run.model}: decoder calls")
 
 
 def write(runs: Sequence[LatencyRun], out_dir: str | Path, name: str = "latency") -> dict[str, Path]:
