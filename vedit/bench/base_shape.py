@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from vedit import paths
 from vedit.errors import ModelDirError
@@ -19,16 +19,15 @@ BASE_VOCAB = 32128
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "spiece.model")
 
 
-def ensure_base_shape(*, tokenizer_dir: Path | None = None, progress: Callable[[str], None] = lambda _: None
-                      ) -> tuple[Path, Path]:
-    """Build (once, cached) the base-shaped student and its fp32 export; return both dirs."""
+def ensure_base_shape(*, tokenizer_dir: Path | None = None, precisions: Sequence[str] = ("fp32",),
+                      progress: Callable[[str], None] = lambda _: None) -> tuple[Path, dict[str, Path]]:
+    """Build (once, cached) the base-shaped student and its exports; return the student and {precision: export}."""
     from vedit.export import export_model
     from vedit.export.manifest import read_manifest
     from vedit.students.models import new_t5
 
     tokenizer_dir = tokenizer_dir or paths.students_dir() / "t5"
     student = paths.students_dir() / "t5-base-shape"
-    export = paths.exports_dir() / "t5-base-shape-fp32"
     if not (tokenizer_dir / "tokenizer.json").exists():
         raise ModelDirError(f"no tokenizer at {tokenizer_dir}; build the demo students first (vedit demo build)")
     if not (student / "model.safetensors").exists():
@@ -43,10 +42,14 @@ def ensure_base_shape(*, tokenizer_dir: Path | None = None, progress: Callable[[
         (tmp / "README.txt").write_text("Random weights, flan-t5-base shape: for latency only.\n")
         shutil.rmtree(student, ignore_errors=True)
         tmp.rename(student)
-    if not (export / "manifest.json").exists():
-        progress("exporting the base-shaped model to ONNX (fp32, a few minutes)")
-        export_model(student, export, family="t5", force=True, intents=["golden hour"], max_new_tokens=16,
-                     progress=progress)
-    if read_manifest(export)["family"] != "t5":
-        raise ModelDirError(f"{export}: not a T5 export; delete it and run again")
-    return student, export
+    exports = {}
+    for precision in precisions:
+        export = paths.exports_dir() / f"t5-base-shape-{precision}"
+        if not (export / "manifest.json").exists():
+            progress(f"exporting the base-shaped model to ONNX ({precision}, a few minutes)")
+            export_model(student, export, family="t5", precision=precision, force=True, intents=["golden hour"],
+                         max_new_tokens=16, progress=progress)
+        if read_manifest(export)["family"] != "t5":
+            raise ModelDirError(f"{export}: not a T5 export; delete it and run again")
+        exports[precision] = export
+    return student, exports

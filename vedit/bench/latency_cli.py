@@ -78,8 +78,8 @@ def run_latency_command(*, student: Path | None, adapter: Path | None, exports: 
     if base_shape:
         from vedit.bench.base_shape import ensure_base_shape
 
-        b_student, b_export = ensure_base_shape(progress=progress)
+        b_student, b_exports = ensure_base_shape(precisions=("fp32", "int8"), progress=progress)
         runs.append(measure_model("flan-t5-base shape (random weights)", student_dir=b_student,
-                                  exports={"fp32": b_export}, intents=intents[: max(5, requests // 3)],
+                                  exports=b_exports, intents=intents[: max(5, requests // 3)],
                                   threads=threads, progress=progress))
     return write(runs, out or paths.reports_dir())
