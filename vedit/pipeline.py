@@ -58,10 +58,11 @@ class PipelineReport:
 def _export(name: str, model: Path, *, adapter: Path | None, family: str, precision: str, force: bool,
             echo: Echo) -> Path:
     from vedit.export import export_model
+    from vedit.export.checks import export_is_current
 
     out = paths.exports_dir() / f"{name}-{precision}"
-    if (out / "manifest.json").exists() and not force:
-        echo(f"reusing {out}")
+    if not force and export_is_current(out, model, adapter):
+        echo(f"reusing {out} (same source weights)")
         return out
     result = export_model(model, out, family=family, adapter_dir=adapter, precision=precision, force=True,
                           progress=lambda m: echo(f"  {m}"))

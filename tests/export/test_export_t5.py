@@ -111,3 +111,20 @@ def test_t5_int8_smaller_and_reported(t5_int8, t5_fp32):
 
     ops = {n.op_type for n in onnx.load(str(t5_int8.out_dir / "decoder_with_past_model.onnx")).graph.node}
     assert "MatMulInteger" in ops
+
+
+def test_export_is_current_only_for_the_same_weights(t5_fp32, tiny_t5_dir, tmp_path):
+    """The main job reuses an export only when the manifest's source hashes match the weights now."""
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    from vedit.export.checks import export_is_current
+    from vedit.students.models import new_t5
+
+    assert export_is_current(t5_fp32.out_dir, tiny_t5_dir)
+    retrained = tmp_path / "retrained"
+    shutil.copytree(tiny_t5_dir, retrained)
+    new_t5(len(AutoTokenizer.from_pretrained(tiny_t5_dir)), "tiny", seed=123).save_pretrained(retrained)
+    assert not export_is_current(t5_fp32.out_dir, retrained)
+    assert not export_is_current(tmp_path / "missing", tiny_t5_dir)

@@ -122,6 +122,26 @@ def inspect_model_dir(path: str | Path, *, allow_pickle: bool = False, what: str
     return ModelDir(p, config, family, files, pickled)
 
 
+def source_hashes(md: ModelDir, adapter_dir: str | Path | None) -> dict[str, str]:
+    """sha256 of the weights an export came from: what tells a stale export from a current one."""
+    sha = {f.name: sha256_file(f) for f in md.weight_files}
+    if adapter_dir is not None:
+        for f in sorted(Path(adapter_dir).glob("adapter_model.*")):
+            sha[f"adapter/{f.name}"] = sha256_file(f)
+    return sha
+
+
+def export_is_current(export_dir: str | Path, model_dir: str | Path, adapter_dir: str | Path | None = None) -> bool:
+    """True when ``export_dir`` holds a complete export of exactly these weights (else export again)."""
+    from vedit.export.manifest import read_manifest
+
+    try:
+        source = read_manifest(export_dir).get("source", {})
+        return source.get("sha256") == source_hashes(inspect_model_dir(model_dir), adapter_dir)
+    except ModelDirError:
+        return False
+
+
 def load_model(md: ModelDir):
     """Load the PyTorch reference in float32 (eval mode); weight failures become one line."""
     import torch

@@ -144,10 +144,7 @@ def _export_model(md: checks.ModelDir, target: Path, *, adapter_dir: Path | None
         merge_report.base_dir = str(md.path)
 
     progress("hashing source weights")
-    sha = {f.name: checks.sha256_file(f) for f in md.weight_files}
-    if adapter_dir is not None:
-        for f in sorted(Path(adapter_dir).glob("adapter_model.*")):
-            sha[f"adapter/{f.name}"] = checks.sha256_file(f)
+    sha = checks.source_hashes(md, adapter_dir)
 
     with atomic_dir(target, force=force) as tmp:
         staging = tmp / STAGING
