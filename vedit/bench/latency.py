@@ -40,18 +40,20 @@ class LatencyRun:
     stats: list[LatencyStats]
     machine: dict
     notes: list[str] = field(default_factory=list)
+    #: Paths timed side by side on the same intents; speed-ups are only meaningful among them.
+    compared: list[str] = field(default_factory=list)
 
     def at(self, concurrency: int) -> list[LatencyStats]:
         return [s for s in self.stats if s.concurrency == concurrency]
 
     def speedup(self, path: str, baseline: str = "pytorch") -> float | None:
-        by = {s.path: s for s in self.at(1)}
+        by = {s.path: s for s in self.at(1) if s.path in self.compared}
         if path in by and baseline in by and by[path].p50_ms > 0:
             return by[baseline].p50_ms / by[path].p50_ms
         return None
 
     def to_json(self, *, samples: bool = False) -> dict:
-        return {"model": self.model, "machine": self.machine, "notes": self.notes,
+        return {"model": self.model, "machine": self.machine, "notes": self.notes, "compared": self.compared,
                 "stats": [s.to_json(samples=samples) for s in self.stats]}
 
 
@@ -72,7 +74,8 @@ def pytorch_paths(student_dir: Path, adapter_dir: Path | None, export_dir: Path,
     from vedit.reference import ReferencePredictor
 
     ref = ReferencePredictor.load(student_dir, adapter_dir, threads=threads)
-    counter = _StepCounter(ref.model)
+    # generate() of a peft model runs the wrapped transformers model: count that one's forwards
+    counter = _StepCounter(ref.model.get_base_model() if hasattr(ref.model, "get_base_model") else ref.model)
 
     def plain(intent: str) -> Cost:
         before = counter.calls
@@ -165,6 +168,7 @@ def measure_model(
     progress(f"{name}: {len(intents)} requests x {len(paths)} paths, interleaved")
     with tqdm(total=len(intents), desc=name, unit="req", mininterval=2.0, dynamic_ncols=True) as bar:
         stats = interleaved(paths, intents, progress=bar.update)
+    compared = [s.path for s in stats]
     free = stats[-1].free_tokens_per_request
     notes = [f"{len(intents)} requests per path at concurrency 1, interleaved; {threads} threads",
              f"free (model-decided) tokens per request: {free:.1f}"]
@@ -177,5 +181,6 @@ def measure_model(
             s.path = {"in-process": "in-process", "http": "triton-http", "grpc": "triton-grpc"}[s.path]
         stats.extend(served)
         notes.append(f"Triton: {triton_requests} distinct requests per level (no cache hits), cpu profile, "
-                     "one intent per request; in-process uses the profile's threads")
-    return LatencyRun(name, stats, info, notes)
+                     "one intent per request; in-process uses the profile's threads. These rows use other "
+                     "intents than the rows above, so no speed-up is given for them")
+    return LatencyRun(name, stats, info, notes, compared)

@@ -42,6 +42,7 @@ def plot(runs: Sequence[LatencyRun], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     fig, axes = plt.subplots(len(runs), 2, figsize=(13, 3.2 + 0.45 * max(len(r.at(1)) for r in runs) * len(runs)),
                              squeeze=False)
@@ -50,6 +51,9 @@ def plot(runs: Sequence[LatencyRun], path: Path) -> None:
         row[0].boxplot([s.samples_ms for s in one], orientation="horizontal", showfliers=True)
         row[0].set_yticks(range(1, len(one) + 1), [s.path for s in one])
         row[0].set_xscale("log")
+        row[0].xaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))  # 10, 20, 50, 100, ... ms
+        row[0].xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        row[0].xaxis.set_minor_formatter(NullFormatter())
         row[0].set_xlabel("latency per request, ms (log scale)")
         row[0].set_title(f"{run.model}: concurrency 1")
         if any(s.concurrency > 1 for s in run.stats):
