@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
+from vedit.atomicio import atomic_open
 from vedit.bench.latency import LatencyRun
 from vedit.bench.machine import describe
 
@@ -36,7 +35,7 @@ def markdown(runs: Sequence[LatencyRun]) -> str:
     return "\n".join(lines)
 
 
-def plot(runs: Sequence[LatencyRun], path: Path) -> None:
+def plot(runs: Sequence[LatencyRun], path) -> None:
     """One row per model: latency distributions at concurrency 1, throughput by concurrency."""
     import matplotlib
 
@@ -61,7 +60,7 @@ def plot(runs: Sequence[LatencyRun], path: Path) -> None:
         else:
             _decoder_calls(row[1], run)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, format="png")
     plt.close(fig)
 
 
@@ -96,15 +95,10 @@ def write(runs: Sequence[LatencyRun], out_dir: str | Path, name: str = "latency"
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     files = {"md": out / f"{name}.md", "json": out / f"{name}.json", "png": out / f"{name}.png"}
-    texts = {"md": markdown(runs),
-             "json": json.dumps([r.to_json(samples=True) for r in runs], indent=1)}
-    for key, text in texts.items():
-        fd, tmp = tempfile.mkstemp(dir=out, suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text + "\n")
-        os.replace(tmp, files[key])
-    fd, tmp = tempfile.mkstemp(dir=out, suffix=".png")
-    os.close(fd)
-    plot(runs, Path(tmp))
-    os.replace(tmp, files["png"])
+    with atomic_open(files["md"]) as f:
+        f.write(markdown(runs) + "\n")
+    with atomic_open(files["json"]) as f:
+        f.write(json.dumps([r.to_json(samples=True) for r in runs], indent=1) + "\n")
+    with atomic_open(files["png"], "wb") as f:
+        plot(runs, f)
     return files

@@ -23,14 +23,12 @@ Loaders collect every problem with its 1-based line number and raise one
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO, Union
 
+from vedit.atomicio import atomic_open
 from vedit.errors import DatasetError, ToolCallError
 from vedit.registry import Registry, ToolCall, call_from_value, default_registry
 
@@ -173,25 +171,6 @@ def prediction_row(intent: str, outputs: Mapping[str, ToolCall | RawOutput]) -> 
     for name, value in outputs.items():
         row[name] = value.as_value() if isinstance(value, ToolCall) else value
     return row
-
-
-@contextmanager
-def atomic_open(path: str | Path) -> Iterator[TextIO]:
-    """Open a UTF-8 text file for writing that appears at ``path`` only when the block succeeds.
-
-    The data goes to a temp file next to the target and is renamed over it, so a crash never
-    leaves a half-written file that a later run would mistake for a complete one.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            yield f
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_jsonl(path: str | Path, rows: Iterable[Mapping[str, Any] | TruthRow]) -> Path:

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from vedit.atomicio import umask
 from vedit.errors import ExportError
 
 TMP_SUFFIX = ".vedit-tmp"
@@ -28,12 +29,6 @@ def check_target(target: str | Path, *, force: bool) -> Path:
         if not force:
             raise ExportError(f"output directory already exists: {t}; pass --force to replace it")
     return t
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _replace(tmp: Path, target: Path) -> None:
@@ -61,7 +56,7 @@ def atomic_dir(target: str | Path, *, force: bool = False) -> Iterator[Path]:
     try:
         t.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{t.name}.", suffix=TMP_SUFFIX, dir=t.parent))
-        tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it 0700; the export should look like any new dir
+        tmp.chmod(0o777 & ~umask())  # mkdtemp makes it 0700; the export should look like any new dir
     except OSError as exc:
         _raise_os_error(exc, t)
     try:

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from vedit import paths
+from vedit.atomicio import atomic_open, umask
 from vedit.errors import ModelDirError
 from vedit.students.train import TrainConfig, TrainInfo
 
@@ -213,17 +214,9 @@ def _stage_key(home: Path, stage: str) -> str | None:
 
 
 def _write_json(path: Path, value: Any) -> None:
-    """Write JSON atomically (temp file beside the target, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(value, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path) as f:
+        json.dump(value, f, indent=2)
+        f.write("\n")
 
 
 @contextmanager
@@ -235,9 +228,7 @@ def atomic_dir(target: Path) -> Iterator[Path]:
     """
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the result is a normal directory
+    os.chmod(tmp, 0o777 & ~umask())  # mkdtemp makes it private; the result is a normal directory
     try:
         yield tmp
     except BaseException:
