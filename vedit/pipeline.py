@@ -20,6 +20,7 @@ from typing import Callable
 import click
 
 from vedit import paths
+from vedit.atomicio import atomic_open
 
 Echo = Callable[[str], None]
 
@@ -155,9 +156,8 @@ def run(options: PipelineOptions, echo: Echo) -> PipelineReport:
         report.add(f"Parity: {family} {precision} ({len(truth)} test intents)", format_parity(res), echo)
         if not res.passed:
             report.failures.append(f"parity {family} {precision}: {'; '.join(res.failures)}")
-        reports = paths.reports_dir()
-        reports.mkdir(parents=True, exist_ok=True)
-        (reports / f"parity-{family}-{precision}.json").write_text(json.dumps(res.to_json(), indent=1))
+        with atomic_open(paths.reports_dir() / f"parity-{family}-{precision}.json") as f:
+            f.write(json.dumps(res.to_json(), indent=1))
 
     # 7. Triton: build, serve, answer over HTTP and gRPC
     if options.triton:
@@ -196,8 +196,8 @@ def run(options: PipelineOptions, echo: Echo) -> PipelineReport:
 
     report.add("Done", f"main job took {time.perf_counter() - t_start:.0f} s; reports in {paths.reports_dir()}",
                echo)
-    paths.reports_dir().mkdir(parents=True, exist_ok=True)
-    (paths.reports_dir() / "pipeline.md").write_text(report.markdown(), encoding="utf-8")
+    with atomic_open(paths.reports_dir() / "pipeline.md") as f:
+        f.write(report.markdown())
     return report
 
 

@@ -81,6 +81,7 @@ def test_latency_report_has_every_path(tiny_t5_dir, t5_fp32, tmp_path):
     assert by["onnx-fp32"].decoder_calls_per_request < by["onnx-fp32-step"].decoder_calls_per_request
     # ... and stays near one call per model-decided token (the 1.1x target)
     free = by["onnx-fp32"].free_tokens_per_request
+    assert by["pytorch"].free_tokens_per_request is None  # plain generate cannot tell free from forced
     assert free and by["onnx-fp32"].decoder_calls_per_request <= 1.1 * free
     assert run.machine["cores"] and "onnxruntime" in run.machine["packages"]
     files = write([run], tmp_path)

@@ -23,7 +23,9 @@ def ensure_base_shape(*, tokenizer_dir: Path | None = None, precisions: Sequence
                       progress: Callable[[str], None] = lambda _: None) -> tuple[Path, dict[str, Path]]:
     """Build (once, cached) the base-shaped student and its exports; return the student and {precision: export}."""
     from vedit.export import export_model
+    from vedit.export.checks import export_is_current
     from vedit.export.manifest import read_manifest
+    from vedit.students.demo import atomic_dir
     from vedit.students.models import new_t5
 
     tokenizer_dir = tokenizer_dir or paths.students_dir() / "t5"
@@ -32,20 +34,16 @@ def ensure_base_shape(*, tokenizer_dir: Path | None = None, precisions: Sequence
         raise ModelDirError(f"no tokenizer at {tokenizer_dir}; build the demo students first (vedit demo build)")
     if not (student / "model.safetensors").exists():
         progress("building the flan-t5-base-shaped model (random weights)")
-        tmp = student.with_name(student.name + ".vedit-tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        for name in _TOKENIZER_FILES:
-            if (tokenizer_dir / name).exists():
-                shutil.copy(tokenizer_dir / name, tmp / name)
-        new_t5(BASE_VOCAB, "base", seed=0).save_pretrained(tmp)
-        (tmp / "README.txt").write_text("Random weights, flan-t5-base shape: for latency only.\n")
-        shutil.rmtree(student, ignore_errors=True)
-        tmp.rename(student)
+        with atomic_dir(student) as tmp:
+            for name in _TOKENIZER_FILES:
+                if (tokenizer_dir / name).exists():
+                    shutil.copy(tokenizer_dir / name, tmp / name)
+            new_t5(BASE_VOCAB, "base", seed=0).save_pretrained(tmp)
+            (tmp / "README.txt").write_text("Random weights, flan-t5-base shape: for latency only.\n")
     exports = {}
     for precision in precisions:
         export = paths.exports_dir() / f"t5-base-shape-{precision}"
-        if not (export / "manifest.json").exists():
+        if not export_is_current(export, student):
             progress(f"exporting the base-shaped model to ONNX ({precision}, a few minutes)")
             export_model(student, export, family="t5", precision=precision, force=True, intents=["golden hour"],
                          max_new_tokens=16, progress=progress)

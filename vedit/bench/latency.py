@@ -113,8 +113,8 @@ def interleaved(paths: dict[str, Call], intents: Sequence[str], *, warmup: int =
                 progress: Callable[[int], None] | None = None) -> list[LatencyStats]:
     """Concurrency-1 latency of every path, round robin per intent.
 
-    Free tokens depend only on the outputs, which every constrained path shares, so the first path
-    that reports them gives the figure for all.
+    Free tokens are each path's own (an int8 export may answer differently from fp32); paths that
+    cannot tell (PyTorch ``generate``) report none.
     """
     for call in paths.values():
         for intent in intents[:warmup]:
@@ -129,10 +129,10 @@ def interleaved(paths: dict[str, Call], intents: Sequence[str], *, warmup: int =
             costs[name].append(cost)
         if progress:
             progress(1)
-    free = next(([c.free_tokens for c in cs] for cs in costs.values() if cs and cs[0].free_tokens is not None), None)
     out = []
     for name in paths:
         c = [x.decoder_calls for x in costs[name]]
+        free = [x.free_tokens for x in costs[name] if x.free_tokens is not None]
         out.append(summarize(name, samples[name], sum(samples[name]), 1,
                              decoder_calls_per_request=(sum(c) / len(c)) if c else None,
                              free_tokens_per_request=(sum(free) / len(free)) if free else None))
@@ -169,9 +169,9 @@ def measure_model(
     with tqdm(total=len(intents), desc=name, unit="req", mininterval=2.0, dynamic_ncols=True) as bar:
         stats = interleaved(paths, intents, progress=bar.update)
     compared = [s.path for s in stats]
-    free = stats[-1].free_tokens_per_request
     notes = [f"{len(intents)} requests per path at concurrency 1, interleaved; {threads} threads",
-             f"free (model-decided) tokens per request: {free:.1f}"]
+             "free (model-decided) tokens per request: " + ", ".join(
+                 f"{x.path} {x.free_tokens_per_request:.1f}" for x in stats if x.free_tokens_per_request is not None)]
     if triton:
         from vedit.triton_repo import bench as tbench
 
