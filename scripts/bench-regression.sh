@@ -4,7 +4,7 @@
 #   scripts/bench-regression.sh --save     record a new baseline (commit benchmarks/baseline/)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/bootstrap.sh test,triton
+bash scripts/bootstrap.sh test
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 common=(benchmarks -q -p no:cacheprovider --benchmark-storage=file://benchmarks/baseline
         --benchmark-columns=min,median,max,rounds --benchmark-sort=name)

@@ -2,6 +2,6 @@
 # Install vedit into .venv, then run the main job end to end on the embedded demo students.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/bootstrap.sh triton
+bash scripts/bootstrap.sh export,triton,bench
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 exec .venv/bin/vedit demo run "$@"
