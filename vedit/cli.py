@@ -32,12 +32,9 @@ def _register() -> None:
     cli.add_command(demo)
     cli.add_command(export)
     cli.add_command(predict)
-    try:
-        from vedit.triton_repo.cli import triton
-    except ImportError:  # stage not built yet
-        pass
-    else:
-        cli.add_command(triton)
+    from vedit.triton_repo.cli import triton
+
+    cli.add_command(triton)
 
 
 _register()

@@ -11,6 +11,7 @@ Hierarchy (catch the base that fits)::
     │   └── ValidationError         exported model disagrees with its PyTorch original
     ├── GrammarError                the output grammar cannot be built or reached by a tokenizer
     ├── TritonRepoError             a Triton repository cannot be built or served
+    ├── MissingExtraError           a command needs an extra that is not installed (pip install 'vedit[...]')
     └── ClientError                 talking to a server failed
         ├── ServerUnavailableError  nothing answers at the URL (after bounded retries)
         └── ServerResponseError     the server answered with an error
@@ -77,3 +78,7 @@ class ServerUnavailableError(ClientError):
 
 class ServerResponseError(ClientError):
     pass
+
+
+class MissingExtraError(VeditError):
+    """A command needs an optional extra (``pip install 'vedit[...]'``) that is not installed."""

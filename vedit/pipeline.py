@@ -21,6 +21,7 @@ import click
 
 from vedit import paths
 from vedit.atomicio import atomic_open
+from vedit.extras import require_extras
 
 Echo = Callable[[str], None]
 
@@ -214,6 +215,7 @@ def run(options: PipelineOptions, echo: Echo) -> PipelineReport:
 def run_cmd(quick: bool, force: bool, parity_limit: int, requests: int, base_shape: bool, triton: bool,
             threads: int) -> None:
     """The main job: build, merge, export, parity, Triton, latency, on the demo students."""
+    require_extras("export", "bench", *(("triton",) if triton else ()))
     options = PipelineOptions(quick=quick, force=force, parity_limit=12 if quick else parity_limit,
                               latency_requests=5 if quick else requests, base_shape=base_shape and not quick,
                               triton=triton, threads=threads)

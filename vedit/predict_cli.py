@@ -15,6 +15,7 @@ import click
 
 from vedit import paths
 from vedit.errors import ModelDirError
+from vedit.extras import require_extras
 
 DEFAULT_EXPORT = "flan-t5-fp32"
 
@@ -52,6 +53,7 @@ def predict(model_dir: Path | None, as_json: bool, threads: int | None, no_jump_
             raise click.UsageError("give intents as arguments or one per line on stdin")
         texts = [line.rstrip("\r\n") for line in sys.stdin if line.strip()]
     if url is not None:
+        require_extras("triton")
         client = connect(url)
     else:
         client = connect(model_dir, threads=threads, jump_forward=not no_jump_forward)

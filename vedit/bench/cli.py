@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from vedit.clibase import VeditGroup
+from vedit.extras import require_extras
 
 _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
@@ -46,6 +47,7 @@ def metrics(truth: Path, predictions: Path, as_json: bool) -> None:
 def parity(reference: Path, adapter: Path | None, candidate: Path | None, url: str | None, data: Path,
            limit: int | None, precision: str | None, threads: int, as_json: bool) -> None:
     """Compare an export (or a server) with its PyTorch original; exit 1 when the gate fails."""
+    require_extras("export", *(("triton",) if url else ()))
     from vedit.bench.parity import format_parity, run_parity
     from vedit.data.rows import read_truth
 
@@ -78,6 +80,7 @@ def parity(reference: Path, adapter: Path | None, candidate: Path | None, url: s
 def latency(student: Path | None, adapter: Path | None, exports: tuple[str, ...], base_shape: bool,
             triton: bool, requests: int, concurrency: str, threads: int, out: Path | None) -> None:
     """Per-request latency and throughput of every path; writes latency.md/.json/.png."""
+    require_extras("export", "bench", *(("triton",) if triton else ()))
     from vedit.bench.latency_cli import run_latency_command
 
     files = run_latency_command(student=student, adapter=adapter, exports=exports, base_shape=base_shape,

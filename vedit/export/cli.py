@@ -11,6 +11,7 @@ import click
 
 from vedit.clibase import VeditGroup
 from vedit.errors import ModelDirError
+from vedit.extras import require_extras
 from vedit.export.families import FORMATS
 from vedit.export.pipeline import PRECISIONS, default_family_dirs, export_model
 
@@ -32,6 +33,7 @@ def export() -> None:
 @click.option("--allow-pickle", is_flag=True, help="Allow pickled (*.bin) weights: only for trusted sources.")
 def merge(base_dir: Path, adapter_dir: Path, out_dir: Path, force: bool, allow_pickle: bool) -> None:
     """Merge a LoRA adapter into its base model (verified on held-out prompts)."""
+    require_extras("export")
     from vedit.export.merge import merge as merge_fn
 
     report = merge_fn(base_dir, adapter_dir, out_dir, force=force, allow_pickle=allow_pickle, progress=_progress)
@@ -57,6 +59,7 @@ def _export_options(fn):
 
 
 def _run(family: str, default_out: str, *, to, model_dir, adapter_dir, precision, out_dir, force, allow_pickle) -> None:
+    require_extras("export")
     from vedit.paths import exports_dir
 
     defaults = default_family_dirs(family)

@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from vedit.clibase import VeditGroup
+from vedit.extras import require_extras
 
 STUDENT_CHOICES = ("t5", "llama", "t5-lora", "llama-base")
 DEFAULT_STUDENTS = ("t5", "llama")
@@ -67,6 +68,7 @@ def _metrics(home: Path | None, students: tuple[str, ...], as_json: bool, force:
 def demo(ctx: click.Context, home: Path | None, quick: bool, seed: int, force: bool) -> None:
     """Demo students on a synthetic dataset. Without a subcommand: build, then print metrics."""
     if ctx.invoked_subcommand is None:
+        require_extras("export")
         _build(home, force, quick, seed)
         _metrics(home, DEFAULT_STUDENTS, False, force)
 
@@ -78,6 +80,7 @@ def demo(ctx: click.Context, home: Path | None, quick: bool, seed: int, force: b
 @click.option("--force", is_flag=True, help="Rebuild every stage even if cached.")
 def build_cmd(home: Path | None, quick: bool, seed: int, force: bool) -> None:
     """Generate the demo dataset and train the students (seeded; cached)."""
+    require_extras("export")
     _build(home, force, quick, seed)
 
 
@@ -89,6 +92,7 @@ def build_cmd(home: Path | None, quick: bool, seed: int, force: bool) -> None:
 @click.option("--force", is_flag=True, help="Re-run the predictions even if cached.")
 def metrics_cmd(home: Path | None, students: tuple[str, ...], as_json: bool, force: bool) -> None:
     """Score demo students on the test split with the PyTorch reference predictor."""
+    require_extras("export")
     _metrics(home, students or DEFAULT_STUDENTS, as_json, force)
 
 

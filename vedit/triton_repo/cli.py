@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from vedit.clibase import VeditGroup
+from vedit.extras import require_extras
 from vedit.triton_repo.builder import DEFAULT_NAME, build_repository
 from vedit.triton_repo.profiles import PROFILES
 
@@ -32,6 +33,7 @@ def _profiles_help() -> str:
 @click.option("--no-jump-forward", is_flag=True, help="Decode step by step (for comparisons).")
 def build(export_dir: Path, profile: str, out: Path | None, name: str, force: bool, no_jump_forward: bool) -> None:
     """Write a Triton model repository serving EXPORT_DIR."""
+    require_extras("triton")
     repo = build_repository(export_dir, profile=profile, out=out, name=name, force=force,
                             jump_forward=not no_jump_forward)
     click.echo(f"wrote {repo} (model {name}, profile {profile})")
@@ -51,6 +53,7 @@ def build(export_dir: Path, profile: str, out: Path | None, name: str, force: bo
 def serve(repository: Path, http_port: int, grpc_port: int, metrics_port: int, host: str, cache_mb: int,
           ready_timeout: float, log_path: Path | None) -> None:
     """Run tritonserver on REPOSITORY until Ctrl-C or SIGTERM."""
+    require_extras("triton")
     from vedit.triton_repo.server import TritonServer
 
     server = TritonServer(repository, http_port=http_port or None, grpc_port=grpc_port or None,
@@ -87,6 +90,7 @@ def serve(repository: Path, http_port: int, grpc_port: int, metrics_port: int, h
 def bench_cmd(export_dir: Path, requests: int, concurrency: str, profile: str, threads: int | None,
               as_json: bool) -> None:
     """Latency and throughput: in-process vs Triton over HTTP and gRPC, in one run."""
+    require_extras("triton")
     import json
 
     from vedit.triton_repo import bench

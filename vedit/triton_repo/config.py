@@ -23,12 +23,14 @@ from __future__ import annotations
 import json
 import struct
 
-from google.protobuf import text_format
-from tritonclient.grpc import model_config_pb2 as mc
+from typing import TYPE_CHECKING
 
 from vedit.errors import TritonRepoError
 from vedit.registry import Registry
 from vedit.triton_repo.profiles import Profile
+
+if TYPE_CHECKING:  # Triton's schema comes with the [triton] extra; imported when a config is built
+    from tritonclient.grpc import model_config_pb2 as mc
 
 INPUT_NAME = "INTENT"
 
@@ -67,6 +69,8 @@ def build_config(
     max_intent_bytes: int = MAX_INTENT_BYTES,
 ) -> mc.ModelConfig:
     """The model configuration for one export served under ``profile``."""
+    from tritonclient.grpc import model_config_pb2 as mc
+
     cfg = mc.ModelConfig(name=name, backend="python", max_batch_size=profile.max_batch_size)
     cfg.version_policy.latest.num_versions = 1
     cfg.input.add(name=INPUT_NAME, data_type=mc.TYPE_STRING, dims=[1])
@@ -97,6 +101,8 @@ def build_config(
 
 def config_text(cfg: mc.ModelConfig) -> str:
     """The ``config.pbtxt`` text, checked by parsing it back into a ``ModelConfig``."""
+    from google.protobuf import text_format
+
     text = text_format.MessageToString(cfg, as_utf8=True)
     if parse_config(text) != cfg:
         raise TritonRepoError("config.pbtxt does not round-trip through Triton's schema (vedit bug)")
@@ -105,6 +111,9 @@ def config_text(cfg: mc.ModelConfig) -> str:
 
 def parse_config(text: str, *, source: str = "config.pbtxt") -> mc.ModelConfig:
     """Parse ``text`` against Triton's schema; a typo is reported with its line:column."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2 as mc
+
     cfg = mc.ModelConfig()
     try:
         text_format.Parse(text, cfg)
