@@ -12,6 +12,7 @@ Hierarchy (catch the base that fits)::
     ├── GrammarError                the output grammar cannot be built or reached by a tokenizer
     ├── TritonRepoError             a Triton repository cannot be built or served
     ├── MissingExtraError           a command needs an extra that is not installed (pip install 'vedit[...]')
+    ├── ProviderError               a requested onnxruntime execution provider (CUDA) is not active
     └── ClientError                 talking to a server failed
         ├── ServerUnavailableError  nothing answers at the URL (after bounded retries)
         └── ServerResponseError     the server answered with an error
@@ -82,3 +83,7 @@ class ServerResponseError(ClientError):
 
 class MissingExtraError(VeditError):
     """A command needs an optional extra (``pip install 'vedit[...]'``) that is not installed."""
+
+
+class ProviderError(VeditError):
+    """onnxruntime did not start a requested accelerator (it would silently run on CPU)."""

@@ -5,6 +5,10 @@ applied when a key is written), so rows can carry holes: every call feeds all ac
 its own number of tokens, right-padded with masked pad tokens. Masked positions get no attention
 and each row's position ids count only its real tokens, so every row computes what it would
 compute alone. One call per round serves every row.
+
+With IO binding (on CUDA) the cache never leaves the device between calls: each call's ``present``
+outputs are bound as the next call's ``past`` inputs. It comes to the host only when a finished row
+is dropped from the batch (:meth:`DecoderOnlyBackend._compact`); the logits come back every call.
 """
 
 from __future__ import annotations
@@ -19,8 +23,10 @@ from vedit.decoding.session import Session
 
 class DecoderOnlyModel:
     def __init__(self, export_dir: Path, files: dict[str, str], *, providers=None, threads=None,
-                 pad_token_id: int = 0, config: dict | None = None):
-        self.session = Session(export_dir / files.get("decoder", "model.onnx"), providers=providers, threads=threads)
+                 pad_token_id: int = 0, config: dict | None = None, allow_cpu_fallback: bool = False,
+                 io_binding: bool | None = None):
+        self.session = Session(export_dir / files.get("decoder", "model.onnx"), providers=providers, threads=threads,
+                               allow_cpu_fallback=allow_cpu_fallback, io_binding=io_binding)
         self.pad_id = pad_token_id
         self.past_names = [n for n in self.session.inputs if n.startswith("past_key_values.")]
         self.present_names = ["present." + n[len("past_key_values.") :] for n in self.past_names]
@@ -80,7 +86,8 @@ class DecoderOnlyBackend:
             past = {n: self.kv[n] for n in self.m.past_names}
             last = np.array([len(t) - 1 for t in tokens])
         mask = np.concatenate([self.mask, new_mask], axis=1)
-        out = self.m.session.run({"input_ids": ids, "attention_mask": mask, "position_ids": pos, **past})
+        out = self.m.session.run({"input_ids": ids, "attention_mask": mask, "position_ids": pos, **past},
+                                 keep=self.m.present_names)
         self.kv = {p: out[q] for p, q in zip(self.m.past_names, self.m.present_names)}
         self.mask = mask
         self.next_pos = self.next_pos + np.array([len(t) for t in tokens])
@@ -95,7 +102,8 @@ class DecoderOnlyBackend:
         self.mask = self.mask[sel]
         self.next_pos = self.next_pos[sel]
         if self.kv is not None:
-            self.kv = {n: a[sel] for n, a in self.kv.items()}
+            s = self.m.session
+            self.kv = {n: s.upload(s.to_host(a)[sel]) for n, a in self.kv.items()}
         self.slot = {r: i for i, r in enumerate(rows)}
 
     def release(self, row: int) -> None:

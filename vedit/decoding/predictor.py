@@ -104,8 +104,9 @@ class Predictor:
         self.batch_size = batch_size
 
     @classmethod
-    def load(cls, export_dir: str | Path, *, providers: Sequence[str] | None = None, threads: int | None = None,
-             jump_forward: bool = True, max_input_tokens: int | None = None, batch_size: int = 8) -> "Predictor":
+    def load(cls, export_dir: str | Path, *, providers: Sequence | None = None, threads: int | None = None,
+             jump_forward: bool = True, max_input_tokens: int | None = None, batch_size: int = 8,
+             allow_cpu_fallback: bool = False, io_binding: bool | None = None) -> "Predictor":
         """Open an export directory.
 
         ``providers``: onnxruntime providers (default: CUDA when onnxruntime-gpu offers it, else
@@ -113,7 +114,10 @@ class Predictor:
         every token (the step-by-step reference; same outputs, more calls). ``max_input_tokens``:
         prompt limit (default: T5 ``n_positions`` or 512; Llama ``max_position_embeddings`` minus
         the longest output); longer intents are cut, see :mod:`vedit.decoding.prompts`.
-        ``batch_size``: requests per batch (each request is 3 rows).
+        ``batch_size``: requests per batch (each request is 3 rows). A requested accelerator
+        (CUDA) that onnxruntime did not start is an error unless ``allow_cpu_fallback``;
+        ``io_binding`` keeps the KV cache on the device (default: on when running on CUDA), see
+        :mod:`vedit.decoding.session`.
         """
         d = Path(export_dir)
         family, files, config = read_manifest(d)
@@ -128,12 +132,13 @@ class Predictor:
         if family == "t5":
             start = int(config.get("decoder_start_token_id", tok.pad_token_id))
             model: Seq2SeqModel | DecoderOnlyModel = Seq2SeqModel(
-                d, files, providers=providers, threads=threads, decoder_start_token_id=start, pad_token_id=tok.pad_token_id)
+                d, files, providers=providers, threads=threads, decoder_start_token_id=start, pad_token_id=tok.pad_token_id,
+                allow_cpu_fallback=allow_cpu_fallback, io_binding=io_binding)
             limit = max_input_tokens or int(config.get("n_positions") or DEFAULT_MAX_INPUT_TOKENS)
         else:
             start = -1
             model = DecoderOnlyModel(d, files, providers=providers, threads=threads, pad_token_id=tok.pad_token_id,
-                                     config=config)
+                                     config=config, allow_cpu_fallback=allow_cpu_fallback, io_binding=io_binding)
             longest_output = max(a.max_tokens() for a in grammar.automata.values())
             room = int(config.get("max_position_embeddings") or 2048) - longest_output
             limit = min(max_input_tokens or room, room)

@@ -1,25 +1,43 @@
-"""onnxruntime sessions: provider choice, threads, and a ``run(feeds) -> outputs`` wrapper.
+"""onnxruntime sessions: provider choice and check, threads, CUDA memory limits, IO binding.
 
-CPU is the default. When onnxruntime-gpu is installed and reports the CUDA provider, CUDA is
-selected automatically and calls go through IO binding (inputs bound from host arrays, outputs
-bound to host memory, so the decoding loop can keep slicing the KV cache with numpy). That path
-is written against the onnxruntime API but has NOT been run on a GPU here (no GPU was lent);
-a device-resident KV cache would be the next step for GPU speed.
+Providers. CPU is the default; when onnxruntime-gpu offers CUDA it is requested first. onnxruntime
+itself never fails when a requested provider cannot start (no GPU, no CUDA/cuDNN libraries, the CPU
+wheel): it logs a warning and runs everything on CPU. A GPU profile served like that answers on one
+CPU thread, so every session compares the providers it got with the ones requested, and a missing
+accelerator is a :class:`~vedit.errors.ProviderError` (one line) unless ``allow_cpu_fallback`` is
+set, in which case it is a logged warning, never a silent one.
+
+Provider options. A provider may be a name or ``(name, options)``, as onnxruntime takes them;
+:func:`cuda_provider` builds the CUDA one with the per-instance memory bound of a serving profile
+(``gpu_mem_limit``, ``arena_extend_strategy``), so N instances on one card cannot outgrow it.
+
+IO binding. With ``io_binding`` (the default on CUDA; optional on CPU, where the same code path runs
+and is tested), inputs and outputs go through an ``IOBinding``: outputs the caller asks to ``keep``
+(the KV cache) stay where the provider wrote them, as ``OrtValue`` s on the device, and are bound
+again as the next call's inputs without a host copy; every other output (the logits) is written to
+host memory. :meth:`Session.to_host` / :meth:`Session.upload` move a kept value across when the
+decoding loop must regroup rows (rare: see :mod:`vedit.decoding.seq2seq`).
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Mapping, Sequence, Union
 
 import numpy as np
 import onnxruntime as ort
 
-from vedit.errors import ModelDirError
+from vedit.errors import ModelDirError, ProviderError
 
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
+
+#: A provider as onnxruntime takes it: a name, or (name, options).
+ProviderSpec = Union[str, tuple[str, dict]]
+
+log = logging.getLogger("vedit.decoding")
 
 _NP_TYPES = {
     "tensor(float)": np.float32,
@@ -30,11 +48,53 @@ _NP_TYPES = {
     "tensor(bool)": np.bool_,
 }
 
+#: onnxruntime device names of the providers whose memory IO binding can keep values in.
+_DEVICE = {CUDA: "cuda", CPU: "cpu"}
+
 
 def default_providers() -> list[str]:
     """CUDA (then CPU) when onnxruntime-gpu offers it, else CPU."""
     available = ort.get_available_providers()
     return [CUDA, CPU] if CUDA in available else [CPU]
+
+
+def provider_name(p: ProviderSpec) -> str:
+    return p if isinstance(p, str) else p[0]
+
+
+def cuda_provider(device_id: int = 0, *, gpu_mem_limit: int | None = None,
+                  arena_extend_strategy: str | None = None) -> tuple[str, dict]:
+    """The CUDA provider with a device and, for serving, a bound on its memory arena (bytes)."""
+    opts: dict[str, Any] = {"device_id": int(device_id)}
+    if gpu_mem_limit:
+        opts["gpu_mem_limit"] = int(gpu_mem_limit)
+    if arena_extend_strategy:
+        if arena_extend_strategy not in ("kNextPowerOfTwo", "kSameAsRequested"):
+            raise ValueError(f"arena_extend_strategy {arena_extend_strategy!r}: use kNextPowerOfTwo or kSameAsRequested")
+        opts["arena_extend_strategy"] = arena_extend_strategy
+    return (CUDA, opts)
+
+
+def check_providers(path: Path, requested: Sequence[ProviderSpec], active: Sequence[str], *,
+                    allow_cpu_fallback: bool = False) -> list[str]:
+    """Compare the providers a session got with those requested; return the missing accelerators.
+
+    CPU is never "missing" (onnxruntime always has it). A missing accelerator raises
+    :class:`ProviderError` unless ``allow_cpu_fallback``, which logs a warning instead.
+    """
+    missing = [n for n in (provider_name(p) for p in requested) if n != CPU and n not in active]
+    if not missing:
+        return []
+    message = (
+        f"{path.name}: {', '.join(missing)} requested but not active (the session runs on "
+        f"{', '.join(active) or 'nothing'}; this onnxruntime offers {', '.join(ort.get_available_providers())}): "
+        "install onnxruntime-gpu (not beside onnxruntime) on a host with a working CUDA 12 + cuDNN 9, "
+        "or allow the CPU fallback explicitly (allow_cpu_fallback=True; Triton parameter allow_cpu_fallback: \"true\")"
+    )
+    if not allow_cpu_fallback:
+        raise ProviderError(message)
+    log.warning("falling back to CPU as allowed: %s", message)
+    return missing
 
 
 @dataclass(frozen=True)
@@ -47,12 +107,17 @@ class InputSpec:
 class Session:
     """One ONNX model; inputs and outputs are addressed by the names the model declares."""
 
-    def __init__(self, path: str | Path, *, providers: Sequence[str] | None = None, threads: int | None = None):
+    def __init__(self, path: str | Path, *, providers: Sequence[ProviderSpec] | None = None,
+                 threads: int | None = None, allow_cpu_fallback: bool = False, io_binding: bool | None = None):
         p = Path(path)
         if not p.is_file():
             raise ModelDirError(f"{p}: ONNX file not found; export the model first (vedit export ...)")
+        self.requested = list(providers or default_providers())
+        accelerated = any(provider_name(x) != CPU for x in self.requested)
         opts = ort.SessionOptions()
-        opts.log_severity_level = 3
+        # onnxruntime reports a provider that failed to start as a warning: keep warnings visible
+        # whenever an accelerator is requested (the check below turns the failure into an error).
+        opts.log_severity_level = 2 if accelerated else 3
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:
             opts.intra_op_num_threads = int(threads)
@@ -61,39 +126,69 @@ class Session:
         # pool; threads left spinning by one steal cores from the next (measured on the base-shaped
         # model, 2 threads: 252 ms with spinning, 208 ms without). Waiting threads sleep instead.
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.providers = list(providers or default_providers())
         try:
-            self.session = ort.InferenceSession(str(p), opts, providers=self.providers)
+            self.session = ort.InferenceSession(str(p), opts, providers=self.requested)
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
             raise ModelDirError(f"{p}: onnxruntime cannot load it: {exc}") from exc
+        self.providers = self.session.get_providers()
+        self.fallback = check_providers(p, self.requested, self.providers, allow_cpu_fallback=allow_cpu_fallback)
         self.inputs = {i.name: InputSpec(i.name, tuple(i.shape), _NP_TYPES.get(i.type, np.float32))
                        for i in self.session.get_inputs()}
         self.output_names = [o.name for o in self.session.get_outputs()]
-        self.use_binding = self.session.get_providers()[0] == CUDA
+        first = self.providers[0]
+        self.device = _DEVICE.get(first, "cpu")
+        self.device_id = int(self.session.get_provider_options().get(first, {}).get("device_id", 0) or 0)
+        self.use_binding = (self.device == "cuda") if io_binding is None else bool(io_binding)
         self.calls = 0
 
-    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run with exactly the inputs the model declares (extra feeds are ignored)."""
+    def run(self, feeds: Mapping[str, Any], *, keep: Sequence[str] = ()) -> dict[str, Any]:
+        """Run with exactly the inputs the model declares (extra feeds are ignored).
+
+        Feeds are numpy arrays or values this session returned earlier. Outputs named in ``keep``
+        come back as device values when IO binding is on (numpy arrays otherwise); the rest are
+        numpy arrays in host memory.
+        """
         feeds = {k: v for k, v in feeds.items() if k in self.inputs}
         missing = set(self.inputs) - set(feeds)
         if missing:
             raise ModelDirError(f"the ONNX model wants inputs this runtime does not provide: {sorted(missing)}")
         self.calls += 1
         if self.use_binding:
-            return self._run_bound(feeds)
-        return dict(zip(self.output_names, self.session.run(self.output_names, feeds)))
+            return self._run_bound(feeds, set(keep))
+        host = {k: self.to_host(v) for k, v in feeds.items()}
+        return dict(zip(self.output_names, self.session.run(self.output_names, host)))
 
-    def _run_bound(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _run_bound(self, feeds: Mapping[str, Any], keep: set[str]) -> dict[str, Any]:
         binding = self.session.io_binding()
-        for name, arr in feeds.items():
-            binding.bind_cpu_input(name, np.ascontiguousarray(arr))
+        for name, value in feeds.items():
+            if isinstance(value, ort.OrtValue):
+                binding.bind_ortvalue_input(name, value)
+            else:
+                binding.bind_cpu_input(name, np.ascontiguousarray(value))
         for name in self.output_names:
-            binding.bind_output(name, "cpu")
+            if name in keep:
+                binding.bind_output(name, self.device, self.device_id)
+            else:
+                binding.bind_output(name, "cpu")
         self.session.run_with_iobinding(binding)
-        return dict(zip(self.output_names, binding.copy_outputs_to_cpu()))
+        out = {}
+        for name, value in zip(self.output_names, binding.get_outputs()):
+            out[name] = value if name in keep else value.numpy()
+        return out
+
+    def to_host(self, value: Any) -> np.ndarray:
+        """A value from :meth:`run` (device or host) as a numpy array."""
+        return value.numpy() if isinstance(value, ort.OrtValue) else value
+
+    def upload(self, array: np.ndarray) -> Any:
+        """A host array as a value :meth:`run` can bind without copying it again."""
+        if not self.use_binding:
+            return array
+        return ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(array), self.device, self.device_id)
 
     def dtype(self, name: str) -> type:
         return self.inputs[name].dtype
 
 
-__all__ = ["CPU", "CUDA", "Session", "default_providers"]
+__all__ = ["CPU", "CUDA", "ProviderSpec", "Session", "check_providers", "cuda_provider", "default_providers",
+           "provider_name"]
