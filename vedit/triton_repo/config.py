@@ -14,7 +14,9 @@ What is the same for every profile, and why:
 - ``model_warmup``: one real intent at load time, so the first user request does not pay for
   onnxruntime's lazy initialisation;
 - ``version_policy latest 1``: a new version directory replaces the old one on reload;
-- ``parameters``: the runtime knobs (threads, jump-forward, providers, the request size limit) and
+- ``parameters``: the runtime knobs (threads, jump-forward, providers, the request size limit; on GPU
+  the per-instance CUDA memory bound ``gpu_mem_limit`` in bytes, ``arena_extend_strategy`` and
+  ``allow_cpu_fallback``, see :mod:`vedit.triton_repo.profiles`) and
   the registry snapshot, which clients read to type the answers with the server's own registry.
 """
 
@@ -47,6 +49,9 @@ WARMUP_FILE = "intent"
 PARAM_THREADS = "threads"
 PARAM_JUMP_FORWARD = "jump_forward"
 PARAM_PROVIDERS = "providers"
+PARAM_GPU_MEM_LIMIT = "gpu_mem_limit"
+PARAM_ARENA_EXTEND = "arena_extend_strategy"
+PARAM_ALLOW_CPU_FALLBACK = "allow_cpu_fallback"
 PARAM_MAX_INTENT_BYTES = "max_intent_bytes"
 PARAM_EXPORT_SUBDIR = "export_subdir"
 PARAM_REGISTRY = "vedit_registry"
@@ -93,7 +98,12 @@ def build_config(
         PARAM_FAMILY: family,
         PARAM_PRECISION: precision,
         PARAM_PROFILE: profile.name,
+        PARAM_ALLOW_CPU_FALLBACK: "true" if profile.allow_cpu_fallback else "false",
     }
+    if profile.kind == "KIND_GPU":
+        params[PARAM_GPU_MEM_LIMIT] = str(profile.gpu_mem_limit(instance_count))
+        if profile.arena_extend_strategy:
+            params[PARAM_ARENA_EXTEND] = profile.arena_extend_strategy
     for key, value in params.items():
         cfg.parameters[key].string_value = value
     return cfg

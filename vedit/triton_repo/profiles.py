@@ -11,6 +11,12 @@ plus a CUDA context, activations and a Python stub process, so the count is the 
 copies that fit in the card's memory (after a reserve), capped at the count where more copies
 stop helping. A Llama-2-7b fp16 export (~13.5 GB) therefore gets one instance on a 24 GB L4, while
 the small demo T5 student gets the cap.
+
+The sizing is also *enforced*: each GPU instance gets onnxruntime's CUDA ``gpu_mem_limit`` (its
+share of the usable memory minus the CUDA context that lives outside the arena) and the
+``kSameAsRequested`` arena growth (the default doubles, overshooting the share), both written into
+``config.pbtxt`` and passed to the CUDA execution provider by the served model. A GPU instance whose
+session did not get the CUDA provider refuses to load (``allow_cpu_fallback`` false).
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ Kind = Literal["KIND_CPU", "KIND_GPU"]
 Precision = Literal["fp32", "fp16", "int8"]
 
 GIB = 1024**3
+#: Per GPU instance, outside onnxruntime's arena: CUDA context, cuBLAS/cuDNN workspaces.
+CUDA_CONTEXT_GIB = 0.5
 
 
 @dataclass(frozen=True)
@@ -52,6 +60,10 @@ class Profile:
     activation_factor: float = 1.0
     """Weights x this = weights plus activations and KV cache at ``max_batch_size`` (short
     sequences: three tool outputs of < 100 tokens each)."""
+    arena_extend_strategy: str = ""
+    """onnxruntime CUDA arena growth; ``kSameAsRequested`` stays within the instance's share."""
+    allow_cpu_fallback: bool = False
+    """Serve on CPU when the CUDA provider does not start (never silently: it is logged)."""
 
     def instance_count(self, weights_bytes: int) -> int:
         """How many instances to start for an export whose ONNX files weigh ``weights_bytes``."""
@@ -66,6 +78,16 @@ class Profile:
                 f"{usable:.1f} GiB usable; export at a lower precision or use a larger GPU profile"
             )
         return min(fits, self.max_instances)
+
+    def gpu_mem_limit(self, instances: int) -> int:
+        """Bytes of onnxruntime CUDA arena per instance when ``instances`` share the card (0 on CPU).
+
+        ``instance_count`` only allows counts for which this still holds the weights and activations.
+        """
+        if self.kind == "KIND_CPU":
+            return 0
+        share = (self.gpu_memory_gib - self.reserve_gib) / max(1, int(instances)) - CUDA_CONTEXT_GIB
+        return int(share * GIB)
 
 
 PROFILES: dict[str, Profile] = {
@@ -84,6 +106,7 @@ PROFILES: dict[str, Profile] = {
             max_queue_delay_us=1000,
             threads=1,
             providers=("CUDAExecutionProvider", "CPUExecutionProvider"),
+            arena_extend_strategy="kSameAsRequested",
             reason=(
                 "NVIDIA L4, 24 GB: fp16 halves the weights and uses the tensor cores. Two instances "
                 "let one instance's Python-side work (tokenizing, grammar masks) overlap the other's "
@@ -105,6 +128,7 @@ PROFILES: dict[str, Profile] = {
             max_queue_delay_us=1000,
             threads=1,
             providers=("CUDAExecutionProvider", "CPUExecutionProvider"),
+            arena_extend_strategy="kSameAsRequested",
             reason=(
                 "NVIDIA A100 80 GB: fp16 on roughly 3x the L4's compute, so more instances (up to "
                 "four) and larger batches (32 requests) before the GPU saturates; a 7B fp16 export "

@@ -27,8 +27,13 @@ class TritonPythonModel:
         self.max_bytes = int(params["max_intent_bytes"])
         providers = [p for p in params.get("providers", "").split(",") if p]
         if args.get("model_instance_kind") == "GPU":
-            device = int(args.get("model_instance_device_id", 0))
-            providers = [(p, {"device_id": device}) if p == "CUDAExecutionProvider" else p for p in providers]
+            from vedit.decoding.session import CUDA, cuda_provider
+
+            # this instance's device and its share of the card (the profile's sizing, enforced)
+            cuda = cuda_provider(int(args.get("model_instance_device_id", 0)),
+                                 gpu_mem_limit=int(params.get("gpu_mem_limit") or 0) or None,
+                                 arena_extend_strategy=params.get("arena_extend_strategy") or None)
+            providers = [cuda if p == CUDA else p for p in providers]
         export_dir = Path(args["model_repository"]) / args["model_version"] / params["export_subdir"]
         threads = int(params.get("threads", "0")) or None
         try:
@@ -40,6 +45,7 @@ class TritonPythonModel:
                 threads=threads,
                 jump_forward=params.get("jump_forward", "true") == "true",
                 batch_size=max(1, int(config.get("max_batch_size", 0))),  # a whole Triton batch at once
+                allow_cpu_fallback=params.get("allow_cpu_fallback", "false") == "true",
             )
         except Exception as exc:  # the server log must say why the model did not load
             raise pb_utils.TritonModelException(f"vedit runtime cannot load {export_dir}: {exc}") from exc
