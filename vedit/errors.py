@@ -7,7 +7,8 @@ Hierarchy (catch the base that fits)::
     ├── ToolCallError               model text that is not a valid call of a tool
     ├── DatasetError                a JSONL data file has bad rows (line numbers inside)
     ├── ModelDirError               a model / export directory is missing, corrupt or mismatched
-    ├── ExportError                 an export failed (validation, unsupported model, disk, ...)
+    ├── OutputError                 an output file or directory cannot be written (exists, disk full, ...)
+    ├── ExportError                 an export failed (validation, unsupported model, ...)
     │   └── ValidationError         exported model disagrees with its PyTorch original
     ├── GrammarError                the output grammar cannot be built or reached by a tokenizer
     ├── TritonRepoError             a Triton repository cannot be built or served
@@ -50,6 +51,10 @@ class DatasetError(VeditError):
 
 
 class ModelDirError(VeditError):
+    pass
+
+
+class OutputError(VeditError):
     pass
 
 

@@ -104,7 +104,7 @@ def run(options: PipelineOptions, echo: Echo) -> PipelineReport:
     report.add("LoRA merge", "\n".join(lines), echo)
 
     # 3. exports (validated against PyTorch by the exporter)
-    from vedit.export.manifest import read_manifest
+    from vedit.manifest import read_manifest
 
     exports = {}
     for precision in ("fp32", "int8"):
@@ -116,7 +116,7 @@ def run(options: PipelineOptions, echo: Echo) -> PipelineReport:
     for (family, precision), d in exports.items():
         man = read_manifest(d)
         size = sum(f.stat().st_size for f in d.glob("*.onnx*")) / 1e6
-        v = man.get("validation", {})
+        v = man.data.get("validation", {})
         g = v.get("greedy", {})
         worst = max(v.get("max_abs_diff", {}).values(), default=float("nan"))
         lines.append(f"{family:<5} {precision}: {size:7.2f} MB ONNX, validation passed={v.get('passed')}, "

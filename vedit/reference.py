@@ -2,9 +2,11 @@
 
 Every export is judged against this predictor, so it is deliberately plain: greedy decoding
 (``do_sample=False``, one beam), the registry's three prompts per intent in one batch, and the
-parser from :mod:`vedit.registry` to type the answers. A constrained variant plugs in through
-transformers ``LogitsProcessor`` objects; nothing else changes, so the two can be compared
-token for token.
+parser from :mod:`vedit.registry` to type the answers. Prompt ids come from the runtime's own
+:class:`~vedit.decoding.prompts.PromptBuilder` (same text, same truncation of long intents), so the
+two sides see the same tokens. ``predict(..., grammar=G)`` adds :class:`GrammarLogitsProcessor`, the
+runtime's compiled grammar as a transformers logits processor: the PyTorch side constrained like
+with like. This is the one PyTorch generation path; benchmarks and parity load it once and reuse it.
 
 Weights are loaded from safetensors only: pickled checkpoints (``*.bin``) can run arbitrary code
 when loaded, so they are refused unless the caller passes ``allow_pickle=True``.
@@ -14,12 +16,16 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from vedit.errors import ModelDirError, ToolCallError
+import numpy as np
+
+from vedit.decoding.grammar import CompiledGrammar
+from vedit.decoding.prompts import PromptBuilder, input_limit
+from vedit.errors import GrammarError, ModelDirError, ToolCallError
 from vedit.registry import Registry, Tool, ToolCall, default_registry, load_registry, parse_call
 from vedit.registry.model import Family
 
@@ -29,9 +35,6 @@ PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
 #: a student directory may carry the registry it was trained against
 REGISTRY_FILE = "registry.json"
 
-#: Called once per batch with the tool name of every row of the batch; returns the logits
-#: processors for that batch (constrained decoding keeps per-row state, hence one per batch).
-ProcessorFactory = Callable[[Sequence[str]], Sequence[Any]]
 
 
 @dataclass
@@ -83,6 +86,40 @@ class _StepCounter:
     def __call__(self, input_ids, scores):
         self.steps += 1
         return scores
+
+
+class GrammarLogitsProcessor:
+    """Masks every token the grammar refuses (score -inf); greedy search then never leaves it.
+
+    ``tools[i]`` is the tool of batch row ``i``; ``offset`` is where generated tokens start in
+    ``input_ids``: 1 for encoder-decoders (after the decoder start token), the padded prompt width
+    for decoder-only models. Rows that have emitted EOS only allow EOS (``generate`` pads them).
+    Greedy search only (``num_beams=1``, no sampling): beams would need a matcher per beam.
+    The mask is filled from the automaton's own sorted id arrays (no Python lists per step).
+    """
+
+    def __init__(self, grammar: CompiledGrammar, tools: Sequence[str], *, offset: int):
+        self.grammar = grammar
+        self.matchers = [grammar.matcher(t) for t in tools]
+        self.consumed = [0] * len(tools)
+        self.offset = offset
+        self._eos = np.array([grammar.eos_token_id], dtype=np.int64)
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        if input_ids.shape[0] != len(self.matchers):
+            raise GrammarError("GrammarLogitsProcessor: batch size differs from the tools given (beam search is not supported)")
+        mask = torch.ones_like(scores, dtype=torch.bool)
+        generated = input_ids[:, self.offset :].tolist()
+        for i, (m, seq) in enumerate(zip(self.matchers, generated)):
+            for t in seq[self.consumed[i] :]:
+                if not m.is_finished() and not m.advance(t):
+                    raise GrammarError(f"generate emitted token {t}, which the grammar refuses")
+            self.consumed[i] = len(seq)
+            allowed = self._eos if m.is_finished() else m.allowed_tokens()
+            mask[i, torch.from_numpy(np.asarray(allowed, dtype=np.int64))] = False
+        return scores.masked_fill(mask, float("-inf"))
 
 
 def _longest_call(tool: Tool, tokenizer) -> int:
@@ -150,8 +187,16 @@ class ReferencePredictor:
         self.max_new_tokens = max_new_tokens or output_token_budget(registry, tokenizer)
         self.source = source
         self.stats = PredictorStats()
+        self._builders: dict[int, PromptBuilder] = {}
         if family == "llama":
             tokenizer.padding_side = "left"
+
+    def prompt_builder(self, longest_output: int) -> PromptBuilder:
+        """The runtime's prompt builder for this tokenizer, with the runtime's input limit."""
+        limit = input_limit(self.family, self.model.config.to_dict(), longest_output)
+        if limit not in self._builders:
+            self._builders[limit] = PromptBuilder(self.registry, self.tokenizer.backend_tokenizer, self.family, limit)
+        return self._builders[limit]
 
     @classmethod
     def load(cls, student_dir: str | Path, adapter_dir: str | Path | None = None, *,
@@ -203,28 +248,35 @@ class ReferencePredictor:
         return GenerationConfig(do_sample=False, num_beams=1, max_new_tokens=self.max_new_tokens,
                                 pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, **extra)
 
-    def generate(self, prompts: Sequence[str], *, tools: Sequence[str] | None = None,
-                 logits_processor: Sequence[Any] = (),
-                 logits_processor_factory: ProcessorFactory | None = None) -> tuple[list[list[int]], int]:
-        """Greedy-generate one batch of prompts; return the new token ids per prompt (up to and
-        including ``</s>``) and the number of decoder steps."""
+    def generate(self, rows: Sequence[Sequence[int]], *, tools: Sequence[str] | None = None,
+                 grammar: CompiledGrammar | None = None,
+                 logits_processor: Sequence[Any] = ()) -> tuple[list[list[int]], int]:
+        """Greedy-generate one batch of prompt id rows; return the new token ids per row (up to and
+        including ``</s>``) and the number of decoder steps. ``grammar`` (with ``tools``, the
+        tool of each row) constrains every row to its tool's grammar."""
         import torch
         from transformers import LogitsProcessorList
 
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), self.tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for k, r in enumerate(rows):
+            span = slice(0, len(r)) if self.family == "t5" else slice(width - len(r), width)  # Llama: left padding
+            ids[k, span], mask[k, span] = torch.tensor(list(r), dtype=torch.long), 1
+        # T5 outputs start with the decoder start token; Llama outputs repeat the prompt.
+        skip = 1 if self.family == "t5" else width
         counter = _StepCounter()
         processors = [counter, *logits_processor]
-        if logits_processor_factory is not None:
-            processors.extend(logits_processor_factory(list(tools or [])))
-        enc = self.tokenizer(list(prompts), return_tensors="pt", padding=True)
+        if grammar is not None:
+            if tools is None or len(tools) != len(rows):
+                raise GrammarError("generate(grammar=...) needs the tool of every row")
+            processors.append(GrammarLogitsProcessor(grammar, tools, offset=skip))
+        config = self._generation_config()
+        if grammar is not None:  # the longest path through the grammar, EOS included
+            config.max_new_tokens = max(grammar.automata[t].max_tokens() for t in set(tools))
         with torch.inference_mode():
-            out = self.model.generate(
-                input_ids=enc["input_ids"],
-                attention_mask=enc["attention_mask"],
-                generation_config=self._generation_config(),
-                logits_processor=LogitsProcessorList(processors),
-            )
-        # T5 outputs start with the decoder start token; Llama outputs repeat the prompt.
-        skip = 1 if self.family == "t5" else enc["input_ids"].shape[1]
+            out = self.model.generate(input_ids=ids, attention_mask=mask, generation_config=config,
+                                      logits_processor=LogitsProcessorList(processors))
         eos, pad = self.tokenizer.eos_token_id, self.tokenizer.pad_token_id
         new: list[list[int]] = []
         for row in out[:, skip:].tolist():
@@ -239,28 +291,35 @@ class ReferencePredictor:
             new.append(ids)
         return new, counter.steps
 
-    def predict(self, intents: Sequence[str], *, batch_size: int = 8,
-                logits_processor: Sequence[Any] = (),
-                logits_processor_factory: ProcessorFactory | None = None,
-                progress: bool = False) -> list[ReferenceResult]:
+    def predict(self, intents: Sequence[str], *, batch_size: int = 8, grammar: CompiledGrammar | None = None,
+                logits_processor: Sequence[Any] = (), progress: bool = False) -> list[ReferenceResult]:
         """Answer every intent: its three prompts go in one batch (``batch_size`` intents per
-        ``generate`` call, i.e. ``3 * batch_size`` sequences)."""
+        ``generate`` call, i.e. ``3 * batch_size`` sequences). ``grammar``: constrained by the
+        runtime's compiled grammar (raw texts are then exactly the grammar's bytes)."""
         import sys
 
         from tqdm.auto import tqdm
 
         tools = self.registry.tools
+        if grammar is not None:
+            missing = set(self.registry.tool_names) - set(grammar.automata)
+            if missing:
+                raise GrammarError(f"the grammar lacks tools {sorted(missing)}; compile it for this registry")
+            longest = max(a.max_tokens() for a in grammar.automata.values())
+        else:
+            longest = self.max_new_tokens
+        builder = self.prompt_builder(longest)
         results: list[ReferenceResult] = []
         bar = tqdm(total=len(intents), desc="predict", file=sys.stderr, disable=not progress,
                    mininterval=1.0, dynamic_ncols=True)
         try:
             for start in range(0, len(intents), batch_size):
                 chunk = list(intents[start : start + batch_size])
-                prompts = [self.registry.prompt(t.name, i, self.family) for i in chunk for t in tools]
+                prompts = [ids for i in chunk for ids in builder.build(i).ids]
                 row_tools = [t.name for _ in chunk for t in tools]
                 began = time.perf_counter()
-                ids, steps = self.generate(prompts, tools=row_tools, logits_processor=logits_processor,
-                                           logits_processor_factory=logits_processor_factory)
+                ids, steps = self.generate(prompts, tools=row_tools, grammar=grammar,
+                                           logits_processor=logits_processor)
                 self.stats.seconds += time.perf_counter() - began
                 self.stats.batches += 1
                 self.stats.requests += len(chunk)
@@ -268,18 +327,22 @@ class ReferencePredictor:
                 self.stats.decoder_calls += steps
                 self.stats.new_tokens += sum(len(x) for x in ids)
                 for k, intent in enumerate(chunk):
-                    results.append(self._result(intent, ids[k * len(tools) : (k + 1) * len(tools)], steps))
+                    results.append(self._result(intent, ids[k * len(tools) : (k + 1) * len(tools)], steps, grammar))
                 bar.update(len(chunk))
         finally:
             bar.close()
         return results
 
-    def _result(self, intent: str, ids: list[list[int]], steps: int) -> ReferenceResult:
+    def _result(self, intent: str, ids: list[list[int]], steps: int,
+                grammar: CompiledGrammar | None) -> ReferenceResult:
         calls: dict[str, ToolCall | None] = {}
         raw: dict[str, str] = {}
         errors: dict[str, str] = {}
         for tool, seq in zip(self.registry.tools, ids):
-            text = self.tokenizer.decode(seq, skip_special_tokens=True)
+            if grammar is not None:
+                text = grammar.text(seq)
+            else:
+                text = self.tokenizer.decode(seq, skip_special_tokens=True)
             raw[tool.name] = text
             try:
                 calls[tool.name] = parse_call(tool, text)
@@ -296,7 +359,7 @@ class ReferencePredictor:
 __all__ = [
     "FAMILIES",
     "PredictorStats",
-    "ProcessorFactory",
+    "GrammarLogitsProcessor",
     "ReferencePredictor",
     "ReferenceResult",
     "detect_family",

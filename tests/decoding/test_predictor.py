@@ -87,12 +87,21 @@ def test_predict_takes_a_list(predictors):
 
 
 def test_load_errors(tmp_path, t5_export):
-    with pytest.raises(ModelDirError, match="run the export"):
-        Predictor.load(tmp_path / "nope")
+    import json
     import shutil
 
+    with pytest.raises(ModelDirError, match="no such export directory; create one with `vedit export"):
+        Predictor.load(tmp_path / "nope")
     d = tmp_path / "copy"
     shutil.copytree(t5_export, d)
+    manifest = json.loads((d / "manifest.json").read_text())
+    for broken, message in (({**manifest, "version": 99}, "not a vedit-export v1 manifest"),
+                            ({**manifest, "family": "gpt2"}, "unknown model family 'gpt2'"),
+                            ("[1, 2]", "not a vedit-export v1 manifest")):
+        (d / "manifest.json").write_text(broken if isinstance(broken, str) else json.dumps(broken))
+        with pytest.raises(ModelDirError, match=message):
+            Predictor.load(d)
+    (d / "manifest.json").write_text(json.dumps(manifest))
     shutil.rmtree(d / "grammar")
     with pytest.raises(GrammarError, match="no compiled grammar"):
         Predictor.load(d)
@@ -104,17 +113,13 @@ def test_providers_default_to_cpu(predictors):
 
 @pytest.mark.parametrize("family", ["t5", "llama"])
 def test_same_outputs_as_constrained_pytorch(family, request):
-    import torch
-    from transformers import LlamaForCausalLM, T5ForConditionalGeneration
+    from vedit.decoding import load_grammar
+    from vedit.reference import ReferencePredictor
 
-    from vedit.decoding.torch_processor import constrained_generate
-
-    torch.set_num_threads(2)
     export = request.getfixturevalue(f"{family}_export")
     src = request.getfixturevalue(f"tiny_{family}_dir")
-    cls = T5ForConditionalGeneration if family == "t5" else LlamaForCausalLM
-    model = cls.from_pretrained(src, use_safetensors=True).eval()
+    ref = ReferencePredictor.load(src, threads=2)
     # the T5 prompt limit (512) truncates the long intent; keep the Llama one short (its limit is ~900)
     intents = ["golden hour", "", "x" * (1500 if family == "t5" else 200)]
     onnx = [p.raw for p in request.getfixturevalue(f"{family}_predictors")[True].predict(intents)]
-    assert constrained_generate(model, export, intents) == onnx
+    assert [r.raw for r in ref.predict(intents, grammar=load_grammar(export))] == onnx

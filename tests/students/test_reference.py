@@ -70,13 +70,12 @@ def test_llama_with_adapter_left_padding(tiny_llama_dir, tiny_llama_lora_dir, re
 
 
 def test_logits_processor_hooks(tiny_t5_dir, registry):
-    """A factory is called once per batch with each row's tool; its processors steer decoding."""
+    """Extra logits processors steer every row of every batch; steps are counted per batch."""
     import torch
 
     p = ReferencePredictor.load(tiny_t5_dir)
     target = p.tokenizer(ToolCall.unused(registry.tool("filter")).dumps(), add_special_tokens=False)["input_ids"]
     target = target + [p.tokenizer.eos_token_id]
-    seen: list[list[str]] = []
 
     class Force:
         """Forces the ids of the canonical 'none' filter call, then end of sequence."""
@@ -87,12 +86,7 @@ def test_logits_processor_hooks(tiny_t5_dir, registry):
             forced[:, target[min(step, len(target) - 1)]] = 0
             return forced
 
-    def factory(tools):
-        seen.append(list(tools))
-        return [Force()]
-
-    results = p.predict(INTENTS[:2], batch_size=1, logits_processor_factory=factory)
-    assert seen == [list(registry.tool_names)] * 2
+    results = p.predict(INTENTS[:2], batch_size=1, logits_processor=[Force()])
     for r in results:
         assert r.calls["filter"] == ToolCall.unused(registry.tool("filter"))
         assert r.decoder_calls == len(target)

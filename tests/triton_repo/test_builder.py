@@ -13,22 +13,26 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from vedit.errors import ModelDirError, TritonRepoError
+from vedit.errors import ModelDirError, OutputError, TritonRepoError
 from vedit.triton_repo import build_repository
 from vedit.triton_repo import config as cfgmod
 from vedit.triton_repo.cli import triton
 
 
 @pytest.fixture
-def export_dir(tmp_path, registry) -> Path:
+def export_dir(tmp_path, tiny_export) -> Path:
+    """A copy of the tiny T5 export (the builder copies it whole into the repository)."""
+    import shutil
+
     d = tmp_path / "exports" / "t5-fp32"
-    d.mkdir(parents=True)
-    (d / "manifest.json").write_text(json.dumps({"family": "t5", "precision": "fp32", "files": {}}))
-    registry.save(d / "registry.json")
-    (d / "encoder_model.onnx").write_bytes(b"\0" * 1000)
-    (d / "grammar").mkdir()
-    (d / "grammar" / "adjust.bin").write_bytes(b"g")
+    shutil.copytree(tiny_export, d)
     return d
+
+
+def _rewrite_manifest(export_dir: Path, **changes) -> None:
+    m = json.loads((export_dir / "manifest.json").read_text())
+    m.update(changes)
+    (export_dir / "manifest.json").write_text(json.dumps(m))
 
 
 def test_layout(export_dir, tmp_path, registry):
@@ -73,7 +77,7 @@ def test_existing_repository_is_refused_unless_forced(export_dir, tmp_path):
     ],
 )
 def test_precision_must_suit_the_profile(export_dir, tmp_path, profile, precision, message):
-    (export_dir / "manifest.json").write_text(json.dumps({"family": "t5", "precision": precision}))
+    _rewrite_manifest(export_dir, precision=precision)
     with pytest.raises(TritonRepoError, match=message):
         build_repository(export_dir, profile=profile, out=tmp_path / "repo")
     assert not (tmp_path / "repo").exists()
@@ -90,8 +94,23 @@ def test_not_an_export(tmp_path):
 
 def test_export_without_onnx(export_dir, tmp_path):
     (export_dir / "encoder_model.onnx").unlink()
-    with pytest.raises(ModelDirError, match="no .onnx files"):
+    with pytest.raises(ModelDirError, match="missing encoder_model.onnx; the export is incomplete"):
         build_repository(export_dir, out=tmp_path / "repo")
+
+
+def test_damaged_or_foreign_export_is_refused(export_dir, tmp_path):
+    """An ONNX file replaced by zeros, or a manifest of another format/version, never reaches Triton."""
+    onnx = export_dir / "decoder_model.onnx"
+    onnx.write_bytes(b"\0" * 1000)
+    with pytest.raises(ModelDirError, match="decoder_model.onnx: 1000 bytes, the manifest says"):
+        build_repository(export_dir, out=tmp_path / "repo")
+    for changes, message in (({"version": None}, "not a vedit-export v1 manifest"),
+                             ({"format": "other"}, "not a vedit-export v1 manifest"),
+                             ({"precision": "int4"}, "unknown precision 'int4'")):
+        _rewrite_manifest(export_dir, **{"format": "vedit-export", "version": 1, "precision": "fp32", **changes})
+        with pytest.raises(ModelDirError, match=message):
+            build_repository(export_dir, out=tmp_path / "repo")
+    assert not (tmp_path / "repo").exists()
 
 
 def test_failed_copy_leaves_nothing(export_dir, tmp_path, monkeypatch):
@@ -101,7 +120,7 @@ def test_failed_copy_leaves_nothing(export_dir, tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(shutil, "copytree", broken_copy)
-    with pytest.raises(OSError):
+    with pytest.raises(OutputError, match="no space left on device while writing"):
         build_repository(export_dir, out=tmp_path / "repo")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["exports"]
 

@@ -24,8 +24,8 @@ def ensure_base_shape(*, tokenizer_dir: Path | None = None, precisions: Sequence
     """Build (once, cached) the base-shaped student and its exports; return the student and {precision: export}."""
     from vedit.export import export_model
     from vedit.export.checks import export_is_current
-    from vedit.export.manifest import read_manifest
-    from vedit.students.demo import atomic_dir
+    from vedit.manifest import read_manifest
+    from vedit.atomicio import atomic_dir
     from vedit.students.models import new_t5
 
     tokenizer_dir = tokenizer_dir or paths.students_dir() / "t5"
@@ -47,7 +47,7 @@ def ensure_base_shape(*, tokenizer_dir: Path | None = None, precisions: Sequence
             progress(f"exporting the base-shaped model to ONNX ({precision}, a few minutes)")
             export_model(student, export, family="t5", precision=precision, force=True, intents=["golden hour"],
                          max_new_tokens=16, progress=progress)
-        if read_manifest(export)["family"] != "t5":
+        if read_manifest(export).family != "t5":
             raise ModelDirError(f"{export}: not a T5 export; delete it and run again")
         exports[precision] = export
     return student, exports

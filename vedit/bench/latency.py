@@ -70,10 +70,11 @@ class _StepCounter:
 
 def pytorch_paths(student_dir: Path, adapter_dir: Path | None, export_dir: Path, *, threads: int) -> dict[str, Call]:
     """The unconstrained and constrained PyTorch paths of one student."""
-    from vedit.decoding.torch_processor import constrained_generate
+    from vedit.decoding import load_grammar
     from vedit.reference import ReferencePredictor
 
     ref = ReferencePredictor.load(student_dir, adapter_dir, threads=threads)
+    grammar = load_grammar(export_dir)  # prepared once, like the model: only generation is timed
     # generate() of a peft model runs the wrapped transformers model: count that one's forwards
     counter = _StepCounter(ref.model.get_base_model() if hasattr(ref.model, "get_base_model") else ref.model)
 
@@ -84,7 +85,7 @@ def pytorch_paths(student_dir: Path, adapter_dir: Path | None, export_dir: Path,
 
     def constrained(intent: str) -> Cost:
         before = counter.calls
-        constrained_generate(ref.model, export_dir, [intent])
+        ref.predict([intent], batch_size=1, grammar=grammar)
         return Cost(counter.calls - before)
 
     return {"pytorch": plain, "pytorch+grammar": constrained}

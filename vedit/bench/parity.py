@@ -11,7 +11,6 @@ tool outputs must be identical. The unconstrained original is reported for conte
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 import time
@@ -158,7 +157,6 @@ def grammar_dir_for(student_dir: Path, family: str, registry_path: Path | None) 
             shutil.copy(registry_path, tmp / "registry.json")
         else:
             default_registry().save(tmp / "registry.json")
-        (tmp / "manifest.json").write_text(json.dumps({"family": family, "files": {}}), encoding="utf-8")
         compile_grammars(tmp)
         yield tmp
     finally:
@@ -189,8 +187,8 @@ def run_parity(
 
     from vedit.client import connect
     from vedit.client.base import is_url
-    from vedit.decoding.torch_processor import constrained_generate
-    from vedit.export.manifest import read_manifest
+    from vedit.decoding import load_grammar
+    from vedit.manifest import read_manifest
     from vedit.reference import ReferencePredictor, detect_family
 
     if threads:
@@ -200,7 +198,7 @@ def run_parity(
     export_dir = None if remote else Path(candidate)
     if export_dir is not None:
         registry = load_registry(export_dir / "registry.json")
-        precision = precision or read_manifest(export_dir)["precision"]
+        precision = precision or read_manifest(export_dir).precision
     else:
         from vedit.registry import default_registry
 
@@ -217,12 +215,10 @@ def run_parity(
         return {r.intent: r.raw for r in ref.predict(intents, batch_size=batch_size)}
 
     def constrained_with(grammar_dir: Path) -> Callable[[list[str]], dict[str, dict[str, str]]]:
+        grammar = load_grammar(grammar_dir)
+
         def run(intents: list[str]) -> dict[str, dict[str, str]]:
-            out: dict[str, dict[str, str]] = {}
-            for chunk in _chunks(intents, batch_size):
-                for intent, texts in zip(chunk, constrained_generate(ref.model, grammar_dir, chunk)):
-                    out[intent] = texts
-            return out
+            return {r.intent: r.raw for r in ref.predict(intents, batch_size=batch_size, grammar=grammar)}
         return run
 
     def served(intents: list[str]) -> dict[str, dict[str, str]]:

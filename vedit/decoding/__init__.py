@@ -2,8 +2,8 @@
 
 Compile side (export time): :func:`compile_grammars` (registry + tokenizer -> ``EXPORT_DIR/grammar``).
 Serve side: :class:`Predictor` (ONNX sessions + grammar, jump-forward greedy decoding),
-:class:`CompiledGrammar` / :class:`Matcher` (per-sequence grammar state), and
-``vedit.decoding.torch_processor.GrammarLogitsProcessor`` for PyTorch ``generate``.
+:class:`CompiledGrammar` / :class:`Matcher` (per-sequence grammar state). The PyTorch
+side of the same grammar is ``vedit.reference.GrammarLogitsProcessor`` (tools layer: it needs torch).
 """
 
 from vedit.decoding.grammar import GRAMMAR_DIR, CompiledGrammar, Matcher, ToolAutomaton, load_grammar

@@ -25,7 +25,8 @@ from typing import Literal
 import numpy as np
 import outlines_core
 
-from vedit.decoding.grammar import DONE, GRAMMAR_DIR, CompiledGrammar, ToolAutomaton, file_sha256
+from vedit.atomicio import sha256_file
+from vedit.decoding.grammar import DONE, GRAMMAR_DIR, CompiledGrammar, ToolAutomaton
 from vedit.decoding.language import char_regex, needed_chars, token_regex
 from vedit.decoding.vocab import (
     TokenizerInfo,
@@ -223,8 +224,8 @@ def compile_grammars(export_dir: str | Path, *, tokenization: Tokenization = "au
     start = time.perf_counter()
     grammar = build_grammar(registry, tok, tokenization=tokenization)
     grammar.meta.update(
-        tokenizer_sha256=file_sha256(d / "tokenizer.json"),
-        registry_sha256=file_sha256(d / "registry.json"),
+        tokenizer_sha256=sha256_file(d / "tokenizer.json"),
+        registry_sha256=sha256_file(d / "registry.json"),
     )
     grammar.save(d / GRAMMAR_DIR)
     return {

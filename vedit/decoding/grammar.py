@@ -12,16 +12,14 @@ A :class:`Matcher` is the per-sequence state (like xgrammar's GrammarMatcher): `
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from vedit.atomicio import atomic_dir, sha256_file
 from vedit.errors import GrammarError
 
 #: ``next`` value of the EOS transition: the sequence is complete.
@@ -142,10 +140,7 @@ class CompiledGrammar:
 
     def save(self, directory: str | Path) -> None:
         """Write ``grammar.json`` + one ``<tool>.npz`` per tool, atomically (temp dir, rename)."""
-        target = Path(directory)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-        try:
+        with atomic_dir(directory) as tmp:
             for name, a in self.automata.items():
                 np.savez(tmp / f"{name}.npz", **a.arrays())
             meta = dict(self.meta)
@@ -158,10 +153,6 @@ class CompiledGrammar:
                 token_bytes={str(i): b.hex() for i, b in sorted(self.token_bytes.items())},
             )
             (tmp / GRAMMAR_FILE).write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
-            _replace_dir(tmp, target)
-        except BaseException:
-            _rmtree(tmp)
-            raise
 
     @classmethod
     def load(cls, directory: str | Path) -> "CompiledGrammar":
@@ -246,13 +237,47 @@ class Matcher:
         return self.finished
 
 
+class FreeMatcher:
+    """A matcher that allows every token: the decoding loop then does plain greedy decoding.
+
+    Export validation runs the serving loop with it, so what is checked against HF ``generate``
+    is the loop that serves. The row ends at EOS or after ``max_tokens`` tokens, like
+    ``generate(max_new_tokens=...)``.
+    """
+
+    __slots__ = ("all", "eos", "max_tokens", "count", "finished")
+
+    def __init__(self, vocab_size: int, eos_token_id: int, max_tokens: int):
+        self.all = np.arange(vocab_size, dtype=np.int64)
+        self.eos = eos_token_id
+        self.max_tokens = max_tokens
+        self.count = 0
+        self.finished = max_tokens <= 0
+
+    def allowed_tokens(self) -> np.ndarray:
+        return self.all[:0] if self.finished else self.all
+
+    def advance(self, token: int) -> bool:
+        if self.finished:
+            return False
+        self.count += 1
+        self.finished = int(token) == self.eos or self.count >= self.max_tokens
+        return True
+
+    def forced_tokens(self) -> list[int]:
+        return []
+
+    def is_finished(self) -> bool:
+        return self.finished
+
+
 def load_grammar(export_dir: str | Path) -> CompiledGrammar:
     """Load ``EXPORT_DIR/grammar`` and check it was compiled for this tokenizer and registry."""
     d = Path(export_dir)
     g = CompiledGrammar.load(d / GRAMMAR_DIR)
     for key, name in (("tokenizer_sha256", "tokenizer.json"), ("registry_sha256", "registry.json")):
         want = g.meta.get(key)
-        if want and (d / name).is_file() and file_sha256(d / name) != want:
+        if want and (d / name).is_file() and sha256_file(d / name) != want:
             raise GrammarError(
                 f"{d / GRAMMAR_DIR}: compiled for another {name}; recompile with "
                 "vedit.decoding.compile_grammars(EXPORT_DIR)"
@@ -260,30 +285,4 @@ def load_grammar(export_dir: str | Path) -> CompiledGrammar:
     return g
 
 
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _rmtree(p: Path) -> None:
-    import shutil
-
-    shutil.rmtree(p, ignore_errors=True)
-
-
-def _replace_dir(tmp: Path, target: Path) -> None:
-    """Rename ``tmp`` onto ``target``; an old ``target`` is moved aside first and then removed."""
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}.old.{os.getpid()}")
-        os.replace(target, old)
-    os.replace(tmp, target)
-    if old is not None:
-        _rmtree(old)
-
-
-__all__ = ["CompiledGrammar", "DONE", "GRAMMAR_DIR", "Matcher", "ToolAutomaton", "file_sha256", "load_grammar"]
+__all__ = ["CompiledGrammar", "DONE", "FreeMatcher", "GRAMMAR_DIR", "Matcher", "ToolAutomaton", "load_grammar"]

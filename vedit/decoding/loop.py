@@ -20,7 +20,14 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
-from vedit.decoding.grammar import Matcher
+
+class Matcher(Protocol):
+    """Per-row grammar state (:class:`~vedit.decoding.grammar.Matcher`, or ``FreeMatcher`` for plain greedy)."""
+
+    def allowed_tokens(self) -> np.ndarray: ...
+    def advance(self, token: int) -> bool: ...
+    def forced_tokens(self) -> list[int]: ...
+    def is_finished(self) -> bool: ...
 
 
 class Backend(Protocol):

@@ -7,24 +7,21 @@ prompts of every request as rows of one batch and returns one :class:`Prediction
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Sequence
 
 from vedit.decoding.decoder_only import DecoderOnlyModel
 from vedit.decoding.grammar import CompiledGrammar, load_grammar
 from vedit.decoding.loop import RowTrace, decode
-from vedit.decoding.prompts import PromptBuilder
+from vedit.decoding.prompts import PromptBuilder, input_limit
 from vedit.decoding.seq2seq import Seq2SeqModel
 from vedit.decoding.vocab import load_tokenizer
-from vedit.errors import GrammarError, ModelDirError, ToolCallError
+from vedit.errors import GrammarError, ToolCallError
+from vedit.manifest import Family, read_manifest
 from vedit.registry.calls import ToolCall, parse_call
 from vedit.registry.model import Registry, load_registry
 
-Family = Literal["t5", "llama"]
-#: Input limit for encoder-decoders whose config names none (T5's relative positions have no hard limit).
-DEFAULT_MAX_INPUT_TOKENS = 512
 
 
 @dataclass(frozen=True)
@@ -58,33 +55,6 @@ class Prediction:
         out.update({name: call.as_value() for name, call in self.calls.items()})
         return out
 
-
-def read_manifest(export_dir: Path) -> tuple[Family, dict[str, str], dict]:
-    """Family, ONNX file names and config of an export dir (manifest.json, else guessed from files)."""
-    if not export_dir.is_dir():
-        raise ModelDirError(f"{export_dir}: no such export directory; run the export first (vedit export ...)")
-    try:
-        config = json.loads((export_dir / "config.json").read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ModelDirError(f"{export_dir}: no config.json; is this an export directory?") from None
-    except json.JSONDecodeError as exc:
-        raise ModelDirError(f"{export_dir / 'config.json'}: not valid JSON ({exc.msg})") from None
-    manifest_path = export_dir / "manifest.json"
-    if manifest_path.is_file():
-        try:
-            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise ModelDirError(f"{manifest_path}: not valid JSON ({exc.msg}); export again") from None
-        family, files = manifest.get("family"), dict(manifest.get("files", {}))
-    elif (export_dir / "encoder_model.onnx").is_file():
-        family, files = "t5", {}
-    elif (export_dir / "model.onnx").is_file():
-        family, files = "llama", {}
-    else:
-        raise ModelDirError(f"{export_dir}: no manifest.json and no ONNX model; run the export first")
-    if family not in ("t5", "llama"):
-        raise ModelDirError(f"{export_dir}: unknown model family {family!r}; supported: t5, llama")
-    return family, files, config
 
 
 class Predictor:
@@ -120,7 +90,8 @@ class Predictor:
         :mod:`vedit.decoding.session`.
         """
         d = Path(export_dir)
-        family, files, config = read_manifest(d)
+        man = read_manifest(d)
+        family, files, config = man.family, man.files, man.config
         registry = load_registry(d / "registry.json")
         grammar = load_grammar(d)
         missing = set(registry.tool_names) - set(grammar.automata)
@@ -134,14 +105,12 @@ class Predictor:
             model: Seq2SeqModel | DecoderOnlyModel = Seq2SeqModel(
                 d, files, providers=providers, threads=threads, decoder_start_token_id=start, pad_token_id=tok.pad_token_id,
                 allow_cpu_fallback=allow_cpu_fallback, io_binding=io_binding)
-            limit = max_input_tokens or int(config.get("n_positions") or DEFAULT_MAX_INPUT_TOKENS)
         else:
             start = -1
             model = DecoderOnlyModel(d, files, providers=providers, threads=threads, pad_token_id=tok.pad_token_id,
                                      config=config, allow_cpu_fallback=allow_cpu_fallback, io_binding=io_binding)
-            longest_output = max(a.max_tokens() for a in grammar.automata.values())
-            room = int(config.get("max_position_embeddings") or 2048) - longest_output
-            limit = min(max_input_tokens or room, room)
+        longest_output = max(a.max_tokens() for a in grammar.automata.values())
+        limit = input_limit(family, config, longest_output, max_input_tokens)
         prompts = PromptBuilder(registry, tok.tokenizer, family, limit)
         return cls(registry=registry, grammar=grammar, prompts=prompts, family=family, model=model,
                    start_token_id=start, pad_token_id=tok.pad_token_id, jump_forward=jump_forward, batch_size=max(1, int(batch_size)))
@@ -200,4 +169,4 @@ class Predictor:
         return Prediction(built.intent, calls, raw, stats)
 
 
-__all__ = ["DecodeStats", "Prediction", "Predictor", "read_manifest"]
+__all__ = ["DecodeStats", "Prediction", "Predictor"]

@@ -16,6 +16,23 @@ from tokenizers import Tokenizer
 
 from vedit.registry.model import Family, Registry
 
+#: Input limit for encoder-decoders whose config names none (T5's relative positions have no hard limit).
+DEFAULT_MAX_INPUT_TOKENS = 512
+#: Context of decoder-only configs that name no ``max_position_embeddings``
+DEFAULT_CONTEXT = 2048
+
+
+def input_limit(family: Family, config: dict, longest_output: int, requested: int | None = None) -> int:
+    """Most prompt tokens a request may use: the one rule for the runtime and the PyTorch reference.
+
+    Encoder-decoders: ``requested``, else the config's ``n_positions``, else 512. Decoder-only: the
+    context (``max_position_embeddings``) minus the longest output, lowered to ``requested``.
+    """
+    if family == "t5":
+        return int(requested or config.get("n_positions") or DEFAULT_MAX_INPUT_TOKENS)
+    room = int(config.get("max_position_embeddings") or DEFAULT_CONTEXT) - longest_output
+    return min(int(requested or room), room)
+
 
 @dataclass(frozen=True)
 class RequestPrompts:
@@ -64,4 +81,4 @@ class PromptBuilder:
         return RequestPrompts(original, best, ids)
 
 
-__all__ = ["PromptBuilder", "RequestPrompts"]
+__all__ = ["DEFAULT_MAX_INPUT_TOKENS", "PromptBuilder", "RequestPrompts", "input_limit"]

@@ -9,11 +9,11 @@ Library first (the CLI in :mod:`vedit.export.cli` only maps options onto these):
 
 Modules: ``checks`` (input checks), ``families`` (supported architectures), ``merge``,
 ``onnx_seq2seq`` / ``onnx_decoder`` (exporters), ``quantize`` (fp16/int8), ``validate`` +
-``ort_greedy`` (comparison with PyTorch), ``manifest``, ``atomic``, ``pipeline``.
+(comparison with PyTorch, through the serving loop), ``manifest`` (writer), ``pipeline``.
 """
 
 from vedit.export.families import FAMILIES, FORMATS
-from vedit.export.manifest import read_manifest
+from vedit.manifest import read_manifest
 from vedit.export.merge import MERGE_ATOL, MERGE_RTOL, MergeReport, merge
 from vedit.export.pipeline import PRECISIONS, ExportResult, export_model
 from vedit.export.validate import ValidationReport

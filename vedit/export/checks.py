@@ -8,12 +8,12 @@ unpickling runs arbitrary code.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vedit.atomicio import sha256_file
 from vedit.errors import ModelDirError
 from vedit.export.families import Family, family_for_model_type
 
@@ -133,10 +133,10 @@ def source_hashes(md: ModelDir, adapter_dir: str | Path | None) -> dict[str, str
 
 def export_is_current(export_dir: str | Path, model_dir: str | Path, adapter_dir: str | Path | None = None) -> bool:
     """True when ``export_dir`` holds a complete export of exactly these weights (else export again)."""
-    from vedit.export.manifest import read_manifest
+    from vedit.manifest import read_manifest
 
     try:
-        source = read_manifest(export_dir).get("source", {})
+        source = read_manifest(export_dir).data.get("source", {})
         return source.get("sha256") == source_hashes(inspect_model_dir(model_dir), adapter_dir)
     except ModelDirError:
         return False
@@ -177,12 +177,6 @@ def check_tokenizer_matches(model, tokenizer, path: Path) -> None:
         )
 
 
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def copy_tokenizer_files(src: Path, dst: Path) -> list[str]:

@@ -21,10 +21,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from vedit.errors import ModelDirError
 
-FORMAT = "vedit-export"
-VERSION = 1
 PACKAGES = ("torch", "transformers", "optimum", "optimum-onnx", "onnx", "onnxruntime", "peft", "vedit")
 
 
@@ -65,20 +62,3 @@ def file_sizes(export_dir: Path) -> dict[str, int]:
         for p in sorted(export_dir.rglob("*"))
         if p.is_file() and p.name != "manifest.json"
     }
-
-
-def read_manifest(export_dir: str | Path) -> dict[str, Any]:
-    """Load and sanity-check the manifest of an export directory."""
-    path = Path(export_dir) / "manifest.json"
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ModelDirError(f"{export_dir}: no manifest.json; is this a vedit export directory?") from None
-    except json.JSONDecodeError as exc:
-        raise ModelDirError(f"{path}: not valid JSON ({exc.msg}); re-run the export") from None
-    if data.get("format") != FORMAT or data.get("version") != VERSION:
-        raise ModelDirError(
-            f"{path}: not a {FORMAT} v{VERSION} manifest (format {data.get('format')!r}, "
-            f"version {data.get('version')!r}); re-export with this vedit"
-        )
-    return data

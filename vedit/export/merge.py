@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 from vedit.errors import ModelDirError, ValidationError
 from vedit.export import checks
-from vedit.export.atomic import atomic_dir
+from vedit.atomicio import atomic_dir
 from vedit.export.prompts import held_out_intents, prompt_batches
 from vedit.export.reference import encode, forward_logits
 from vedit.registry import Registry, default_registry
@@ -216,8 +216,7 @@ def merge(base_dir: str | Path, adapter_dir: str | Path, out_dir: str | Path, *,
 
     ``out_dir`` also gets ``merge_report.json``. Written atomically: nothing is left on failure.
     """
-    from vedit.export.atomic import check_target
-
+    from vedit.atomicio import check_target
     from vedit.export.onnx_common import threads_for_files, torch_threads
 
     target = check_target(out_dir, force=force)

@@ -1,7 +1,7 @@
 """One export, start to finish: check -> load -> merge -> export -> convert -> validate -> package.
 
 Everything is written into a temp dir next to the target and renamed into place only after the
-validation passed and the grammar compiled (see :mod:`vedit.export.atomic`).
+validation passed and the grammar compiled (see :mod:`vedit.atomicio`).
 """
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ from typing import Callable, Literal
 
 from vedit.errors import ExportError
 from vedit.export import checks
-from vedit.export.atomic import atomic_dir, check_target
+from vedit.atomicio import atomic_dir, check_target
 from vedit.export.families import check_format
-from vedit.export.manifest import FORMAT, VERSION, file_sizes, now_iso, package_versions, write_json
+from vedit.export.manifest import file_sizes, now_iso, package_versions, write_json
+from vedit.manifest import FORMAT, VERSION
 from vedit.export.merge import MergeReport, merge_adapter
 from vedit.export.onnx_common import DEFAULT_OPSET, io_names, opset_of, threads_for_files, torch_threads
 from vedit.export.prompts import held_out_intents, prompt_batches

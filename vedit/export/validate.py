@@ -17,8 +17,10 @@ int8          reported only (finite values gated)       reported only: dynamic q
 ============  ======================================  =====================================
 
 Each file is fed PyTorch's own inputs (encoder states, past key/values), so a failure names the file
-and output at fault; the greedy loops then chain the ONNX files as serving does. The with-past
-decoders are checked with several new tokens in one call and with one token per call.
+and output at fault. The greedy check then runs the serving runtime itself (the sessions, backends
+and decoding loop of :mod:`vedit.decoding`, with an allow-all matcher for plain greedy), so what is
+validated is what serves. The with-past decoders are checked with several new tokens in one call and
+with one token per call.
 """
 
 from __future__ import annotations
@@ -29,8 +31,12 @@ from typing import Any, Callable
 
 import numpy as np
 
+from vedit.decoding.decoder_only import DecoderOnlyModel
+from vedit.decoding.grammar import FreeMatcher
+from vedit.decoding.loop import decode
+from vedit.decoding.seq2seq import Seq2SeqModel
+from vedit.decoding.session import CPU
 from vedit.errors import ValidationError
-from vedit.export.ort_greedy import LlamaRunner, T5Runner, llama_greedy, presents_to_past, t5_greedy
 from vedit.export.reference import Batch, encode, llama_position_ids, probe_tokens
 
 #: new tokens fed in one with-past call (as jump-forward does with forced tokens)
@@ -151,7 +157,27 @@ def _legacy(pkv) -> tuple:
     return pkv.to_legacy_cache() if hasattr(pkv, "to_legacy_cache") else tuple(pkv)
 
 
-def _t5_outputs(model, tokenizer, runner: T5Runner, batch: Batch, tol: Tolerance, files: dict) -> list[OutputDiff]:
+def presents_to_past(outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {k.replace("present", "past_key_values", 1): v for k, v in outputs.items() if k.startswith("present.")}
+
+
+def _t5_first(m: Seq2SeqModel, dec_ids, attention_mask, hidden) -> dict[str, np.ndarray]:
+    return m.decoder.run({"input_ids": dec_ids, "encoder_attention_mask": attention_mask,
+                          "encoder_hidden_states": hidden})
+
+
+def _t5_step(m: Seq2SeqModel, dec_ids, attention_mask, hidden, past: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Feed one or more new tokens after ``past`` (encoder entries are reused as they are)."""
+    return m.decoder_with_past.run({"input_ids": dec_ids, "encoder_attention_mask": attention_mask,
+                                    "encoder_hidden_states": hidden, **past})
+
+
+def _llama_run(m: DecoderOnlyModel, input_ids, attention_mask, position_ids, past) -> dict[str, np.ndarray]:
+    return m.session.run({"input_ids": input_ids, "attention_mask": attention_mask, "position_ids": position_ids,
+                          **past})
+
+
+def _t5_outputs(model, tokenizer, runner: Seq2SeqModel, batch: Batch, tol: Tolerance, files: dict) -> list[OutputDiff]:
     import torch
 
     ids, mask = batch.torch()
@@ -169,7 +195,7 @@ def _t5_outputs(model, tokenizer, runner: T5Runner, batch: Batch, tol: Tolerance
     h = hidden.numpy()
     diffs.append(_compare(f"{enc_f}:last_hidden_state", runner.encode(batch.input_ids, batch.attention_mask), h, tol))
 
-    out = runner.first(np.full((b, 1), start, dtype=np.int64), batch.attention_mask, h)
+    out = _t5_first(runner, np.full((b, 1), start, dtype=np.int64), batch.attention_mask, h)
     diffs.append(_compare(f"{dec_f}:logits", out["logits"], first.logits.numpy(), tol))
     ref_past = {}
     for i, (dk, dv, ek, ev) in enumerate(_legacy(first.past_key_values)):
@@ -179,7 +205,7 @@ def _t5_outputs(model, tokenizer, runner: T5Runner, batch: Batch, tol: Tolerance
             ref_past[f"past_key_values.{i}.{kind}"] = t.numpy()
 
     new = np.array([probe] * b, dtype=np.int64)
-    multi = runner.step(new, batch.attention_mask, ref_past)
+    multi = _t5_step(runner, new, batch.attention_mask, h, ref_past)
     call = f"{past_f}[+{MULTI_TOKENS} tokens]"
     diffs.append(_compare(f"{call}:logits", multi["logits"], full.logits[:, 1:].numpy(), tol))
     for i, (dk, dv, _, _) in enumerate(_legacy(full.past_key_values)):
@@ -189,15 +215,15 @@ def _t5_outputs(model, tokenizer, runner: T5Runner, batch: Batch, tol: Tolerance
 
     past, singles = dict(ref_past), []
     for j in range(MULTI_TOKENS):
-        o = runner.step(new[:, j : j + 1], batch.attention_mask, past)
-        past = runner.update_past(past, o)
+        o = _t5_step(runner, new[:, j : j + 1], batch.attention_mask, h, past)
+        past = {**past, **presents_to_past(o)}
         singles.append(o["logits"])
     diffs.append(_compare(f"{past_f}[1 token x{MULTI_TOKENS}]:logits", np.concatenate(singles, 1),
                           full.logits[:, 1:].numpy(), tol))
     return diffs
 
 
-def _llama_outputs(model, tokenizer, runner: LlamaRunner, batch: Batch, tol: Tolerance, files: dict) -> list[OutputDiff]:
+def _llama_outputs(model, tokenizer, runner: DecoderOnlyModel, batch: Batch, tol: Tolerance, files: dict) -> list[OutputDiff]:
     import torch
 
     f = files["decoder"]
@@ -213,7 +239,7 @@ def _llama_outputs(model, tokenizer, runner: LlamaRunner, batch: Batch, tol: Tol
                      attention_mask=torch.from_numpy(full_mask), position_ids=torch.from_numpy(full_pos), use_cache=True)
     valid = batch.attention_mask.astype(bool)
     diffs = []
-    out = runner(batch.input_ids, batch.attention_mask, pos, runner.empty_past(b))
+    out = _llama_run(runner, batch.input_ids, batch.attention_mask, pos, runner.empty_past(b))
     call = f"{f}[prompt]"
     diffs.append(_compare(f"{call}:logits", out["logits"], first.logits.numpy(), tol, mask=valid))
     ref_past = {}
@@ -223,7 +249,7 @@ def _llama_outputs(model, tokenizer, runner: LlamaRunner, batch: Batch, tol: Tol
             ref_past[f"past_key_values.{i}.{kind}"] = t.numpy()
 
     n = batch.input_ids.shape[1]
-    multi = runner(probe, full_mask, full_pos[:, n:], ref_past)
+    multi = _llama_run(runner, probe, full_mask, full_pos[:, n:], ref_past)
     call = f"{f}[past+{MULTI_TOKENS} tokens]"
     diffs.append(_compare(f"{call}:logits", multi["logits"], full.logits[:, n:].numpy(), tol))
     for i, (k, v) in enumerate(_legacy(full.past_key_values)):
@@ -232,7 +258,7 @@ def _llama_outputs(model, tokenizer, runner: LlamaRunner, batch: Batch, tol: Tol
 
     past, singles = dict(ref_past), []
     for j in range(MULTI_TOKENS):
-        o = runner(probe[:, j : j + 1], full_mask[:, : n + j + 1], full_pos[:, n + j : n + j + 1], past)
+        o = _llama_run(runner, probe[:, j : j + 1], full_mask[:, : n + j + 1], full_pos[:, n + j : n + j + 1], past)
         past = presents_to_past(o)
         singles.append(o["logits"])
     diffs.append(_compare(f"{f}[past+1 token x{MULTI_TOKENS}]:logits", np.concatenate(singles, 1),
@@ -258,6 +284,18 @@ def _hf_greedy(model, batch: Batch, family: str, tokenizer, max_new_tokens: int)
     seq = seq[:, 1:] if family == "t5" else seq[:, ids.shape[1]:]
     logits = torch.stack(res.logits, 1).float().numpy()  # (batch, steps, vocab)
     return seq, logits
+
+
+def _onnx_greedy(runner: Seq2SeqModel | DecoderOnlyModel, batch: Batch, family: str, *, start: int, eos: int,
+                 vocab_size: int, max_new_tokens: int) -> list[list[int]]:
+    """Plain greedy through the serving loop: each row's tokens, cut after its first ``eos``."""
+    rows = [ids[mask.astype(bool)].tolist() for ids, mask in zip(batch.input_ids, batch.attention_mask)]
+    matchers = [FreeMatcher(vocab_size, eos, max_new_tokens) for _ in rows]
+    if family == "t5":
+        backend, prefixes = runner.backend(batch.input_ids, batch.attention_mask), [[start] for _ in rows]
+    else:
+        backend, prefixes = runner.backend(rows), rows
+    return [t.tokens for t in decode(backend, matchers, prefixes)]
 
 
 def _compare_greedy(report: GreedyReport, labels: list[str], hf_seq, hf_logits, ort_rows, eos: int,
@@ -306,7 +344,17 @@ def validate_export(export_dir: Path, model, tokenizer, *, family: str, files: d
 def _validate(export_dir: Path, model, tokenizer, *, family: str, files: dict[str, str], precision: str,
               batches: list[list[str]], intents: list[str], max_new_tokens: int, tol: Tolerance, threads: int,
               progress: Progress) -> ValidationReport:
-    runner = (T5Runner if family == "t5" else LlamaRunner)(export_dir, files, threads)
+    import json
+
+    providers = [CPU]  # validation compares numbers on the host; GPU checks run the same code with CUDA
+    if family == "t5":
+        runner: Seq2SeqModel | DecoderOnlyModel = Seq2SeqModel(
+            export_dir, files, providers=providers, threads=threads,
+            decoder_start_token_id=model.config.decoder_start_token_id, pad_token_id=tokenizer.pad_token_id)
+    else:
+        config = json.loads((export_dir / "config.json").read_text(encoding="utf-8"))
+        runner = DecoderOnlyModel(export_dir, files, providers=providers, threads=threads,
+                                  pad_token_id=tokenizer.pad_token_id, config=config)
     first = encode(tokenizer, batches[0], family)
     progress(f"validating {precision} outputs against PyTorch")
     outputs_fn = _t5_outputs if family == "t5" else _llama_outputs
@@ -314,17 +362,13 @@ def _validate(export_dir: Path, model, tokenizer, *, family: str, files: dict[st
 
     progress(f"greedy decoding {sum(map(len, batches))} held-out prompts (ONNX vs generate)")
     greedy = GreedyReport(max_new_tokens=max_new_tokens)
-    eos, pad = model.config.eos_token_id, tokenizer.pad_token_id
+    eos = model.config.eos_token_id
     tie_limit = 2 * tol.atol if np.isfinite(tol.atol) else 0.0
     for intent, prompts in zip(intents, batches):
         batch = encode(tokenizer, prompts, family)
         hf_seq, hf_logits = _hf_greedy(model, batch, family, tokenizer, max_new_tokens)
-        if family == "t5":
-            rows = t5_greedy(runner, batch.input_ids, batch.attention_mask, start=model.config.decoder_start_token_id,
-                             eos=eos, pad=pad, max_new_tokens=max_new_tokens)
-        else:
-            rows = llama_greedy(runner, batch.input_ids, batch.attention_mask, eos=eos, pad=pad,
-                                max_new_tokens=max_new_tokens)
+        rows = _onnx_greedy(runner, batch, family, start=getattr(model.config, "decoder_start_token_id", -1),
+                            eos=eos, vocab_size=hf_logits.shape[-1], max_new_tokens=max_new_tokens)
         labels = [f"{intent!r} prompt {i}" for i in range(len(prompts))]
         _compare_greedy(greedy, labels, hf_seq, hf_logits, rows, eos, tie_limit)
 

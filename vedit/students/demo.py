@@ -24,19 +24,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
 from vedit import paths
-from vedit.atomicio import atomic_open, umask
+from vedit.atomicio import TMP_SUFFIX, atomic_dir, atomic_open
 from vedit.errors import ModelDirError
 from vedit.students.train import TrainConfig, TrainInfo
 
@@ -219,34 +215,10 @@ def _write_json(path: Path, value: Any) -> None:
         f.write("\n")
 
 
-@contextmanager
-def atomic_dir(target: Path) -> Iterator[Path]:
-    """Yield a temp dir beside ``target``; on success it replaces ``target`` in two renames.
-
-    A crash leaves either the old directory or the new one, never a half-written one under the
-    target's name (stray temp dirs are hidden and removed by the next build).
-    """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    os.chmod(tmp, 0o777 & ~umask())  # mkdtemp makes it private; the result is a normal directory
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = None
-    if target.exists():
-        old = target.parent / f".{target.name}.old-{os.getpid()}-{time.monotonic_ns()}"
-        os.replace(target, old)
-    os.replace(tmp, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def _clean_stray(parent: Path) -> None:
     if parent.is_dir():
         for p in parent.iterdir():
-            if p.name.startswith(".") and (".tmp-" in p.name or ".old-" in p.name) and p.is_dir():
+            if p.name.startswith(".") and p.name.endswith((TMP_SUFFIX, ".old")) and p.is_dir():
                 shutil.rmtree(p, ignore_errors=True)
 
 
@@ -479,7 +451,6 @@ __all__ = [
     "STAGES",
     "STUDENTS",
     "TrainInfo",
-    "atomic_dir",
     "build",
     "evaluate",
     "is_built",

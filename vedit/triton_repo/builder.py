@@ -18,16 +18,16 @@ place: a failed build leaves nothing behind, and an existing ``REPO`` is replace
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 from vedit import paths
+from vedit.atomicio import atomic_dir
 from vedit.errors import ModelDirError, TritonRepoError
+from vedit.manifest import read_manifest
 from vedit.registry import Registry, load_registry
 from vedit.triton_repo import config as cfgmod
 from vedit.triton_repo.profiles import Profile, get_profile
@@ -52,24 +52,13 @@ def read_export(export_dir: str | Path) -> ExportInfo:
     path = Path(export_dir).resolve()
     if not path.is_dir():
         raise ModelDirError(f"{path}: export directory not found; create one with `vedit export flan-t5 --to onnx`")
-    manifest_path = path / "manifest.json"
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ModelDirError(f"{path}: no manifest.json, not an export directory (run `vedit export ...`)") from None
-    except json.JSONDecodeError as exc:
-        raise ModelDirError(f"{manifest_path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-    missing = [k for k in ("family", "precision") if k not in manifest]
-    if missing:
-        raise ModelDirError(f"{manifest_path}: missing {', '.join(missing)}; re-export the model")
+    manifest = read_manifest(path)
     registry = load_registry(path / "registry.json")
-    onnx = [p for p in path.rglob("*") if p.is_file() and (p.suffix == ".onnx" or ".onnx" in p.name)]
-    if not any(p.suffix == ".onnx" for p in onnx):
-        raise ModelDirError(f"{path}: no .onnx files; the export is incomplete, re-export the model")
+    onnx = [p for p in path.rglob("*") if p.is_file() and ".onnx" in p.name]
     return ExportInfo(
         path=path,
-        family=str(manifest["family"]),
-        precision=str(manifest["precision"]),
+        family=manifest.family,
+        precision=manifest.precision,
         registry=registry,
         weights_bytes=sum(p.stat().st_size for p in onnx),
     )
@@ -114,9 +103,7 @@ def build_repository(
     )
     text = cfgmod.config_text(model_cfg)
 
-    repo.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{repo.name}.", dir=repo.parent))
-    try:
+    with atomic_dir(repo) as tmp:
         model_dir = tmp / name
         version_dir = model_dir / "1"
         version_dir.mkdir(parents=True)
@@ -126,26 +113,7 @@ def build_repository(
         template = resources.files("vedit.triton_repo").joinpath("triton_model.py").read_text(encoding="utf-8")
         (version_dir / "model.py").write_text(template, encoding="utf-8")
         shutil.copytree(info.path, version_dir / cfgmod.EXPORT_SUBDIR, symlinks=False)
-        _replace(tmp, repo)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return repo
-
-
-def _replace(tmp: Path, repo: Path) -> None:
-    """Rename ``tmp`` to ``repo``; an existing ``repo`` is moved aside first and removed after."""
-    if not repo.exists():
-        tmp.rename(repo)
-        return
-    old = repo.with_name(f".{repo.name}.old-{tmp.name.rsplit('.', 1)[-1]}")
-    repo.rename(old)
-    try:
-        tmp.rename(repo)
-    except BaseException:
-        old.rename(repo)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
 
 
 __all__ = ["DEFAULT_NAME", "ExportInfo", "build_repository", "default_repo_dir", "read_export"]

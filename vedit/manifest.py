@@ -1,0 +1,106 @@
+"""``manifest.json`` of an export directory, read one way everywhere (runtime, Triton builder, tools).
+
+The exporter writes it last (:mod:`vedit.export.manifest`), so a directory with a valid manifest is
+a complete export. Every reader goes through :func:`read_manifest`, which checks the format and
+version, the family and precision, and that ``config.json`` is there: a stale, foreign or
+half-copied directory fails here with one line saying what to do, not later inside onnxruntime.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from vedit.errors import ModelDirError
+
+FORMAT = "vedit-export"
+VERSION = 1
+FILE = "manifest.json"
+FAMILIES = ("t5", "llama")
+PRECISIONS = ("fp32", "fp16", "int8")
+#: ONNX file of each role when a manifest names none (optimum's names)
+DEFAULT_FILES = {
+    "t5": {"encoder": "encoder_model.onnx", "decoder": "decoder_model.onnx",
+           "decoder_with_past": "decoder_with_past_model.onnx"},
+    "llama": {"decoder": "model.onnx"},
+}
+
+Family = Literal["t5", "llama"]
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """The checked manifest of one export directory (``data`` keeps every field as written)."""
+
+    path: Path
+    family: Family
+    precision: str
+    files: dict[str, str]
+    config: dict[str, Any]
+    data: dict[str, Any] = field(repr=False)
+
+    def file(self, role: str) -> Path:
+        return self.path / self.files[role]
+
+
+def read_manifest(export_dir: str | Path) -> Manifest:
+    """Load and check ``export_dir/manifest.json`` and ``config.json``; raise :class:`ModelDirError`."""
+    d = Path(export_dir)
+    if not d.is_dir():
+        raise ModelDirError(f"{d}: no such export directory; create one with `vedit export flan-t5 --to onnx`")
+    path = d / FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelDirError(f"{d}: no {FILE}; is this a vedit export directory? (run `vedit export ...`)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelDirError(f"{path}: not valid JSON ({exc}); export the model again") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("version") != VERSION:
+        got = (data.get("format"), data.get("version")) if isinstance(data, dict) else (type(data).__name__, None)
+        raise ModelDirError(
+            f"{path}: not a {FORMAT} v{VERSION} manifest (format {got[0]!r}, version {got[1]!r}); "
+            "export the model again with this vedit"
+        )
+    family, precision = data.get("family"), data.get("precision")
+    if family not in FAMILIES:
+        raise ModelDirError(f"{path}: unknown model family {family!r}; supported: {', '.join(FAMILIES)}")
+    if precision not in PRECISIONS:
+        raise ModelDirError(f"{path}: unknown precision {precision!r}; supported: {', '.join(PRECISIONS)}")
+    files = {**DEFAULT_FILES[family], **dict(data.get("files") or {})}
+    _check_files(d, files, data.get("sizes") or {})
+    try:
+        config = json.loads((d / "config.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelDirError(f"{d}: no config.json; the export is incomplete, export the model again") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelDirError(f"{d / 'config.json'}: not valid JSON ({exc}); export the model again") from None
+    return Manifest(path=d, family=family, precision=precision, files=files, config=config, data=data)
+
+
+def _check_files(d: Path, files: dict[str, str], sizes: dict[str, int]) -> None:
+    """Every ONNX file the manifest names exists, and every ONNX file (external data included) has
+    the size the exporter wrote.
+
+    A stat per file, no reading: it catches a truncated copy or a file swapped for another, which
+    onnxruntime would otherwise report deep inside a session (or, for zeros, not at all). Other files
+    are left out: the grammar may be recompiled in place (``compile_grammars``) and checks itself.
+    """
+    missing = sorted(name for name in files.values() if not (d / name).is_file())
+    if missing:
+        raise ModelDirError(f"{d}: missing {', '.join(missing)}; the export is incomplete, export the model again")
+    for name, size in sizes.items():
+        if ".onnx" not in name:
+            continue
+        p = d / name
+        if not p.is_file():
+            raise ModelDirError(f"{d}: missing {name}; the export is incomplete, export the model again")
+        if p.stat().st_size != size:
+            raise ModelDirError(
+                f"{p}: {p.stat().st_size} bytes, the manifest says {size}; the file is damaged or replaced, "
+                "export the model again"
+            )
+
+
+__all__ = ["DEFAULT_FILES", "FAMILIES", "FILE", "FORMAT", "Family", "Manifest", "PRECISIONS", "VERSION", "read_manifest"]
