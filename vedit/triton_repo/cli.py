@@ -50,15 +50,32 @@ def build(export_dir: Path, profile: str, out: Path | None, name: str, force: bo
 @click.option("--ready-timeout", type=float, default=300.0, show_default=True,
               help="Seconds to wait for the models to load.")
 @click.option("--log", "log_path", type=click.Path(path_type=Path), default=None, help="Server log file.")
+@click.option("--no-front", is_flag=True,
+              help="Expose Triton's HTTP port directly, without the nginx front (no request size limit: "
+                   "Triton 2.51 crashes on bodies of a few MB).")
+@click.option("--no-supervise", is_flag=True, help="Do not restart tritonserver or reload dead model instances.")
+@click.option("--probe-interval", type=float, default=10.0, show_default=True,
+              help="Seconds between probe requests to each model (0: only watch the processes).")
 def serve(repository: Path, http_port: int, grpc_port: int, metrics_port: int, host: str, cache_mb: int,
-          ready_timeout: float, log_path: Path | None) -> None:
-    """Run tritonserver on REPOSITORY until Ctrl-C or SIGTERM."""
-    require_extras("triton")
-    from vedit.triton_repo.server import TritonServer
+          ready_timeout: float, log_path: Path | None, no_front: bool, no_supervise: bool,
+          probe_interval: float) -> None:
+    """Run tritonserver on REPOSITORY until Ctrl-C or SIGTERM.
 
+    By default nginx fronts the HTTP port (a body over the size any valid request needs gets 413)
+    and a supervisor restarts tritonserver if it dies and reloads a model whose instances died;
+    both are logged here.
+    """
+    require_extras("triton")
+    import logging
+
+    from vedit.triton_repo.server import TritonServer
+    from vedit.triton_repo.supervise import SupervisePolicy
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     server = TritonServer(repository, http_port=http_port or None, grpc_port=grpc_port or None,
                           metrics_port=metrics_port or None, host=host, cache_bytes=cache_mb * 1024 * 1024,
-                          log_path=log_path)
+                          log_path=log_path, front=not no_front, supervise=not no_supervise,
+                          policy=SupervisePolicy(probe_interval=probe_interval, ready_timeout=ready_timeout))
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         click.echo(f"starting tritonserver on {repository} ...", err=True)
@@ -67,10 +84,13 @@ def serve(repository: Path, http_port: int, grpc_port: int, metrics_port: int, h
         for kind, url in server.urls.items():
             click.echo(f"{kind:8} {url}")
         click.echo(f"log      {server.log_path}", err=True)
+        if server.front is not None:
+            click.echo(f"front    nginx: bodies over {server.body_limit} bytes get 413 ({server.front.directory})",
+                       err=True)
         click.echo("ready; Ctrl-C to stop", err=True)
         while server.running:
             time.sleep(0.5)
-        click.echo(f"error: tritonserver exited on its own:\n{server.failure_report()}", err=True)
+        click.echo(f"error: tritonserver exited and was not brought back:\n{server.failure_report()}", err=True)
         raise SystemExit(1)
     except KeyboardInterrupt:
         click.echo("stopping ...", err=True)
@@ -79,32 +99,6 @@ def serve(repository: Path, http_port: int, grpc_port: int, metrics_port: int, h
         signal.signal(signal.SIGTERM, previous)
     click.echo(f"stopped (exit code {code})", err=True)
 
-
-@triton.command("bench")
-@click.argument("export_dir", type=click.Path(path_type=Path))
-@click.option("-n", "--requests", type=int, default=300, show_default=True, help="Requests per path and level.")
-@click.option("--concurrency", default="1,4,16", show_default=True, help="Comma-separated levels.")
-@click.option("--profile", default="cpu", show_default=True)
-@click.option("--threads", type=int, default=None, help="onnxruntime threads of the in-process predictor.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per row instead of a table.")
-def bench_cmd(export_dir: Path, requests: int, concurrency: str, profile: str, threads: int | None,
-              as_json: bool) -> None:
-    """Latency and throughput: in-process vs Triton over HTTP and gRPC, in one run."""
-    require_extras("triton")
-    import json
-
-    from vedit.triton_repo import bench
-
-    try:
-        levels = [int(c) for c in concurrency.split(",") if c.strip()]
-    except ValueError:
-        raise click.BadParameter("use comma-separated integers, e.g. 1,4,16", param_hint="--concurrency") from None
-    stats = bench.run(export_dir, requests=requests, concurrencies=levels, profile=profile, threads=threads)
-    if as_json:
-        for s in stats:
-            click.echo(json.dumps(s.to_json()))
-    else:
-        click.echo(bench.table(stats))
 
 
 def _raise_interrupt(signum, frame) -> None:

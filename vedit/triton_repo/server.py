@@ -8,7 +8,15 @@ first start copies ``bin/``, ``backends/`` and ``caches/`` into ``$VEDIT_HOME/tr
 - ``LD_LIBRARY_PATH`` on the wheel's bundled libraries (``nvidia_pytriton.libs``);
 - this interpreter's ``bin`` first on ``PATH``: the stub starts the first ``python3`` it finds and
   imports vedit from there (it ignores ``PYTHONPATH``);
-- a local response cache (``--cache-config local,size=...``), which the model's config enables.
+- a local response cache (``--cache-config local,size=...``), which the model's config enables;
+- explicit model control (``--model-control-mode=explicit --load-model=NAME`` for every model in
+  the repository), so models can be reloaded through Triton's repository API.
+
+By default an nginx front (:mod:`vedit.triton_repo.front`) owns the public HTTP port and Triton's
+HTTP listens on 127.0.0.1 only: Triton 2.51 crashes on request bodies of a few MB, and the front
+refuses them with 413. gRPC and metrics are Triton's own. With ``supervise=True`` a
+:class:`~vedit.triton_repo.supervise.Supervisor` restarts a dead tritonserver and reloads models
+whose instances died.
 
 Usage::
 
@@ -18,6 +26,7 @@ Usage::
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -34,6 +43,10 @@ from pathlib import Path
 
 from vedit import paths
 from vedit.errors import TritonRepoError
+from vedit.triton_repo.front import NginxFront, body_limit, nginx_binary
+from vedit.triton_repo.supervise import SupervisePolicy, Supervisor
+
+log = logging.getLogger(__name__)
 
 DEFAULT_CACHE_BYTES = 64 * 1024 * 1024
 _ERROR_LINE = re.compile(r"^E\d{4} ")
@@ -127,7 +140,12 @@ class TritonServer:
 
     Ports left as ``None`` are picked free. ``host`` is the address the server binds to; URLs
     use ``127.0.0.1`` when it binds to all addresses. With ``die_with_parent`` (Linux) the server
-    gets SIGTERM when the thread that started it ends: start it from a thread that outlives it.
+    gets SIGTERM when the thread that started it ends: start it from a thread that outlives it
+    (restarts by the supervisor come from its own thread, which lives until :meth:`stop`).
+
+    ``front``: nginx on the public HTTP port with a body-size limit derived from the repository
+    (:func:`~vedit.triton_repo.front.body_limit`); ``False`` exposes Triton's HTTP directly;
+    ``None`` (default) uses nginx when it is installed (``vedit triton serve`` insists on it). ``supervise``: restart and reload on faults (see :mod:`vedit.triton_repo.supervise`).
     """
 
     def __init__(
@@ -144,6 +162,9 @@ class TritonServer:
         server_dir: str | Path | None = None,
         gpu: bool | None = None,
         die_with_parent: bool = True,
+        front: bool | None = None,
+        supervise: bool = False,
+        policy: SupervisePolicy | None = None,
     ) -> None:
         self.repository = Path(repository).resolve()
         if not self.repository.is_dir():
@@ -164,6 +185,23 @@ class TritonServer:
         self._log_path = Path(log_path) if log_path else None
         self._log_tmp: Path | None = None
         self._proc: subprocess.Popen | None = None
+        self._files: ServerFiles | None = None
+        self.front: NginxFront | None = None
+        if front is None:
+            front = nginx_binary() is not None
+            if not front:
+                log.warning("nginx not found: Triton's HTTP port is exposed without a request size limit")
+        if front:
+            limit = body_limit(self.repository)
+            self._triton_http_port = free_port("127.0.0.1")
+            self.front = NginxFront(listen_host=host, listen_port=self.ports["http"],
+                                    upstream_port=self._triton_http_port, body_limit=limit,
+                                    preexec_fn=_die_with_parent if self.die_with_parent else None)
+        else:
+            self._triton_http_port = self.ports["http"]
+        self.supervise = supervise
+        self.policy = policy or SupervisePolicy()
+        self.supervisor: Supervisor | None = None
 
     # -- endpoints ---------------------------------------------------------------------------
     @property
@@ -180,8 +218,29 @@ class TritonServer:
         return self._log_path or self._log_tmp
 
     @property
+    def triton_http_url(self) -> str:
+        """Triton's own HTTP endpoint (behind the front when there is one)."""
+        h = "127.0.0.1" if self.front or self.host in ("0.0.0.0", "") else self.host
+        return f"http://{h}:{self._triton_http_port}"
+
+    @property
+    def body_limit(self) -> int | None:
+        return self.front.config.body_limit if self.front else None
+
+    @property
     def running(self) -> bool:
+        """The server is up, or down for a moment while its supervisor restarts it."""
+        if self.supervisor is not None and self.supervisor.is_alive() and not self.supervisor.gave_up:
+            return True
+        return self.triton_alive
+
+    @property
+    def triton_alive(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def triton_returncode(self) -> int | None:
+        return self._proc.poll() if self._proc is not None else None
 
     @property
     def pid(self) -> int | None:
@@ -195,15 +254,17 @@ class TritonServer:
             f"--backend-directory={files.backends}",
             f"--cache-directory={files.caches}",
             f"--cache-config=local,size={self.cache_bytes}",
-            f"--http-address={self.host}",
+            f"--http-address={'127.0.0.1' if self.front else self.host}",
             f"--grpc-address={self.host}",
             f"--metrics-address={self.host}",
-            f"--http-port={self.ports['http']}",
+            f"--http-port={self._triton_http_port}",
             f"--grpc-port={self.ports['grpc']}",
             f"--metrics-port={self.ports['metrics']}",
             "--exit-timeout-secs=10",
             f"--log-verbose={self.log_verbose}",
+            "--model-control-mode=explicit",
         ]
+        cmd += [f"--load-model={name}" for name in self.model_names()]
         if not self.gpu:
             cmd += ["--pinned-memory-pool-byte-size=0", "--allow-gpu-metrics=false"]
         return cmd
@@ -214,14 +275,29 @@ class TritonServer:
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
         return env
 
+    def model_names(self) -> list[str]:
+        return sorted(p.parent.name for p in self.repository.glob("*/config.pbtxt"))
+
     def start(self) -> "TritonServer":
         if self.running:
             raise TritonRepoError("the server is already running")
-        files = prepare_server(self._server_dir)
+        self._files = prepare_server(self._server_dir)
         if self._log_path is None:
             fd, name = tempfile.mkstemp(prefix="tritonserver-", suffix=".log")
             os.close(fd)
             self._log_tmp = Path(name)
+        self.spawn()
+        if self.front is not None:
+            try:
+                self.front.start()
+            except BaseException:
+                self.kill_triton()
+                raise
+        return self
+
+    def spawn(self) -> None:
+        """Start the tritonserver process (again, for the supervisor) on the same ports and log."""
+        files = self._files or prepare_server(self._server_dir)
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it from here
         try:
             self._proc = subprocess.Popen(
@@ -235,15 +311,53 @@ class TritonServer:
             )
         finally:
             log.close()
-        return self
+
+    def kill_triton(self) -> None:
+        """SIGKILL the tritonserver process group (a failed start; never a running service)."""
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait()
+
+    def set_ready(self, ready: bool) -> None:
+        """What the front reports on the readiness endpoints (Triton's own answer counts when True)."""
+        if self.front is not None:
+            self.front.set_ready(ready)
 
     def wait_ready(self, timeout: float = 120.0) -> "TritonServer":
-        """Block until ``/v2/health/ready`` answers 200 (all models loaded and warmed up)."""
+        """Block until ``/v2/health/ready`` answers 200 (all models loaded and warmed up) through the
+        public HTTP port; then start the supervisor if one was asked for."""
         if self._proc is None:
             raise TritonRepoError("the server was not started; call start() first")
-        url = self.urls["http"] + "/v2/health/ready"
+        start = time.monotonic()
+        self.wait_triton_ready(timeout)
+        if self.front is not None:
+            self.front.set_ready(True)
+            while not self.is_ready():
+                if not self.front.running:
+                    report = f"nginx exited: {self.front.error_tail()}"
+                    self.stop()
+                    raise TritonRepoError(report)
+                if time.monotonic() - start > timeout:
+                    report = self.front.error_tail()
+                    self.stop()
+                    raise TritonRepoError(f"the HTTP front at {self.urls['http']} is not answering: {report}")
+                time.sleep(0.1)
+        if self.supervise and self.supervisor is None:
+            self.supervisor = Supervisor(self, self.policy)
+            self.supervisor.start()
+        return self
+
+    def wait_triton_ready(self, timeout: float = 120.0, stop=None) -> None:
+        """Block until tritonserver itself reports ready on its own HTTP port."""
+        url = self.triton_http_url + "/v2/health/ready"
         deadline = time.monotonic() + timeout
         while True:
+            if stop is not None and stop.is_set():
+                raise TritonRepoError("stopped while waiting for tritonserver")
             code = self._proc.poll()
             if code is not None:
                 raise TritonRepoError(f"tritonserver exited with code {code} before it was ready:\n"
@@ -251,12 +365,13 @@ class TritonServer:
             try:
                 with urllib.request.urlopen(url, timeout=2) as r:
                     if r.status == 200:
-                        return self
+                        return
             except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
                 pass
             if time.monotonic() > deadline:
                 report = self.failure_report()
-                self.stop()
+                if stop is None:
+                    self.stop()
                 raise TritonRepoError(f"tritonserver not ready after {timeout:.0f} s:\n{report}")
             time.sleep(0.2)
 
@@ -268,7 +383,17 @@ class TritonServer:
             return False
 
     def stop(self, timeout: float = 30.0) -> int | None:
-        """SIGTERM (Triton drains in-flight requests), then SIGKILL to its process group."""
+        """Supervisor first (no restarts from here on), then the front (in-flight HTTP requests
+        finish), then tritonserver (SIGTERM: Triton drains in-flight gRPC requests; SIGKILL to its
+        process group after ``timeout``)."""
+        supervisor, self.supervisor = self.supervisor, None
+        if supervisor is not None:
+            supervisor.stop()
+        if self.front is not None:
+            self.front.stop(timeout)  # first: Triton's shutdown waits for nginx's keep-alive connections
+        return self._stop_triton(timeout)
+
+    def _stop_triton(self, timeout: float) -> int | None:
         proc, self._proc = self._proc, None
         if proc is None:
             return None

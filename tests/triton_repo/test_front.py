@@ -1,0 +1,111 @@
+"""The nginx front on its own: the derived body limit, a config nginx accepts, 413 and readiness.
+
+Triton is replaced here by nothing at all (the upstream port is closed) or by a tiny loopback HTTP
+server, so these run in a second; the front in front of a real tritonserver is tested in
+test_chaos.py and by every HTTP test through the shared server.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import urllib.error
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from vedit.errors import TritonRepoError
+from vedit.triton_repo import build_repository
+from vedit.triton_repo.config import MAX_INTENT_BYTES
+from vedit.triton_repo.front import JSON_OVERHEAD_BYTES, NginxFront, body_limit, nginx_binary
+from vedit.triton_repo.profiles import PROFILES
+from vedit.triton_repo.server import free_port
+
+needs_nginx = pytest.mark.skipif(nginx_binary() is None, reason="nginx not installed (scripts/system-deps.sh)")
+
+
+@pytest.mark.parametrize("profile", ["cpu", "l4", "a100"])
+def test_body_limit_is_batch_times_intent_escaped_plus_overhead(tiny_export, tmp_path, profile):
+    repo = build_repository(tiny_export, profile=profile, out=tmp_path / "repo")
+    expected = PROFILES[profile].max_batch_size * MAX_INTENT_BYTES * 6 + JSON_OVERHEAD_BYTES
+    assert body_limit(repo) == expected
+    assert expected < 1024 * 1024  # far below the few MB that crash Triton 2.51's HTTP server
+
+
+def test_body_limit_refuses_a_config_that_needs_megabytes(tiny_export, tmp_path):
+    repo = build_repository(tiny_export, out=tmp_path / "repo")
+    cfg = repo / "vedit" / "config.pbtxt"
+    cfg.write_text(cfg.read_text().replace('string_value: "1024"', 'string_value: "100000"'))
+    with pytest.raises(TritonRepoError, match="over the 1048576-byte front limit"):
+        body_limit(repo)
+
+
+class _Upstream(BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802
+        self._answer()
+
+    def do_POST(self):  # noqa: N802
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self._answer()
+
+    def _answer(self):
+        body = json.dumps({"path": self.path}).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def _request(url, data=None):
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, data=data, method="POST" if data else "GET"),
+                                    timeout=10) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+@needs_nginx
+def test_front_limits_bodies_proxies_the_rest_and_owns_readiness():
+    upstream = ThreadingHTTPServer(("127.0.0.1", 0), _Upstream)
+    threading.Thread(target=upstream.serve_forever, daemon=True).start()
+    port = free_port()
+    front = NginxFront(listen_host="127.0.0.1", listen_port=port, upstream_port=upstream.server_port,
+                       body_limit=4096)
+    try:
+        front.start()
+        base = f"http://127.0.0.1:{port}"
+        assert _request(base + "/v2/models/m/infer", b"x" * 4096) == (200, b'{"path": "/v2/models/m/infer"}')
+        code, body = _request(base + "/v2/models/m/infer", b"x" * 4097)
+        assert code == 413 and "over 4096 bytes" in json.loads(body)["error"]
+        assert _request(base + "/v2/health/ready")[0] == 200
+        front.set_ready(False)
+        assert _request(base + "/v2/health/ready")[0] == 503
+        assert _request(base + "/v2/models/m/ready")[0] == 503
+        assert _request(base + "/v2/models/m/versions/1/ready")[0] == 503
+        assert _request(base + "/v2/health/live")[0] == 200  # alive, just not ready
+        front.set_ready(True)
+        assert _request(base + "/v2/health/ready")[0] == 200
+        upstream.shutdown()
+        upstream.server_close()
+        code, body = _request(base + "/v2/models/m/infer", b"{}")
+        assert code == 503 and "not answering" in json.loads(body)["error"]
+    finally:
+        front.stop()
+        upstream.server_close()
+    assert not front.running
+    assert not front.directory.exists()  # its private directory goes with it
+
+
+def test_missing_nginx_is_one_clear_line(monkeypatch):
+    import vedit.triton_repo.front as front_mod
+
+    monkeypatch.setattr(front_mod, "nginx_binary", lambda: None)
+    with pytest.raises(TritonRepoError) as exc:
+        NginxFront(listen_host="127.0.0.1", listen_port=1, upstream_port=2, body_limit=1)
+    assert "\n" not in str(exc.value)
+    assert "apt-get install -y nginx" in str(exc.value) and "--no-front" in str(exc.value)

@@ -1,0 +1,361 @@
+"""Keep a tritonserver answering without an operator: restart it when it dies, reload dead instances.
+
+Two faults are handled, both seen on Triton 2.51 here:
+
+- **tritonserver exits** (killed, crashed): it is started again on the same ports, after a backoff
+  that doubles while starts keep failing or the server keeps dying soon after starting (1 s, 2 s,
+  4 s ... at most ``max_backoff``), and given up after ``max_failed_starts`` starts in a row that
+  never became ready.
+- **a python-backend stub dies** (OOM killer, a crash in a native library): Triton keeps the
+  instance, answers every request routed to it with "Stub process '<instance>' is not healthy",
+  and still reports ready. Nothing in Triton restarts it. The supervisor notices within
+  ``check_interval`` (each instance's stub process is a child of tritonserver; a dead one is a
+  zombie or gone), or at the next probe (a few real requests with fresh intents, so the response
+  cache cannot answer them), and reloads the model through the repository API.
+
+A reload is a ``load`` request carrying the model's own configuration with one parameter
+(``vedit_reload``) changed: a plain ``load`` of an unchanged model is a no-op in Triton, while a
+changed configuration makes Triton build new instances and switch to them once they are ready, so
+the healthy instance keeps answering meanwhile. If that fails, ``unload`` then ``load``. While a
+reload or restart is under way the front reports not-ready (``/v2/health/ready`` answers 503).
+
+Everything is logged on the ``vedit.triton_repo.supervise`` logger; ``events`` keeps what happened
+(for tests and for ``vedit triton serve``'s summary).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from vedit.triton_repo.config import INPUT_NAME, parse_config
+
+if TYPE_CHECKING:
+    from vedit.triton_repo.server import TritonServer
+
+log = logging.getLogger(__name__)
+
+STUB_COMM = "triton_python_b"  # /proc/PID/comm is cut to 15 characters
+UNHEALTHY = "is not healthy"
+RELOAD_PARAM = "vedit_reload"
+
+
+@dataclass(frozen=True)
+class SupervisePolicy:
+    backoff: float = 1.0
+    """First wait before restarting a dead tritonserver, in seconds; doubles on repeated failures."""
+    max_backoff: float = 30.0
+    max_failed_starts: int = 5
+    """Starts in a row that never became ready before the supervisor gives up."""
+    stable_after: float = 60.0
+    """A server up this long has earned a reset of the backoff when it next dies."""
+    check_interval: float = 0.5
+    """How often the process and its stubs are checked (cheap: /proc)."""
+    probe_interval: float = 10.0
+    """How often real requests probe each model (0: never)."""
+    probe_timeout: float = 60.0
+    ready_timeout: float = 300.0
+
+
+@dataclass
+class Event:
+    at: float
+    """time.monotonic() when it happened."""
+    kind: str
+    """``died``, ``restarted``, ``start-failed``, ``gave-up``, ``stub-lost``, ``probe-failed``,
+    ``reloaded``, ``reload-failed``."""
+    detail: str = ""
+    seconds: float | None = None
+    """For ``restarted``/``reloaded``: from noticing the fault until the model answered again."""
+
+
+@dataclass
+class _Model:
+    name: str
+    input_name: str | None
+    instances: set[str] = field(default_factory=set)
+    """Instance names that had a live stub when the model was last known good."""
+    reloads: int = 0
+
+
+def _stubs(pid: int) -> dict[str, list[tuple[str, bool]]]:
+    """model name -> [(instance name, alive)] for the python-backend stubs that are children of ``pid``."""
+    out: dict[str, list[tuple[str, bool]]] = {}
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = _children_by_scan(pid)
+    for child in children:
+        try:
+            stat = Path(f"/proc/{child}/stat").read_text()
+            comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+            state = stat[stat.rindex(")") + 2]
+            if comm != STUB_COMM:
+                continue
+            argv = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError, IndexError):
+            continue
+        if state in "ZX" or len(argv) < 9:  # a zombie's cmdline is empty
+            model = None
+            if len(argv) >= 2 and argv[1]:
+                model = Path(argv[1].decode(errors="replace")).parent.parent.name
+            if model:
+                out.setdefault(model, []).append((argv[8].decode(errors="replace") if len(argv) > 8 else "?", False))
+            continue
+        model = Path(argv[1].decode(errors="replace")).parent.parent.name
+        out.setdefault(model, []).append((argv[8].decode(errors="replace"), True))
+    return out
+
+
+def _children_by_scan(pid: int) -> list[str]:
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+            if int(text[text.rindex(")") + 2 :].split()[1]) == pid:
+                kids.append(stat.parent.name)
+        except (OSError, ValueError, IndexError):
+            continue
+    return kids
+
+
+def live_instances(pid: int) -> dict[str, set[str]]:
+    """model name -> names of its instances whose stub process is alive."""
+    return {m: {name for name, alive in stubs if alive} for m, stubs in _stubs(pid).items()}
+
+
+class Supervisor(threading.Thread):
+    """Watches one :class:`TritonServer`; started by it when ``supervise=True``."""
+
+    def __init__(self, server: TritonServer, policy: SupervisePolicy | None = None) -> None:
+        super().__init__(name="vedit-triton-supervisor", daemon=True)
+        self.server = server
+        self.policy = policy or SupervisePolicy()
+        self.events: list[Event] = []
+        self.gave_up = False
+        self._halt = threading.Event()
+        self._lock = threading.Lock()
+        self._models = self._read_models()
+        self._last_probe = time.monotonic()
+        self._probe_count = 0
+        self._started_at = time.monotonic()
+        self._delay = self.policy.backoff
+
+    # -- public ------------------------------------------------------------------------------
+    def stop(self) -> None:
+        self._halt.set()
+        if self.is_alive() and threading.current_thread() is not self:
+            self.join(60)
+
+    def count(self, kind: str) -> int:
+        return sum(1 for e in self.events if e.kind == kind)
+
+    def remember_instances(self) -> None:
+        """Record the instances alive now as the ones each model should have."""
+        pid = self.server.pid
+        if pid is None:
+            return
+        live = live_instances(pid)
+        for model in self._models.values():
+            model.instances = set(live.get(model.name, set()))
+
+    # -- loop --------------------------------------------------------------------------------
+    def run(self) -> None:
+        self.remember_instances()
+        while not self._halt.wait(self.policy.check_interval):
+            try:
+                self._check()
+            except Exception:  # the supervisor must outlive any surprise
+                log.exception("supervisor check failed")
+            if self.gave_up:
+                return
+
+    def _check(self) -> None:
+        if not self.server.triton_alive:
+            self._restart()
+            return
+        live = live_instances(self.server.pid)
+        for model in self._models.values():
+            lost = sorted(model.instances - live.get(model.name, set()))
+            if lost:
+                self._record("stub-lost", f"{model.name}: stub of {', '.join(lost)} is gone")
+                self._reload(model)
+        if self.policy.probe_interval and time.monotonic() - self._last_probe >= self.policy.probe_interval:
+            self._last_probe = time.monotonic()
+            for model in self._models.values():
+                problem = self._probe(model)
+                if problem and not self._halt.is_set() and self.server.triton_alive:
+                    self._record("probe-failed", f"{model.name}: {problem}")
+                    self._reload(model)
+
+    # -- restart -----------------------------------------------------------------------------
+    def _restart(self) -> None:
+        code = self.server.triton_returncode
+        noticed = time.monotonic()
+        self._record("died", f"tritonserver exited with {_describe_exit(code)}", level=logging.WARNING)
+        self.server.set_ready(False)
+        if time.monotonic() - self._started_at >= self.policy.stable_after:
+            self._delay = self.policy.backoff
+        failures = 0
+        while not self._halt.is_set():
+            log.warning("restarting tritonserver in %.1f s", self._delay)
+            if self._halt.wait(self._delay):
+                return
+            self._delay = min(self._delay * 2, self.policy.max_backoff)
+            try:
+                self.server.spawn()
+                self.server.wait_triton_ready(self.policy.ready_timeout, stop=self._halt)
+            except Exception as exc:  # noqa: BLE001 - any failure to start counts the same
+                if self._halt.is_set():
+                    return
+                failures += 1
+                self._record("start-failed", f"attempt {failures}: {str(exc).splitlines()[0]}",
+                             level=logging.ERROR)
+                self.server.kill_triton()
+                if failures >= self.policy.max_failed_starts:
+                    self._record("gave-up", f"{failures} starts in a row failed; see {self.server.log_path}",
+                                 level=logging.ERROR)
+                    self.gave_up = True
+                    return
+                continue
+            self._started_at = time.monotonic()
+            self.remember_instances()
+            self.server.set_ready(True)
+            self._record("restarted", f"pid {self.server.pid}", seconds=time.monotonic() - noticed,
+                         level=logging.WARNING)
+            return
+
+    # -- reload ------------------------------------------------------------------------------
+    def _reload(self, model: _Model) -> None:
+        noticed = time.monotonic()
+        self.server.set_ready(False)
+        model.reloads += 1
+        base = self.server.triton_http_url
+        try:
+            try:
+                cfg = _get_json(f"{base}/v2/models/{model.name}/config", timeout=10)
+                cfg.setdefault("parameters", {})[RELOAD_PARAM] = {"string_value": str(model.reloads)}
+                _post(f"{base}/v2/repository/models/{model.name}/load",
+                      {"parameters": {"config": json.dumps(cfg)}}, timeout=self.policy.ready_timeout)
+                how = "new instances from a changed config"
+            except (urllib.error.URLError, OSError, ValueError) as exc:
+                log.warning("reload of %s with a changed config failed (%s); unloading and loading", model.name,
+                            exc)
+                _post(f"{base}/v2/repository/models/{model.name}/unload", {}, timeout=60)
+                self._wait_unloaded(model.name)
+                _post(f"{base}/v2/repository/models/{model.name}/load", {}, timeout=self.policy.ready_timeout)
+                how = "unload + load"
+            self._wait_instances(model)
+        except Exception as exc:  # noqa: BLE001
+            self._record("reload-failed", f"{model.name}: {exc}", level=logging.ERROR)
+            return  # stays not-ready; the next check sees the lost stub again and retries
+        self.server.set_ready(True)
+        self._last_probe = time.monotonic()
+        self._record("reloaded", f"{model.name} ({how})", seconds=time.monotonic() - noticed,
+                     level=logging.WARNING)
+
+    def _wait_instances(self, model: _Model, timeout: float = 60.0) -> None:
+        """After a reload: every instance the model had is alive again (the old stubs may linger)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            live = live_instances(self.server.pid).get(model.name, set())
+            if model.instances <= live:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"instances {sorted(model.instances - live)} did not come back")
+            time.sleep(0.1)
+
+    def _wait_unloaded(self, name: str, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            index = _post(f"{self.server.triton_http_url}/v2/repository/index", {}, timeout=10)
+            state = next((m.get("state") for m in index if m.get("name") == name), None)
+            if state != "UNLOADING":
+                return
+            time.sleep(0.1)
+
+    # -- probe -------------------------------------------------------------------------------
+    def _probe(self, model: _Model) -> str | None:
+        """Send one fresh intent per instance at once; the first error text, or None."""
+        if model.input_name is None:
+            return None
+        n = max(1, len(model.instances))
+        intents = []
+        for _ in range(n):
+            self._probe_count += 1
+            intents.append(f"vedit probe {self._probe_count} {time.time():.3f}")
+        url = f"{self.server.triton_http_url}/v2/models/{model.name}/infer"
+
+        def one(intent: str) -> str | None:
+            body = {"inputs": [{"name": model.input_name, "shape": [1, 1], "datatype": "BYTES", "data": [intent]}]}
+            try:
+                _post(url, body, timeout=self.policy.probe_timeout)
+            except urllib.error.HTTPError as exc:
+                return _error_text(exc)
+            except (urllib.error.URLError, OSError) as exc:
+                return f"no answer: {exc}"
+            return None
+
+        with ThreadPoolExecutor(n) as pool:
+            problems = [p for p in pool.map(one, intents) if p]
+        return problems[0] if problems else None
+
+    # -- helpers -----------------------------------------------------------------------------
+    def _read_models(self) -> dict[str, _Model]:
+        models = {}
+        for cfg_path in sorted(self.server.repository.glob("*/config.pbtxt")):
+            cfg = parse_config(cfg_path.read_text(encoding="utf-8"), source=str(cfg_path))
+            name = cfg.name or cfg_path.parent.name
+            inputs = [i.name for i in cfg.input]
+            models[name] = _Model(name, INPUT_NAME if INPUT_NAME in inputs else None)
+        return models
+
+    def _record(self, kind: str, detail: str, *, seconds: float | None = None, level: int = logging.INFO) -> None:
+        with self._lock:
+            self.events.append(Event(time.monotonic(), kind, detail, seconds))
+        took = f" (back in {seconds:.1f} s)" if seconds is not None else ""
+        log.log(level, "%s: %s%s", kind, detail, took)
+
+
+def _describe_exit(code: int | None) -> str:
+    if code is None:
+        return "an unknown status"
+    if code < 0:
+        import signal
+
+        try:
+            return f"signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"signal {-code}"
+    return f"code {code}"
+
+
+def _get_json(url: str, timeout: float):
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        return json.loads(r.read() or b"null")
+
+
+def _post(url: str, body: dict, timeout: float):
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        data = r.read()
+    return json.loads(data) if data else None
+
+
+def _error_text(exc: urllib.error.HTTPError) -> str:
+    try:
+        return json.loads(exc.read()).get("error", str(exc))
+    except (ValueError, AttributeError, OSError):
+        return str(exc)
+
+
+__all__ = ["Event", "SupervisePolicy", "Supervisor", "live_instances"]
