@@ -32,8 +32,10 @@ def _register() -> None:
     cli.add_command(demo)
     cli.add_command(export)
     cli.add_command(predict)
+    from vedit.bench.cli import serving_cmd
     from vedit.triton_repo.cli import triton
 
+    triton.add_command(serving_cmd, "bench")  # `vedit triton bench` = `vedit bench serving`
     cli.add_command(triton)
 
 

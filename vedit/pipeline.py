@@ -73,7 +73,7 @@ def _export(name: str, model: Path, *, adapter: Path | None, family: str, precis
 
 
 def run(options: PipelineOptions, echo: Echo) -> PipelineReport:
-    from vedit.bench.metrics import format_table
+    from vedit.data.metrics import format_table
     from vedit.students import demo
 
     report = PipelineReport()

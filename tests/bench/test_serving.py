@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from vedit.triton_repo import bench
+from vedit.bench import serving as bench
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow]
 

@@ -1,4 +1,4 @@
-"""Offline metrics against hand-computed values (see tests/bench/data/README.md)."""
+"""Offline metrics against hand-computed values (see tests/data/metrics_case/README.md)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from vedit.bench.cli import bench
-from vedit.bench.metrics import (
+from vedit.data.metrics import (
     Report,
     ToolScore,
     cosine,
@@ -23,7 +23,7 @@ from vedit.bench.metrics import (
 from vedit.data.rows import TruthRow, prediction_row, write_jsonl
 from vedit.registry import ToolCall
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parent / "metrics_case"
 SQRT_HALF = 1 / math.sqrt(2)  # cos([1,0], [1,1])
 
 
@@ -65,7 +65,7 @@ def row(intent, calls, adjust, selective, flt):
 
 @pytest.fixture(scope="module")
 def case(mk):
-    """The four-intent case of tests/bench/data/README.md, in memory."""
+    """The four-intent case of tests/data/metrics_case/README.md, in memory."""
     truth = [
         row("golden hour", 5, mk.adjust(exposure=10), mk.unused_selective, mk.filter("vivid", 50)),
         row("Morocco but cold", 3, mk.adjust(exposure=10), mk.selective(red_saturation=10), mk.filter("none")),

@@ -1,2 +1,2 @@
-"""Measuring students: the paper's offline metrics (:mod:`vedit.bench.metrics`) and the
+"""Measuring students: the paper's offline metrics (:mod:`vedit.data.metrics`) and the
 ``vedit bench`` command group (:mod:`vedit.bench.cli`)."""

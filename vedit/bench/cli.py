@@ -24,7 +24,7 @@ def bench() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
 def metrics(truth: Path, predictions: Path, as_json: bool) -> None:
     """Score PREDICTIONS against TRUTH: tool selection, quality, final, overall (All, r_3, r_5)."""
-    from vedit.bench.metrics import format_table, score_files
+    from vedit.data.metrics import format_table, score_files
 
     report = score_files(truth, predictions)
     click.echo(json.dumps(report.to_json(), indent=2) if as_json else format_table(report))
@@ -88,3 +88,27 @@ def latency(student: Path | None, adapter: Path | None, exports: tuple[str, ...]
                                 out=out, progress=lambda m: click.echo(m, err=True))
     click.echo(files["md"].read_text(encoding="utf-8"))
     click.echo(f"report: {files['md']}  {files['json']}  {files['png']}")
+
+@bench.command("serving")
+@click.argument("export_dir", type=click.Path(path_type=Path))
+@click.option("-n", "--requests", type=int, default=300, show_default=True, help="Requests per path and level.")
+@click.option("--concurrency", default="1,4,16", show_default=True, help="Comma-separated levels.")
+@click.option("--profile", default="cpu", show_default=True)
+@click.option("--threads", type=int, default=None, help="onnxruntime threads of the in-process predictor.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per row instead of a table.")
+def serving_cmd(export_dir: Path, requests: int, concurrency: str, profile: str, threads: int | None,
+                as_json: bool) -> None:
+    """Latency and throughput: in-process vs Triton over HTTP and gRPC, in one run."""
+    require_extras("triton")
+    from vedit.bench import serving
+
+    try:
+        levels = [int(c) for c in concurrency.split(",") if c.strip()]
+    except ValueError:
+        raise click.BadParameter("use comma-separated integers, e.g. 1,4,16", param_hint="--concurrency") from None
+    stats = serving.run(export_dir, requests=requests, concurrencies=levels, profile=profile, threads=threads)
+    if as_json:
+        for s in stats:
+            click.echo(json.dumps(s.to_json()))
+    else:
+        click.echo(serving.table(stats))

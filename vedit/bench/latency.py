@@ -174,7 +174,7 @@ def measure_model(
              "free (model-decided) tokens per request: " + ", ".join(
                  f"{x.path} {x.free_tokens_per_request:.1f}" for x in stats if x.free_tokens_per_request is not None)]
     if triton:
-        from vedit.triton_repo import bench as tbench
+        from vedit.bench import serving as tbench
 
         progress(f"{name}: Triton over HTTP and gRPC at concurrency {', '.join(map(str, concurrencies))}")
         served = tbench.run(first, requests=triton_requests, concurrencies=concurrencies)

@@ -39,7 +39,7 @@ def _intents(n: int) -> list[str]:
         from vedit.data.rows import read_truth
 
         return [r.intent for r in read_truth(test)[:n]]
-    from vedit.triton_repo.bench import distinct_intents
+    from vedit.bench.serving import distinct_intents
 
     return distinct_intents(n)
 

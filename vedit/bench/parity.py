@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Mapping, Sequence
 
-from vedit.bench.metrics import Report, format_table, normalise, score
+from vedit.data.metrics import Report, format_table, normalise, score
 from vedit.data.rows import TruthRow
 from vedit.errors import VeditError
 from vedit.registry import Registry, ToolCall, load_registry

@@ -40,7 +40,7 @@ def _build(home: Path | None, force: bool, quick: bool, seed: int) -> None:
 
 
 def _metrics(home: Path | None, students: tuple[str, ...], as_json: bool, force: bool) -> None:
-    from vedit.bench.metrics import format_table
+    from vedit.data.metrics import format_table
     from vedit.students.demo import evaluate
 
     results = {s: evaluate(s, home, force=force) for s in students}

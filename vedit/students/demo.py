@@ -383,7 +383,7 @@ def build(home: str | Path | None = None, *, force: bool = False, quick: bool = 
 @dataclass
 class EvalResult:
     student: str
-    report: Any  # vedit.bench.metrics.Report
+    report: Any  # vedit.data.metrics.Report
     cached: bool
     seconds: float
     predictions: Path
@@ -408,7 +408,7 @@ def evaluate(student: str = "t5", home: str | Path | None = None, *, batch_size:
     ``reports/demo-<student>-metrics.json``; both are reused while the student and the test split
     are unchanged. ``threads`` defaults to the build's training thread count.
     """
-    from vedit.bench.metrics import Report, score
+    from vedit.data.metrics import Report, score
     from vedit.data.rows import read_truth, write_jsonl
     from vedit.reference import ReferencePredictor
 
