@@ -1,18 +1,27 @@
 """The main job: the whole pipeline on the demo students, end to end.
 
-build data + students -> offline metrics (PyTorch) -> merge LoRA -> export fp32 + int8 (T5, Llama)
--> embedded predictions -> decoding guarantees (schema validity on hostile input, jump-forward ==
-step-by-step) -> parity (fp32, int8; T5, Llama) -> Triton repository served by a real
-tritonserver, answers over HTTP and gRPC -> latency report (demo student and base-shaped model).
+The T5 student comes first, as far as its first answers: data -> tokenizer -> T5 -> ONNX fp32 export
+(validated) -> constrained answers for a few intents. A newcomer sees what the toolkit does after a
+few minutes instead of after the whole run. Then: Llama student and the LoRA adapters -> offline
+metrics (PyTorch) -> merge LoRA -> the other exports (T5 int8, Llama fp32 + int8) -> decoding
+guarantees (schema validity on hostile input, jump-forward == step-by-step) -> parity -> Triton
+repository served by a real tritonserver, answers over HTTP and gRPC -> latency report and plot.
 
-Every stage reuses what an earlier run left (exports are kept unless ``force``), so a second run
-re-measures without rebuilding. Results land in ``$VEDIT_HOME/reports``: ``pipeline.md`` sums up.
+Each stage announces itself with a rough duration on this project's 2-core machine, and says when it
+reused what an earlier run left (students by cache key, exports by source-weight checksum), so a
+second run re-measures without rebuilding. Results land in ``<home>/reports``: ``pipeline.md`` sums up.
+
+``quick`` is the tour: tiny students, few rows, under ``<home>/tour`` so its artifacts are never
+taken for (or reused as) the full run's.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -26,30 +35,71 @@ from vedit.extras import require_extras
 Echo = Callable[[str], None]
 
 SAMPLE_INTENTS = ["golden hour", "Morocco", "welding mask", "cold tone", "😈"]
+TOUR_DIR = "tour"
+
+
+@dataclass(frozen=True)
+class Stage:
+    title: str
+    #: rough seconds on this project's 2-core machine when nothing is reused (full run, tour)
+    full_s: int
+    tour_s: int
+
+
+#: Rounded up from runs on the 2-core CI-class machine (the README's fresh-clone runs); a busy
+#: machine takes longer.
+STAGES: dict[str, Stage] = {
+    "t5": Stage("T5 student: synthetic data, tokenizer, training", 420, 10),
+    "t5-export": Stage("T5 student -> ONNX fp32, validated against PyTorch", 45, 10),
+    "answers": Stage("First answers: constrained decoding on the T5 export", 10, 5),
+    "llama": Stage("Llama student and the LoRA adapters: training", 720, 5),
+    "metrics": Stage("Offline metrics of the PyTorch originals (test split)", 240, 5),
+    "merge": Stage("LoRA merge, checked against the adapter models", 20, 5),
+    "exports": Stage("Other exports: T5 int8, Llama fp32 and int8, each validated", 120, 15),
+    "guarantees": Stage("Constrained decoding guarantees on the T5 export", 120, 10),
+    "parity": Stage("Parity: each export against its PyTorch original", 420, 10),
+    "triton": Stage("Triton: a real tritonserver answering over HTTP and gRPC", 30, 15),
+    "latency": Stage("Latency report and plot", 600, 60),
+}
+
+
+def _about(seconds: float) -> str:
+    if seconds < 60:
+        return f"about {max(5, round(seconds / 5) * 5):.0f} s"
+    return f"about {round(seconds / 60):.0f} min"
 
 
 @dataclass
 class PipelineOptions:
-    quick: bool = False  # tiny students, few parity rows, no base-shape model (smoke test)
+    quick: bool = False  # the tour: tiny students, few parity rows and requests, under <home>/tour
     force: bool = False  # re-export even if exports exist
     parity_limit: int = 200  # test intents per parity run (0 = the whole test split)
     latency_requests: int = 30
     base_shape: bool = True
     triton: bool = True
     threads: int = 2
+    home: Path | None = None  # default: vedit's home ($VEDIT_HOME or ./artifacts)
+    seed: int = 0
+
+
+def pipeline_home(options: PipelineOptions) -> Path:
+    """Where this run's artifacts go: the home, or ``<home>/tour`` for the tour."""
+    home = Path(options.home).resolve() if options.home else paths.home()
+    return home / TOUR_DIR if options.quick else home
 
 
 @dataclass
 class PipelineReport:
     sections: list[tuple[str, str]] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    title: str = "vedit main job"
 
     def add(self, title: str, body: str, echo: Echo) -> None:
         self.sections.append((title, body))
         echo(f"\n=== {title} ===\n{body}")
 
     def markdown(self) -> str:
-        out = ["# vedit main job", ""]
+        out = [f"# {self.title}", ""]
         for title, body in self.sections:
             out += [f"## {title}", "", "```", body, "```", ""]
         if self.failures:
@@ -57,14 +107,47 @@ class PipelineReport:
         return "\n".join(out)
 
 
+class _Stages:
+    """Announces each stage (number, title, rough duration) and how long it took."""
+
+    def __init__(self, echo: Echo, quick: bool):
+        self.echo, self.quick = echo, quick
+        self.done = 0
+
+    @contextmanager
+    def __call__(self, key: str) -> Iterator[None]:
+        st = STAGES[key]
+        self.done += 1
+        est = st.tour_s if self.quick else st.full_s
+        self.echo(f"\n--- [{self.done}/{len(STAGES)}] {st.title} ({_about(est)} on 2 cores) ---")
+        began = time.perf_counter()
+        yield
+        self.echo(f"--- [{self.done}/{len(STAGES)}] done in {time.perf_counter() - began:.0f} s ---")
+
+
+@contextmanager
+def _home_env(home: Path) -> Iterator[None]:
+    """Point every default-path lookup further down (latency intents, Triton files, base shape) at
+    this run's home for the duration of the run."""
+    before = os.environ.get("VEDIT_HOME")
+    os.environ["VEDIT_HOME"] = str(home)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("VEDIT_HOME", None)
+        else:
+            os.environ["VEDIT_HOME"] = before
+
+
 def _export(name: str, model: Path, *, adapter: Path | None, family: str, precision: str, force: bool,
-            echo: Echo) -> Path:
+            home: Path, echo: Echo) -> Path:
     from vedit.export import export_model
     from vedit.export.checks import export_is_current
 
-    out = paths.exports_dir() / f"{name}-{precision}"
+    out = home / "exports" / f"{name}-{precision}"
     if not force and export_is_current(out, model, adapter):
-        echo(f"reusing {out} (same source weights)")
+        echo(f"reused: {out} (same source weights)")
         return out
     result = export_model(model, out, family=family, adapter_dir=adapter, precision=precision, force=True,
                           progress=lambda m: echo(f"  {m}"))
@@ -72,153 +155,279 @@ def _export(name: str, model: Path, *, adapter: Path | None, family: str, precis
     return out
 
 
-def run(options: PipelineOptions, echo: Echo) -> PipelineReport:
-    from vedit.data.metrics import format_table
-    from vedit.students import demo
-
-    report = PipelineReport()
-    t_start = time.perf_counter()
-
-    # 1. data + students, offline metrics of the PyTorch originals
-    built = demo.build(force=False, quick=options.quick)
-    report.add("Demo dataset and students", built.summary(), echo)
-    for student, label in (("t5", "T5 student"), ("llama", "Llama base + LoRA adapter")):
-        ev = demo.evaluate(student, threads=options.threads)
-        report.add(f"Offline metrics, PyTorch reference: {label}", format_table(ev.report, digits=3), echo)
-
-    t5, _ = demo.student_dirs("t5")
-    t5_lora = paths.students_dir() / "t5-lora"
-    llama_base, llama_lora = demo.student_dirs("llama")
-
-    # 2. merge (verified against the adapter model)
-    from vedit.export import merge
-
-    lines = []
-    for base, adapter, name in ((llama_base, llama_lora, "llama-merged"), (t5, t5_lora, "t5-lora-merged")):
-        if adapter is None or not adapter.exists():
-            continue
-        m = merge(base, adapter, paths.students_dir() / name, force=True)
-        lines.append(f"{name}: {m.lora_modules} LoRA modules, max |merged - adapter| logits {m.max_abs_diff:.2e} "
-                     f"(tolerance {m.tolerance:.1e}), adapter effect {m.adapter_effect:.3f} -> "
-                     f"{'ok' if m.passed else 'FAILED'}")
-    report.add("LoRA merge", "\n".join(lines), echo)
-
-    # 3. exports (validated against PyTorch by the exporter)
+def _export_line(family: str, precision: str, d: Path) -> str:
     from vedit.manifest import read_manifest
 
-    exports = {}
-    for precision in ("fp32", "int8"):
-        exports[("t5", precision)] = _export("flan-t5", t5, adapter=None, family="t5", precision=precision,
-                                             force=options.force, echo=echo)
-        exports[("llama", precision)] = _export("llama", llama_base, adapter=llama_lora, family="llama",
-                                                precision=precision, force=options.force, echo=echo)
+    man = read_manifest(d)
+    size = sum(f.stat().st_size for f in d.glob("*.onnx*")) / 1e6
+    v = man.data.get("validation", {})
+    g = v.get("greedy", {})
+    worst = max(v.get("max_abs_diff", {}).values(), default=float("nan"))
+    return (f"{family:<5} {precision}: {size:7.2f} MB ONNX, validation passed={v.get('passed')}, "
+            f"max |ONNX - PyTorch| {worst:.2e}, greedy token agreement "
+            f"{g.get('token_agreement', float('nan')):.1%} ({g.get('identical')}/{g.get('sequences')} "
+            "sequences identical)")
+
+
+def _answers(preds) -> str:
+    """The way ``vedit predict`` prints them: the intent, then one line per tool call."""
     lines = []
-    for (family, precision), d in exports.items():
-        man = read_manifest(d)
-        size = sum(f.stat().st_size for f in d.glob("*.onnx*")) / 1e6
-        v = man.data.get("validation", {})
-        g = v.get("greedy", {})
-        worst = max(v.get("max_abs_diff", {}).values(), default=float("nan"))
-        lines.append(f"{family:<5} {precision}: {size:7.2f} MB ONNX, validation passed={v.get('passed')}, "
-                     f"max |ONNX - PyTorch| {worst:.2e}, greedy token agreement "
-                     f"{g.get('token_agreement', float('nan')):.1%} ({g.get('identical')}/{g.get('sequences')} "
-                     "sequences identical)")
-    report.add("Exports", "\n".join(lines), echo)
+    for p in preds:
+        lines.append(p.intent)
+        width = max(len(n) for n in p.calls)
+        for name, call in p.calls.items():
+            lines.append(f"  {name:<{width}}  {call.dumps()}{'' if call.used else '  (not used)'}")
+    return "\n".join(lines)
 
-    # 4. the embedded predictor
+
+def _build_lines(built, stages: tuple[str, ...]) -> list[str]:
+    lines = []
+    for stage in stages:
+        info = built.info.get(stage, {})
+        if stage in built.built:
+            extra = ""
+            if "steps" in info:
+                extra = (f": {info['steps']} steps, {info['seconds']:.0f} s, "
+                         f"loss {info['first_loss']:.3f} -> {info['last_loss']:.3f}")
+            lines.append(f"built: {stage}{extra}")
+        else:
+            lines.append(f"reused: {stage} ({built.home / ('data' if stage == 'data' else 'students/' + stage)}, "
+                         "same cache key)")
+    return lines
+
+
+def _parity_summary(rows: list[tuple[str, int, object]]) -> str:
+    out = [f"{'export':<11} {'rows':>5} {'overall (constrained PyTorch -> export)':>40} {'exact agreement':>16} "
+           f"{'valid':>7}  gate"]
+    for name, n, res in rows:
+        ref = res.reference.report.subsets["All"].overall
+        cand = res.candidate.report.subsets["All"].overall
+        out.append(f"{name:<11} {n:>5} {f'{ref:.3f} -> {cand:.3f} ({res.overall_delta:+.4f})':>40} "
+                   f"{res.agreement:>16.1%} {res.candidate.validity:>7.1%}  {'PASS' if res.passed else 'FAIL'}")
+    return "\n".join(out)
+
+
+def _intro(options: PipelineOptions, home: Path) -> str:
+    total = sum(s.tour_s if options.quick else s.full_s for s in STAGES.values())
+    first = sum((s.tour_s if options.quick else s.full_s) for k, s in STAGES.items()
+                if k in ("t5", "t5-export", "answers"))
+    if options.quick:
+        return "\n".join([
+            "vedit TOUR (--quick): every stage of the pipeline, on TINY students trained for a few steps",
+            f"on a small synthetic dataset, with {options.parity_limit} parity rows and {options.latency_requests} "
+            "latency requests per path.",
+            "The answers and scores below show what each stage does, not how good a student gets: for that,",
+            "run the full main job (bash scripts/demo.sh, 30-50 min on 2 cores).",
+            f"{_about(total)} on 2 cores; first answers after {_about(first)}.",
+            f"Artifacts: {home} (kept apart from the full run's).",
+        ])
+    return "\n".join([
+        "vedit main job: the whole pipeline on the demo students (9,252 synthetic intents).",
+        f"{_about(total)} on 2 cores when nothing is cached; first answers after {_about(first)}",
+        "(the T5 student is trained and exported first). A re-run reuses what is current.",
+        "For a 5-minute tour with tiny students: bash scripts/demo.sh --quick",
+        f"Artifacts: {home}",
+    ])
+
+
+def run(options: PipelineOptions, echo: Echo) -> PipelineReport:
+    home = pipeline_home(options)
+    with _home_env(home):
+        return _run(options, home, echo)
+
+
+def _run(options: PipelineOptions, home: Path, echo: Echo) -> PipelineReport:
+    from vedit.data.metrics import format_table
     from vedit.client import connect
+    from vedit.students import demo
 
-    with connect(exports[("t5", "fp32")], threads=options.threads) as client:
-        preds = client.predict(SAMPLE_INTENTS)
-    report.add("vedit predict (in-process, T5 fp32)",
-               "\n".join(json.dumps(p.to_json(), ensure_ascii=False) for p in preds), echo)
+    report = PipelineReport(title="vedit tour (--quick: tiny students, few rows)" if options.quick
+                            else "vedit main job")
+    stage = _Stages(echo, options.quick)
+    reports = home / "reports"
+    t_start = time.perf_counter()
+    echo(_intro(options, home))
+    report.sections.append(("About this run", _intro(options, home)))
+
+    t5, _ = demo.student_dirs("t5", home)
+    t5_lora = home / "students" / "t5-lora"
+    llama_base, llama_lora = demo.student_dirs("llama", home)
+    exports: dict[tuple[str, str], Path] = {}
+
+    # 1. the T5 student first, up to its first answers
+    with stage("t5"):
+        first = ("data", "tokenizer", "t5")
+        built = demo.build(home, quick=options.quick, seed=options.seed, upto="t5")
+        report.add("T5 student", "\n".join(_build_lines(built, first)), echo)
+    with stage("t5-export"):
+        exports[("t5", "fp32")] = _export("flan-t5", t5, adapter=None, family="t5", precision="fp32",
+                                          force=options.force, home=home, echo=echo)
+    with stage("answers"):
+        with connect(exports[("t5", "fp32")], threads=options.threads) as client:
+            preds = client.predict(SAMPLE_INTENTS)
+        body = "\n".join([
+            _export_line("t5", "fp32", exports[("t5", "fp32")]),
+            "",
+            _answers(preds),
+            "",
+            f"try your own: vedit predict --model {exports[('t5', 'fp32')]} \"sunset in Paris\"",
+        ])
+        if options.quick:
+            body += "\n(tour: a tiny student trained for a few steps; its answers are valid JSON, not good edits)"
+        report.add("First answers (in-process, T5 fp32 export, constrained decoding)", body, echo)
+        echo(f"first answers after {time.perf_counter() - t_start:.0f} s")
+
+    # 2. the rest of the students, offline metrics of the PyTorch originals
+    with stage("llama"):
+        built = demo.build(home, quick=options.quick, seed=options.seed)
+        report.add("Llama student and LoRA adapters",
+                   "\n".join(_build_lines(built, ("t5-lora", "llama-base", "llama-lora"))), echo)
+    with stage("metrics"):
+        for student, label in (("t5", "T5 student"), ("llama", "Llama base + LoRA adapter")):
+            ev = demo.evaluate(student, home, threads=options.threads)
+            how = "reused: cached predictions" if ev.cached else f"{ev.seconds:.0f} s"
+            report.add(f"Offline metrics, PyTorch reference: {label} ({how})",
+                       format_table(ev.report, digits=3), echo)
+
+    # 3. merge (verified against the adapter model)
+    from vedit.export import merge
+
+    with stage("merge"):
+        lines = []
+        for base, adapter, name in ((llama_base, llama_lora, "llama-merged"), (t5, t5_lora, "t5-lora-merged")):
+            if adapter is None or not adapter.exists():
+                continue
+            m = merge(base, adapter, home / "students" / name, force=True)
+            lines.append(f"{name}: {m.lora_modules} LoRA modules, max |merged - adapter| logits "
+                         f"{m.max_abs_diff:.2e} (tolerance {m.tolerance:.1e}), adapter effect "
+                         f"{m.adapter_effect:.3f} -> {'ok' if m.passed else 'FAILED'}")
+        report.add("LoRA merge", "\n".join(lines), echo)
+
+    # 4. the other exports (validated against PyTorch by the exporter)
+    with stage("exports"):
+        exports[("t5", "int8")] = _export("flan-t5", t5, adapter=None, family="t5", precision="int8",
+                                          force=options.force, home=home, echo=echo)
+        for precision in ("fp32", "int8"):
+            exports[("llama", precision)] = _export("llama", llama_base, adapter=llama_lora, family="llama",
+                                                    precision=precision, force=options.force, home=home,
+                                                    echo=echo)
+        report.add("Exports", "\n".join(_export_line(f, p, d) for (f, p), d in exports.items()), echo)
 
     # 5. guarantees of the runtime on the real export
     from vedit.bench.guarantees import check
     from vedit.data.rows import read_truth
 
-    truth = read_truth(paths.data_dir() / "test.jsonl")
-    truth_intents = [r.intent for r in truth]
-    g = check(exports[("t5", "fp32")], truth_intents[: 50 if options.quick else 1000],
-              fuzz=30 if options.quick else 300, threads=options.threads)
-    report.add("Constrained decoding guarantees (T5 fp32 export)", "\n".join(g.lines()), echo)
-    if g.valid != g.fuzzed * 3 or g.identical != g.compared:
-        report.failures.append("constrained decoding guarantees broken")
+    truth = read_truth(home / "data" / "test.jsonl")
+    with stage("guarantees"):
+        g = check(exports[("t5", "fp32")], [r.intent for r in truth][: 50 if options.quick else 1000],
+                  fuzz=30 if options.quick else 300, threads=options.threads)
+        report.add("Constrained decoding guarantees (T5 fp32 export)", "\n".join(g.lines()), echo)
+        if g.valid != g.fuzzed * 3 or g.identical != g.compared:
+            report.failures.append("constrained decoding guarantees broken")
 
     # 6. parity
     from vedit.bench.parity import format_parity, run_parity
 
     if options.parity_limit:
         truth = truth[: options.parity_limit]
-    for (family, precision), d in exports.items():
-        ref, adapter = (t5, None) if family == "t5" else (llama_base, llama_lora)
-        res = run_parity(ref, truth, candidate=d, adapter_dir=adapter, threads=options.threads,
-                         progress=lambda m: echo(f"  {m}"))
-        report.add(f"Parity: {family} {precision} ({len(truth)} test intents)", format_parity(res), echo)
-        if not res.passed:
-            report.failures.append(f"parity {family} {precision}: {'; '.join(res.failures)}")
-        with atomic_open(paths.reports_dir() / f"parity-{family}-{precision}.json") as f:
-            f.write(json.dumps(res.to_json(), indent=1))
+    with stage("parity"):
+        rows = []
+        for (family, precision), d in exports.items():
+            ref, adapter = (t5, None) if family == "t5" else (llama_base, llama_lora)
+            res = run_parity(ref, truth, candidate=d, adapter_dir=adapter, threads=options.threads,
+                             progress=lambda m: echo(f"  {m}"))
+            report.add(f"Parity: {family} {precision} ({len(truth)} test intents)", format_parity(res), echo)
+            rows.append((f"{family} {precision}", len(truth), res))
+            if not res.passed:
+                report.failures.append(f"parity {family} {precision}: {'; '.join(res.failures)}")
+            with atomic_open(reports / f"parity-{family}-{precision}.json") as f:
+                f.write(json.dumps(res.to_json(), indent=1))
+        report.add("Parity summary (overall score, All)", _parity_summary(rows), echo)
 
     # 7. Triton: build, serve, answer over HTTP and gRPC
-    if options.triton:
-        from vedit.triton_repo.builder import build_repository
-        from vedit.triton_repo.server import TritonServer
+    with stage("triton"):
+        if not options.triton:
+            echo("skipped (--no-triton)")
+        else:
+            from vedit.triton_repo.builder import build_repository
+            from vedit.triton_repo.server import TritonServer
 
-        repo = build_repository(exports[("t5", "fp32")], profile="cpu", out=paths.home() / "triton" / "repo",
-                                force=True)
-        lines = [f"repository: {repo}"]
-        with TritonServer(repo) as server:
-            lines.append("endpoints: " + ", ".join(f"{k} {v}" for k, v in server.urls.items()))
-            in_process = {p.intent: p.to_json() for p in preds}
-            for proto in ("http", "grpc"):
-                with connect(server.urls[proto]) as client:
-                    served = client.predict(SAMPLE_INTENTS)
-                same = all(p.to_json() == in_process[p.intent] for p in served)
-                lines.append(f"{proto}: {len(served)} answers, identical to in-process: {same}")
-                if not same:
-                    report.failures.append(f"triton {proto} answers differ from in-process")
-            lines.append(json.dumps(served[0].to_json(), ensure_ascii=False))
-        report.add("Triton (real tritonserver, cpu profile)", "\n".join(lines), echo)
+            repo = build_repository(exports[("t5", "fp32")], profile="cpu", out=home / "triton" / "repo", force=True)
+            lines = [f"repository: {repo}"]
+            with TritonServer(repo) as server:
+                lines.append("endpoints: " + ", ".join(f"{k} {v}" for k, v in server.urls.items()))
+                in_process = {p.intent: p.to_json() for p in preds}
+                for proto in ("http", "grpc"):
+                    with connect(server.urls[proto]) as client:
+                        served = client.predict(SAMPLE_INTENTS)
+                    same = all(p.to_json() == in_process[p.intent] for p in served)
+                    lines.append(f"{proto}: {len(served)} answers, identical to in-process: {same}")
+                    if not same:
+                        report.failures.append(f"triton {proto} answers differ from in-process")
+                lines += ["served over gRPC:", _answers(served[:2])]
+            report.add("Triton (real tritonserver, cpu profile)", "\n".join(lines), echo)
 
     # 8. latency
     from vedit.bench.latency_cli import Subject, run_latency_command
 
-    llama = Subject("demo Llama student (base + LoRA)", llama_base, llama_lora,
-                    {p: exports[("llama", p)] for p in ("fp32", "int8")})
+    with stage("latency"):
+        llama = Subject("demo Llama student (base + LoRA)", llama_base, llama_lora,
+                        {p: exports[("llama", p)] for p in ("fp32", "int8")})
+        files = run_latency_command(student=t5, adapter=None,
+                                    exports=[f"fp32={exports[('t5', 'fp32')]}", f"int8={exports[('t5', 'int8')]}"],
+                                    base_shape=options.base_shape, triton=options.triton,
+                                    requests=options.latency_requests, concurrency="1,4,16",
+                                    threads=options.threads, out=reports,
+                                    triton_requests=30 if options.quick else 200, others=[llama], progress=echo)
+        report.add("Latency", files["md"].read_text(encoding="utf-8") + f"\nplot: {files['png']}", echo)
 
-    files = run_latency_command(student=t5, adapter=None,
-                                exports=[f"fp32={exports[('t5', 'fp32')]}", f"int8={exports[('t5', 'int8')]}"],
-                                base_shape=options.base_shape and not options.quick, triton=options.triton,
-                                requests=options.latency_requests, concurrency="1,4,16", threads=options.threads,
-                                out=paths.reports_dir(), triton_requests=30 if options.quick else 200,
-                                others=[llama], progress=echo)
-    report.add("Latency", files["md"].read_text(encoding="utf-8") + f"\nplot: {files['png']}", echo)
-
-    report.add("Done", f"main job took {time.perf_counter() - t_start:.0f} s; reports in {paths.reports_dir()}",
-               echo)
-    with atomic_open(paths.reports_dir() / "pipeline.md") as f:
+    what = "tour" if options.quick else "main job"
+    done = [f"{what} took {time.perf_counter() - t_start:.0f} s; reports in {reports} (pipeline.md, latency.png)"]
+    if options.quick:
+        done.append("This was the tour (tiny students). The full run, with students worth measuring: "
+                    "bash scripts/demo.sh")
+    report.add("Done", "\n".join(done), echo)
+    with atomic_open(reports / "pipeline.md") as f:
         f.write(report.markdown())
     return report
 
 
 @click.command("run")
-@click.option("--quick", is_flag=True, help="Tiny students, 12 parity intents, no base-shape model (smoke test).")
+@click.option("--quick", is_flag=True,
+              help="The tour: tiny students, 12 parity intents, 5 latency requests, no base-shape model "
+                   "(about 5 min on 2 cores); artifacts under <home>/tour.")
 @click.option("--force", is_flag=True, help="Re-export even if the exports exist.")
-@click.option("--parity-limit", type=click.IntRange(min=0), default=200, show_default=True,
-              help="Test intents per parity run (0 = all 1,000).")
-@click.option("--requests", type=click.IntRange(min=3), default=30, show_default=True,
-              help="Requests per path in the latency report.")
-@click.option("--base-shape/--no-base-shape", default=True, help="Time the flan-t5-base-shaped model too.")
+@click.option("--home", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where artifacts live (default: $VEDIT_HOME or ./artifacts; the tour uses <home>/tour).")
+@click.option("--seed", type=int, default=None, help="Seed of the demo data and training runs (default 0).")
+@click.option("--parity-limit", type=click.IntRange(min=0), default=None,
+              help="Test intents per parity run (0 = all 1,000). Default 200; 12 with --quick.")
+@click.option("--requests", type=click.IntRange(min=3), default=None,
+              help="Requests per path in the latency report. Default 30; 5 with --quick.")
+@click.option("--base-shape/--no-base-shape", default=None,
+              help="Time the flan-t5-base-shaped model too. Default: yes, no with --quick.")
 @click.option("--triton/--no-triton", default=True, help="Serve with a real tritonserver.")
 @click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True)
-def run_cmd(quick: bool, force: bool, parity_limit: int, requests: int, base_shape: bool, triton: bool,
+@click.pass_context
+def run_cmd(ctx: click.Context, quick: bool, force: bool, home: Path | None, seed: int | None,
+            parity_limit: int | None, requests: int | None, base_shape: bool | None, triton: bool,
             threads: int) -> None:
     """The main job: build, merge, export, parity, Triton, latency, on the demo students."""
+    from vedit.students.cli import group_value
+
     require_extras("export", "bench", *(("triton",) if triton else ()))
-    options = PipelineOptions(quick=quick, force=force, parity_limit=12 if quick else parity_limit,
-                              latency_requests=5 if quick else requests, base_shape=base_shape and not quick,
-                              triton=triton, threads=threads)
+
+    quick = bool(group_value(ctx, "quick", quick))
+    force = bool(group_value(ctx, "force", force))
+    home = group_value(ctx, "home", home)
+    seed = group_value(ctx, "seed", seed)
+    options = PipelineOptions(
+        quick=quick, force=force, home=home, seed=seed or 0,
+        parity_limit=parity_limit if parity_limit is not None else (12 if quick else 200),
+        latency_requests=requests if requests is not None else (5 if quick else 30),
+        base_shape=base_shape if base_shape is not None else not quick,
+        triton=triton, threads=threads,
+    )
     report = run(options, lambda m: click.echo(m, err=True) if m.startswith("  ") else click.echo(m))
     if report.failures:
         click.echo("failures:\n" + "\n".join(f"  {f}" for f in report.failures), err=True)

@@ -28,8 +28,6 @@ home_option = click.option(
     help="Where artifacts live (default: $VEDIT_HOME or ./artifacts).",
 )
 quick_option = click.option("--quick", is_flag=True, help="Tiny students, a few steps (smoke test).")
-seed_option = click.option("--seed", type=int, default=0, show_default=True,
-                           help="Seed of the data and of every training run.")
 
 
 def _build(home: Path | None, force: bool, quick: bool, seed: int) -> None:
@@ -59,15 +57,43 @@ def _metrics(home: Path | None, students: tuple[str, ...], as_json: bool, force:
         click.echo(f"predictions: {r.predictions}\n")
 
 
+#: The group's options each subcommand takes over (``vedit demo --home X build`` = ``vedit demo build
+#: --home X``); any other group option given before a subcommand is an error, not silently dropped.
+GROUP_OPTIONS = {
+    "build": ("home", "quick", "seed", "force"),
+    "metrics": ("home", "force"),
+    "run": ("home", "quick", "seed", "force"),
+}
+
+
+def group_value(ctx: click.Context, name: str, value):
+    """``value`` as given to the subcommand, else what the ``demo`` group was given for ``name``."""
+    if not (value is None or value is False) or ctx.parent is None:
+        return value
+    return ctx.parent.params.get(name, value)
+
+
 @click.group("demo", cls=VeditGroup, invoke_without_command=True)
 @home_option
-@quick_option
-@seed_option
-@click.option("--force", is_flag=True, help="Rebuild and re-evaluate even if cached.")
+@click.option("--quick", is_flag=True, help="Tiny students, a few steps (smoke test; with `run`: the tour).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the data and of every training run.")
+@click.option("--force", is_flag=True,
+              help="Redo cached work: rebuild and re-evaluate (with `run`: re-export).")
 @click.pass_context
 def demo(ctx: click.Context, home: Path | None, quick: bool, seed: int, force: bool) -> None:
-    """Demo students on a synthetic dataset. Without a subcommand: build, then print metrics."""
-    if ctx.invoked_subcommand is None:
+    """Demo students on a synthetic dataset. Without a subcommand: build, then print metrics.
+
+    The group's options apply to the subcommands too, where they mean something.
+    """
+    sub = ctx.invoked_subcommand
+    if sub is not None:
+        given = [name for name in ("home", "quick", "seed", "force")
+                 if ctx.get_parameter_source(name) not in (None, click.core.ParameterSource.DEFAULT)]
+        ignored = [n for n in given if n not in GROUP_OPTIONS.get(sub, ())]
+        if ignored:
+            flags = ", ".join(f"--{n}" for n in ignored)
+            raise click.UsageError(f"{flags} does not apply to `vedit demo {sub}`", ctx=ctx)
+    if sub is None:
         require_extras("export")
         _build(home, force, quick, seed)
         _metrics(home, DEFAULT_STUDENTS, False, force)
@@ -76,12 +102,15 @@ def demo(ctx: click.Context, home: Path | None, quick: bool, seed: int, force: b
 @demo.command("build")
 @home_option
 @quick_option
-@seed_option
+@click.option("--seed", type=int, default=None, help="Seed of the data and of every training run (default 0).")
 @click.option("--force", is_flag=True, help="Rebuild every stage even if cached.")
-def build_cmd(home: Path | None, quick: bool, seed: int, force: bool) -> None:
+@click.pass_context
+def build_cmd(ctx: click.Context, home: Path | None, quick: bool, seed: int | None, force: bool) -> None:
     """Generate the demo dataset and train the students (seeded; cached)."""
     require_extras("export")
-    _build(home, force, quick, seed)
+    seed = group_value(ctx, "seed", seed)
+    _build(group_value(ctx, "home", home), bool(group_value(ctx, "force", force)),
+           bool(group_value(ctx, "quick", quick)), seed or 0)
 
 
 @demo.command("metrics")
@@ -90,10 +119,13 @@ def build_cmd(home: Path | None, quick: bool, seed: int, force: bool) -> None:
               help="Student(s) to score (default: t5 and llama). 'llama' is the base + LoRA adapter.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report(s) as JSON.")
 @click.option("--force", is_flag=True, help="Re-run the predictions even if cached.")
-def metrics_cmd(home: Path | None, students: tuple[str, ...], as_json: bool, force: bool) -> None:
+@click.pass_context
+def metrics_cmd(ctx: click.Context, home: Path | None, students: tuple[str, ...], as_json: bool,
+                force: bool) -> None:
     """Score demo students on the test split with the PyTorch reference predictor."""
     require_extras("export")
-    _metrics(home, students or DEFAULT_STUDENTS, as_json, force)
+    _metrics(group_value(ctx, "home", home), students or DEFAULT_STUDENTS, as_json,
+             bool(group_value(ctx, "force", force)))
 
 
 __all__ = ["demo"]

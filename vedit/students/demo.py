@@ -122,6 +122,8 @@ class BuildResult:
             return f"demo students up to date in {self.home} (cache key {self.key[:12]})"
         lines = [f"demo built in {self.seconds:.0f} s under {self.home} (cache key {self.key[:12]})"]
         for stage in STAGES:
+            if stage not in self.built and stage not in self.skipped:
+                continue  # a partial build (``upto``)
             info = self.info.get(stage, {})
             state = "built" if stage in self.built else "cached"
             extra = ""
@@ -337,12 +339,18 @@ def is_built(home: str | Path | None = None, config: DemoConfig | None = None, *
 
 
 def build(home: str | Path | None = None, *, force: bool = False, quick: bool = False,
-          seed: int = 0, config: DemoConfig | None = None, progress: bool = True) -> BuildResult:
+          seed: int = 0, config: DemoConfig | None = None, progress: bool = True,
+          upto: str | None = None) -> BuildResult:
     """Build (or find in the cache) the demo dataset and students under ``home``.
 
     ``force`` rebuilds every stage; otherwise only stages whose key changed are rebuilt.
-    ``config`` overrides ``quick`` and ``seed``.
+    ``config`` overrides ``quick`` and ``seed``. ``upto`` stops after that stage (the ones it needs
+    come before it in ``STAGES``): the main job trains the T5 student first to show answers early.
+    The build's manifest is written only once every stage is built.
     """
+    if upto is not None and upto not in STAGES:
+        raise ValueError(f"unknown stage {upto!r}")
+    stages = STAGES if upto is None else STAGES[: STAGES.index(upto) + 1]
     home = Path(home) if home else paths.home()
     cfg = config or (DemoConfig.quick() if quick else DemoConfig()).with_seed(seed)
     keys = stage_keys(cfg)
@@ -350,12 +358,12 @@ def build(home: str | Path | None = None, *, force: bool = False, quick: bool = 
     manifest_path = home / "students" / MANIFEST
     if not force and is_built(home, cfg):
         manifest = _read_json(manifest_path) or {}
-        return BuildResult(home=home, key=keys["all"], cached=True, built=[], skipped=list(STAGES),
+        return BuildResult(home=home, key=keys["all"], cached=True, built=[], skipped=list(stages),
                            seconds=time.perf_counter() - start, info=manifest.get("info", {}))
     _clean_stray(home)
     _clean_stray(home / "students")
     built, skipped, infos = [], [], {}
-    for stage in STAGES:
+    for stage in stages:
         target = stage_dir(home, stage)
         if not force and _stage_key(home, stage) == keys[stage]:
             skipped.append(stage)
@@ -371,6 +379,9 @@ def build(home: str | Path | None = None, *, force: bool = False, quick: bool = 
         built.append(stage)
         _progress(f"[demo] {stage} done in {time.perf_counter() - began:.1f} s", progress)
     seconds = time.perf_counter() - start
+    if stages != STAGES:
+        return BuildResult(home=home, key=keys["all"], cached=False, built=built, skipped=skipped,
+                           seconds=seconds, info=infos)
     _write_json(manifest_path, {"key": keys["all"], "stages": {s: keys[s] for s in STAGES},
                                 "config": asdict(cfg), "versions": _versions(), "info": infos})
     return BuildResult(home=home, key=keys["all"], cached=False, built=built, skipped=skipped,
