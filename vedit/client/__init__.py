@@ -5,31 +5,43 @@ Every client has the same methods, sync or asyncio::
     with connect("grpc://localhost:8001") as client:     # or "http://...", or an export dir
         predictions = client.predict(["golden hour"])    # list[vedit.decoding.Prediction]
 
+    with connect(["grpc://a:8001", "grpc://b:8001"]) as client:   # or "grpc://a:8001,grpc://b:8001"
+        predictions = client.predict(intents)            # round-robin; a failing replica is skipped
+        print(client.stats.as_dict())                    # sent / answered / retried / failovers / lost
+
     async with aconnect("http://localhost:8000") as client:
         predictions = await client.predict(["golden hour"])
 
 ``connect`` picks :class:`TritonClient` for a URL and :class:`LocalClient` for an export
 directory; both return the runtime's own :class:`~vedit.decoding.Prediction`, so ``to_json()`` is
-identical whichever served the answer. Failures are :class:`vedit.errors.ClientError`:
-:class:`~vedit.errors.ServerUnavailableError` (nothing answers, after bounded retries, or no answer
-in time) and :class:`~vedit.errors.ServerResponseError` (the server refused the request).
+identical whichever served the answer. Predictions are idempotent, so transient failures (refused
+or reset connections, UNAVAILABLE, 5xx, a model stub that died, timeouts) are retried with tenacity,
+on another replica when there is one, within the deadline (:mod:`vedit.client.retry`). Failures
+are :class:`vedit.errors.ClientError`: :class:`~vedit.errors.ServerUnavailableError` (no replica
+answered before the retries ran out) and :class:`~vedit.errors.ServerResponseError` (the request
+was refused: failed at once, never retried).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from vedit.client.aio import AsyncTritonClient
-from vedit.client.base import DEFAULT_MODEL, TLS, is_url
+from vedit.client.base import DEFAULT_MODEL, TLS, ClientStats, is_url
 from vedit.client.local import AsyncLocalClient, LocalClient
 from vedit.client.sync import TritonClient
 
-_REMOTE = ("model", "timeout", "retries", "backoff", "concurrency", "tls", "registry")
+_REMOTE = ("model", "timeout", "deadline", "retries", "backoff", "cooldown", "concurrency", "tls", "registry",
+           "resolve")
 _LOCAL = ("providers", "threads", "jump_forward")
 
 
-def _split(target: str | Path, options: dict) -> tuple[bool, dict]:
-    remote = isinstance(target, str) and is_url(target)
+Target = str | Path | Sequence[str]
+
+
+def _split(target: Target, options: dict) -> tuple[bool, dict]:
+    remote = is_url(target)
     allowed, other = (_REMOTE, _LOCAL) if remote else (_LOCAL, _REMOTE)
     wrong = sorted(k for k in options if k not in allowed)
     if wrong:
@@ -38,21 +50,23 @@ def _split(target: str | Path, options: dict) -> tuple[bool, dict]:
     return remote, options
 
 
-def connect(target: str | Path, **options) -> TritonClient | LocalClient:
-    """A blocking client for ``http[s]://``/``grpc[s]://`` URLs or an export directory."""
+def connect(target: Target, **options) -> TritonClient | LocalClient:
+    """A blocking client for ``http[s]://``/``grpc[s]://`` URLs (one, a list, or ``"URL,URL"``)
+    or an export directory."""
     remote, options = _split(target, options)
-    return TritonClient(str(target), **options) if remote else LocalClient(target, **options)
+    return TritonClient(target, **options) if remote else LocalClient(target, **options)
 
 
-def aconnect(target: str | Path, **options) -> AsyncTritonClient | AsyncLocalClient:
+def aconnect(target: Target, **options) -> AsyncTritonClient | AsyncLocalClient:
     """The asyncio twin of :func:`connect` (use ``async with`` or ``await client.close()``)."""
     remote, options = _split(target, options)
-    return AsyncTritonClient(str(target), **options) if remote else AsyncLocalClient(target, **options)
+    return AsyncTritonClient(target, **options) if remote else AsyncLocalClient(target, **options)
 
 
 __all__ = [
     "AsyncLocalClient",
     "AsyncTritonClient",
+    "ClientStats",
     "DEFAULT_MODEL",
     "LocalClient",
     "TLS",

@@ -1,146 +1,183 @@
 """asyncio Triton client: the same methods as :class:`vedit.client.TritonClient`, awaited.
 
 Only I/O lives here (``tritonclient.http.aio`` / ``tritonclient.grpc.aio``); request building,
-decoding, retries and errors are :mod:`vedit.client.base`.
+decoding, error sorting, replica choice and the retry policy are shared with the blocking client
+(:mod:`vedit.client.base`, :mod:`vedit.client.replicas`, :mod:`vedit.client.retry`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import ssl as ssllib
+from collections.abc import Sequence
 from typing import Any
 
+import tenacity
+
 from vedit.client import base
+from vedit.client.replicas import Replicas, resolve_endpoints
+from vedit.client.retry import RetryPolicy, retrying_args
 from vedit.errors import ClientError
 
 
 class AsyncTritonClient:
-    """``await predict(intents)`` against a Triton server serving a vedit model."""
+    """``await predict(intents)`` against one Triton server or several replicas (the options are
+    :class:`vedit.client.TritonClient`'s)."""
 
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         *,
         model: str = base.DEFAULT_MODEL,
         timeout: float = 30.0,
-        retries: int = 2,
+        deadline: float = 30.0,
+        retries: int = 20,
         backoff: float = 0.1,
+        cooldown: float = 5.0,
         concurrency: int = 8,
         tls: base.TLS | None = None,
         registry=None,
+        resolve: bool = False,
     ) -> None:
-        self.endpoint = base.parse_url(url)
+        endpoints = base.parse_urls(url)
+        self.endpoints = resolve_endpoints(endpoints) if resolve else endpoints
+        self.replicas = Replicas([ep.url for ep in self.endpoints], cooldown=cooldown)
         self.model = model
         self.timeout = timeout
-        self.policy = base.RetryPolicy(retries=retries, backoff=backoff)
+        self.policy = RetryPolicy(retries=retries, backoff=backoff, max_backoff=max(2.0, backoff), deadline=deadline)
         self.concurrency = max(1, concurrency)
+        self.stats = base.ClientStats()
         self._registry = registry
         self._info: base.ModelInfo | None = None
         self._tls = tls or base.TLS()
-        self._client: Any = None
-        self._module: Any = None
+        self._clients: dict[int, Any] = {}
         self._closed = False
+        if self.endpoints[0].protocol == "http":
+            import tritonclient.http as module
+        else:
+            import tritonclient.grpc as module
+        self._module = module
+
+    @property
+    def endpoint(self) -> base.Endpoint:
+        return self.endpoints[0]
 
     # -- I/O -------------------------------------------------------------------------------
-    def _connection(self) -> Any:
+    def _connection(self, k: int) -> Any:
         """Created lazily: the aio clients bind to the running event loop."""
         if self._closed:
             raise ClientError("the client is closed")
-        if self._client is None:
-            ep, tls = self.endpoint, self._tls
-            if ep.protocol == "http":
-                import tritonclient.http as module
-                import tritonclient.http.aio as aio
+        client = self._clients.get(k)
+        if client is None:
+            client = self._clients[k] = self._open(self.endpoints[k])
+        return client
 
-                context = None
-                if ep.ssl:
-                    context = ssllib.create_default_context(cafile=tls.ca_certs)
-                    if tls.certfile:
-                        context.load_cert_chain(tls.certfile, tls.keyfile)
-                    if tls.insecure:
-                        context.check_hostname = False
-                        context.verify_mode = ssllib.CERT_NONE
-                self._client = aio.InferenceServerClient(
-                    ep.address, conn_limit=self.concurrency, conn_timeout=self.timeout, ssl=ep.ssl,
-                    ssl_context=context,
-                )
-            else:
-                import tritonclient.grpc as module
-                import tritonclient.grpc.aio as aio
+    def _open(self, ep: base.Endpoint) -> Any:
+        tls = self._tls
+        if ep.protocol == "http":
+            import tritonclient.http.aio as aio
 
-                self._client = aio.InferenceServerClient(
-                    ep.address, ssl=ep.ssl, root_certificates=tls.ca_certs, private_key=tls.keyfile,
-                    certificate_chain=tls.certfile,
-                )
-            self._module = module
-        return self._client
+            context = None
+            if ep.ssl:
+                context = ssllib.create_default_context(cafile=tls.ca_certs)
+                if tls.certfile:
+                    context.load_cert_chain(tls.certfile, tls.keyfile)
+                if tls.insecure:
+                    context.check_hostname = False
+                    context.verify_mode = ssllib.CERT_NONE
+            return aio.InferenceServerClient(ep.address, conn_limit=self.concurrency, conn_timeout=self.timeout,
+                                             ssl=ep.ssl, ssl_context=context)
+        import tritonclient.grpc.aio as aio
 
-    async def _retrying(self, call):
-        attempt = 0
-        while True:
-            try:
-                return await asyncio.wait_for(call(), self.timeout)
-            except Exception as exc:
-                delay = base.backoff_or_raise(exc, attempt, policy=self.policy, endpoint=self.endpoint,
-                                              timeout=self.timeout)
-            await asyncio.sleep(delay)
-            attempt += 1
+        return aio.InferenceServerClient(ep.address, ssl=ep.ssl, root_certificates=tls.ca_certs,
+                                         private_key=tls.keyfile, certificate_chain=tls.certfile,
+                                         channel_args=base.grpc_channel_args())
 
-    async def _send(self, indices: list[int], intents: list[str]) -> list[tuple[int, Any, BaseException | None]]:
-        info = await self.model_info()
-        client = self._connection()
+    def _retrying(self, attempts: base.Attempts, give_up) -> tenacity.AsyncRetrying:
+        return tenacity.AsyncRetrying(**retrying_args(self.policy, attempts, give_up))
+
+    async def _get_config(self, k: int) -> Any:
+        client = self._connection(k)
+        if self.endpoints[k].protocol == "http":
+            call = client.get_model_config(self.model)
+        else:
+            call = client.get_model_config(self.model, as_json=True, client_timeout=self.timeout)
+        return await asyncio.wait_for(call, self.timeout)
+
+    async def _send(self, rnd: base.PredictRound) -> None:
         slots = asyncio.Semaphore(self.concurrency)
 
-        async def one(i: int) -> tuple[int, Any, BaseException | None]:
-            inputs = base.intent_input(self._module, info, intents[i])
+        async def one(i: int) -> None:
             async with slots:
+                k, copies = self.replicas.pick(), rnd.copies(i)  # after the wait: knows the latest failures
                 try:
-                    if self.endpoint.protocol == "http":
+                    client = self._connection(k)
+                    inputs = base.intent_input(self._module, rnd.info, rnd.intents[i], copies)
+                    if self.endpoints[k].protocol == "http":
                         call = client.infer(self.model, inputs)
                     else:
                         call = client.infer(self.model, inputs, client_timeout=self.timeout)
-                    return i, await asyncio.wait_for(call, self.timeout), None
+                    result = await asyncio.wait_for(call, self.timeout)
                 except Exception as exc:
-                    return i, None, exc
+                    rnd.observe(i, k, None, exc, copies)
+                else:
+                    rnd.observe(i, k, result, None, copies)
 
-        return list(await asyncio.gather(*(one(i) for i in indices)))
+        await asyncio.gather(*(one(i) for i in rnd.pending()))
 
     # -- API -------------------------------------------------------------------------------
     async def model_info(self) -> base.ModelInfo:
+        if self._closed:
+            raise ClientError("the client is closed")
         if self._info is None:
-            client = self._connection()
-            if self.endpoint.protocol == "http":
-                answer = await self._retrying(lambda: client.get_model_config(self.model))
-            else:
-                answer = await self._retrying(lambda: client.get_model_config(
-                    self.model, as_json=True, client_timeout=self.timeout))
-            self._info = base.model_info(self.model, base.config_json(self.endpoint.protocol, answer),
-                                         registry=self._registry)
+            attempts = base.Attempts(self.replicas, timeout=self.timeout)
+
+            async def once() -> Any:
+                k = self.replicas.pick()
+                try:
+                    answer = await self._get_config(k)
+                except Exception as exc:
+                    attempts.raise_for(k, exc)
+                self.replicas.succeeded(k)
+                return base.config_json(self.endpoints[k].protocol, answer)
+
+            config = await self._retrying(attempts, attempts.give_up)(once)
+            self._info = base.model_info(self.model, config, registry=self._registry)
         return self._info
 
     async def predict(self, intents: list[str]) -> list:
-        """One :class:`~vedit.decoding.Prediction` per intent, in order."""
-        self._connection()  # refuses a closed client
-        rnd = base.PredictRound(await self.model_info(), intents, policy=self.policy,
-                                endpoint=self.endpoint, timeout=self.timeout)
-        while todo := rnd.pending():
-            await asyncio.sleep(rnd.record(await self._send(todo, rnd.intents)))
-        return rnd.predictions()
+        """One :class:`~vedit.decoding.Prediction` per intent, in order (retries as the sync client)."""
+        if self._closed:
+            raise ClientError("the client is closed")
+        rnd = base.PredictRound(await self.model_info(), intents, replicas=self.replicas, stats=self.stats,
+                                timeout=self.timeout)
+        if not rnd.intents:
+            return []
+
+        async def attempt() -> list:
+            await self._send(rnd)
+            return rnd.end_attempt()
+
+        return await self._retrying(rnd.attempts, rnd.give_up)(attempt)
 
     async def ready(self) -> bool:
+        """Whether some replica has the server and the model ready (no retries)."""
         if self._closed:
             return False
-        try:
-            client = self._connection()
-            return bool(await client.is_server_ready() and await client.is_model_ready(self.model))
-        except Exception:
-            return False
+        for k in range(len(self.endpoints)):
+            try:
+                client = self._connection(k)
+                if await client.is_server_ready() and await client.is_model_ready(self.model):
+                    return True
+            except Exception:
+                continue
+        return False
 
     async def close(self) -> None:
         self._closed = True
-        if self._client is not None:
-            await self._client.close()
-            self._client = None
+        clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            await client.close()
 
     async def __aenter__(self) -> "AsyncTritonClient":
         return self
@@ -149,7 +186,8 @@ class AsyncTritonClient:
         await self.close()
 
     def __repr__(self) -> str:
-        return f"AsyncTritonClient({self.endpoint.url!r}, model={self.model!r})"
+        urls = ",".join(ep.url for ep in self.endpoints)
+        return f"AsyncTritonClient({urls!r}, model={self.model!r})"
 
 
 __all__ = ["AsyncTritonClient"]

@@ -1,154 +1,217 @@
-"""Blocking Triton client: only I/O here, the logic is in :mod:`vedit.client.base`.
+"""Blocking Triton client: only I/O here; the logic is in :mod:`vedit.client.base`, the replica
+choice in :mod:`vedit.client.replicas`, the retry policy in :mod:`vedit.client.retry` (tenacity).
 
 The intents of one ``predict`` are sent as concurrent single-intent requests (HTTP: the client's
-greenlet pool; gRPC: callbacks), so Triton batches them on the server.
+greenlet pool; gRPC: callbacks), so Triton batches them on the server; each goes to the replica
+:meth:`Replicas.pick` names at the moment it is sent.
 """
 
 from __future__ import annotations
 
 import threading
-import time
+from collections.abc import Sequence
 from typing import Any
 
+import tenacity
+
 from vedit.client import base
+from vedit.client.replicas import Replicas, resolve_endpoints
+from vedit.client.retry import RetryPolicy, retrying_args
 from vedit.errors import ClientError
+
+_FATAL = (KeyboardInterrupt, SystemExit, GeneratorExit)
 
 
 class TritonClient:
-    """``predict(intents)`` against a Triton server serving a vedit model. A context manager."""
+    """``predict(intents)`` against one Triton server or several replicas serving a vedit model.
+
+    ``url``: ``grpc://host:8001`` / ``http://host:8000`` (``grpcs``/``https``: TLS), a list of such
+    URLs or ``"URL,URL"`` (round-robin, failover); ``resolve=True`` also spreads over every address
+    a host name resolves to. ``timeout``: seconds one attempt may take; ``deadline``: seconds to
+    keep retrying after the first failure; ``retries``: at most that many more attempts;
+    ``backoff``: first wait when no replica is up (doubling, up to 2 s); ``cooldown``: seconds a
+    failing replica is skipped. ``stats`` counts what the client did. A context manager.
+    """
 
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         *,
         model: str = base.DEFAULT_MODEL,
         timeout: float = 30.0,
-        retries: int = 2,
+        deadline: float = 30.0,
+        retries: int = 20,
         backoff: float = 0.1,
+        cooldown: float = 5.0,
         concurrency: int = 8,
         tls: base.TLS | None = None,
         registry=None,
+        resolve: bool = False,
     ) -> None:
-        self.endpoint = base.parse_url(url)
+        endpoints = base.parse_urls(url)
+        self.endpoints = resolve_endpoints(endpoints) if resolve else endpoints
+        self.replicas = Replicas([ep.url for ep in self.endpoints], cooldown=cooldown)
         self.model = model
         self.timeout = timeout
-        self.policy = base.RetryPolicy(retries=retries, backoff=backoff)
+        self.policy = RetryPolicy(retries=retries, backoff=backoff, max_backoff=max(2.0, backoff), deadline=deadline)
         self.concurrency = max(1, concurrency)
+        self.stats = base.ClientStats()
         self._registry = registry
         self._info: base.ModelInfo | None = None
-        self._client: Any = None
-        self._module: Any = None
         self._tls = tls or base.TLS()
-        self._open()
+        self._clients: dict[int, Any] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+        if self.endpoints[0].protocol == "http":
+            import tritonclient.http as module
+        else:
+            import tritonclient.grpc as module
+        self._module = module
+
+    @property
+    def endpoint(self) -> base.Endpoint:
+        """The first replica (the only one for a single URL)."""
+        return self.endpoints[0]
 
     # -- I/O -------------------------------------------------------------------------------
-    def _open(self) -> None:
-        ep, tls = self.endpoint, self._tls
-        if ep.protocol == "http":
-            import tritonclient.http as module
+    def _connection(self, k: int) -> Any:
+        if self._closed:
+            raise ClientError("the client is closed")
+        with self._lock:
+            client = self._clients.get(k)
+            if client is None:
+                client = self._clients[k] = self._open(self.endpoints[k])
+            return client
 
+    def _open(self, ep: base.Endpoint) -> Any:
+        tls = self._tls
+        if ep.protocol == "http":
             ssl_options = {k: v for k, v in (("ca_certs", tls.ca_certs), ("certfile", tls.certfile),
                                              ("keyfile", tls.keyfile)) if v}
-            self._client = module.InferenceServerClient(
+            return self._module.InferenceServerClient(
                 ep.address, concurrency=self.concurrency, connection_timeout=self.timeout,
                 network_timeout=self.timeout, ssl=ep.ssl, ssl_options=ssl_options or None,
                 insecure=tls.insecure,
             )
-        else:
-            import tritonclient.grpc as module
+        return self._module.InferenceServerClient(
+            ep.address, ssl=ep.ssl, root_certificates=tls.ca_certs, private_key=tls.keyfile,
+            certificate_chain=tls.certfile, channel_args=base.grpc_channel_args(),
+        )
 
-            self._client = module.InferenceServerClient(
-                ep.address, ssl=ep.ssl, root_certificates=tls.ca_certs, private_key=tls.keyfile,
-                certificate_chain=tls.certfile,
-            )
-        self._module = module
+    def _retrying(self, attempts: base.Attempts, give_up) -> tenacity.Retrying:
+        return tenacity.Retrying(**retrying_args(self.policy, attempts, give_up))
 
-    def _require_open(self) -> None:
-        if self._client is None:
-            raise ClientError("the client is closed")
+    def _get_config(self, k: int) -> Any:
+        client = self._connection(k)
+        if self.endpoints[k].protocol == "http":
+            return client.get_model_config(self.model)
+        return client.get_model_config(self.model, as_json=True, client_timeout=self.timeout)
 
-    def _retrying(self, call):
-        attempt = 0
-        while True:
+    def _send_http(self, rnd: base.PredictRound) -> None:
+        info, in_flight = rnd.info, []
+        for i in rnd.pending():
+            k, copies = self.replicas.pick(), rnd.copies(i)
             try:
-                return call()
-            except Exception as exc:  # classified (and maybe re-raised) by the pure logic
-                delay = base.backoff_or_raise(exc, attempt, policy=self.policy, endpoint=self.endpoint,
-                                              timeout=self.timeout)
-            time.sleep(delay)
-            attempt += 1
+                inputs = base.intent_input(self._module, info, rnd.intents[i], copies)
+                in_flight.append((i, k, copies, self._connection(k).async_infer(self.model, inputs)))
+            except _FATAL:
+                raise
+            except BaseException as exc:  # noqa: BLE001 - gevent's Timeout is a BaseException
+                rnd.observe(i, k, None, exc, copies)
+        for i, k, copies, request in in_flight:
+            try:
+                result = request.get_result(block=True, timeout=self.timeout)
+            except _FATAL:
+                raise
+            except BaseException as exc:  # noqa: BLE001
+                rnd.observe(i, k, None, exc, copies)
+            else:
+                rnd.observe(i, k, result, None, copies)
 
-    def _send(self, indices: list[int], intents: list[str]) -> list[tuple[int, Any, BaseException | None]]:
-        info = self.model_info()
-        if self.endpoint.protocol == "http":
-            pending = [(i, self._client.async_infer(self.model, base.intent_input(self._module, info, intents[i])))
-                       for i in indices]
-            out = []
-            for i, req in pending:
-                try:
-                    out.append((i, req.get_result(block=True, timeout=self.timeout), None))
-                except Exception as exc:
-                    out.append((i, None, exc))
-            return out
+    def _send_grpc(self, rnd: base.PredictRound) -> None:
+        info, todo = rnd.info, rnd.pending()
         done = threading.Semaphore(0)
         slots = threading.BoundedSemaphore(self.concurrency)
-        results: dict[int, tuple[int, Any, BaseException | None]] = {}
 
-        def callback(i: int, result: Any, error: BaseException | None) -> None:
-            results[i] = (i, result, error)
-            slots.release()
-            done.release()
-
-        for i in indices:
-            slots.acquire()
+        def callback(i: int, k: int, copies: int, result: Any, error: BaseException | None) -> None:
             try:
-                self._client.async_infer(
-                    self.model, base.intent_input(self._module, info, intents[i]),
-                    callback=lambda result, error, i=i: callback(i, result, error),
+                rnd.observe(i, k, result, error, copies)
+            finally:
+                slots.release()
+                done.release()
+
+        for i in todo:
+            slots.acquire()
+            k, copies = self.replicas.pick(), rnd.copies(i)  # after the wait: knows the latest failures
+            try:
+                self._connection(k).async_infer(
+                    self.model, base.intent_input(self._module, info, rnd.intents[i], copies),
+                    callback=lambda result, error, i=i, k=k, c=copies: callback(i, k, c, result, error),
                     client_timeout=self.timeout,
                 )
             except Exception as exc:
-                callback(i, None, exc)
-        for _ in indices:
+                callback(i, k, copies, None, exc)
+        for _ in todo:
             done.acquire()
-        return [results[i] for i in indices]
 
     # -- API -------------------------------------------------------------------------------
     def model_info(self) -> base.ModelInfo:
-        """The served model's inputs, tools and registry (fetched once, with retries)."""
-        self._require_open()
+        """The served model's inputs, tools and registry (fetched once, from the first replica
+        that answers; the replicas are expected to serve the same model)."""
+        if self._closed:
+            raise ClientError("the client is closed")
         if self._info is None:
-            if self.endpoint.protocol == "http":
-                answer = self._retrying(lambda: self._client.get_model_config(self.model))
-            else:
-                answer = self._retrying(lambda: self._client.get_model_config(
-                    self.model, as_json=True, client_timeout=self.timeout))
-            self._info = base.model_info(self.model, base.config_json(self.endpoint.protocol, answer),
-                                         registry=self._registry)
+            attempts = base.Attempts(self.replicas, timeout=self.timeout)
+
+            def once() -> Any:
+                k = self.replicas.pick()
+                try:
+                    answer = self._get_config(k)
+                except Exception as exc:
+                    attempts.raise_for(k, exc)
+                self.replicas.succeeded(k)
+                return base.config_json(self.endpoints[k].protocol, answer)
+
+            config = self._retrying(attempts, attempts.give_up)(once)
+            self._info = base.model_info(self.model, config, registry=self._registry)
         return self._info
 
     def predict(self, intents: list[str]) -> list:
-        """One :class:`~vedit.decoding.Prediction` per intent, in order."""
-        self._require_open()
-        rnd = base.PredictRound(self.model_info(), intents, policy=self.policy, endpoint=self.endpoint,
+        """One :class:`~vedit.decoding.Prediction` per intent, in order; transient failures are
+        retried (on another replica when there is one) within the deadline."""
+        if self._closed:
+            raise ClientError("the client is closed")
+        rnd = base.PredictRound(self.model_info(), intents, replicas=self.replicas, stats=self.stats,
                                 timeout=self.timeout)
-        while todo := rnd.pending():
-            time.sleep(rnd.record(self._send(todo, rnd.intents)))
-        return rnd.predictions()
+        if not rnd.intents:
+            return []
+        send = self._send_http if self.endpoint.protocol == "http" else self._send_grpc
+
+        def attempt() -> list:
+            send(rnd)
+            return rnd.end_attempt()
+
+        return self._retrying(rnd.attempts, rnd.give_up)(attempt)
 
     def ready(self) -> bool:
-        """Whether the server and the model are ready (no retries; False when nothing answers)."""
-        if self._client is None:
+        """Whether some replica has the server and the model ready (no retries)."""
+        if self._closed:
             return False
-        try:
-            return bool(self._client.is_server_ready() and self._client.is_model_ready(self.model))
-        except Exception:
-            return False
+        for k in range(len(self.endpoints)):
+            try:
+                client = self._connection(k)
+                if client.is_server_ready() and client.is_model_ready(self.model):
+                    return True
+            except Exception:
+                continue
+        return False
 
     def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        self._closed = True
+        with self._lock:
+            clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            client.close()
 
     def __enter__(self) -> "TritonClient":
         return self
@@ -157,7 +220,8 @@ class TritonClient:
         self.close()
 
     def __repr__(self) -> str:
-        return f"TritonClient({self.endpoint.url!r}, model={self.model!r})"
+        urls = ",".join(ep.url for ep in self.endpoints)
+        return f"TritonClient({urls!r}, model={self.model!r})"
 
 
 __all__ = ["TritonClient"]
