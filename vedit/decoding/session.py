@@ -152,6 +152,7 @@ class Session:
         missing = set(self.inputs) - set(feeds)
         if missing:
             raise ModelDirError(f"the ONNX model wants inputs this runtime does not provide: {sorted(missing)}")
+        feeds = {k: self._as_declared(k, v) for k, v in feeds.items()}
         self.calls += 1
         if self.use_binding:
             return self._run_bound(feeds, set(keep))
@@ -175,6 +176,15 @@ class Session:
         for name, value in zip(self.output_names, binding.get_outputs()):
             out[name] = value if name in keep else value.numpy()
         return out
+
+    def _as_declared(self, name: str, value: Any) -> Any:
+        """Float host arrays in the input's declared float type (an fp16 export keeps fp16 KV I/O;
+        callers such as the exporter's validation hold fp32 reference tensors)."""
+        if isinstance(value, np.ndarray) and value.dtype.kind == "f":
+            want = self.inputs[name].dtype
+            if want in (np.float16, np.float32, np.float64) and value.dtype != want:
+                return value.astype(want)
+        return value
 
     def to_host(self, value: Any) -> np.ndarray:
         """A value from :meth:`run` (device or host) as a numpy array."""

@@ -7,34 +7,53 @@
   (0.29 vs 0.019); with ``reduce_range`` per-channel is back to 0.019. On random or lightly trained
   weights it does not reproduce fp32 greedy output, so its validation reports diffs and token
   agreement without failing on them; its quality is judged by the offline metrics (bench).
-- fp16: ``onnxruntime.transformers.float16`` with fp32 inputs/outputs (``keep_io_types``). T5 overflows
-  in fp16 (activations of the feed-forward output and the residual stream exceed 65504), so for T5 the
-  overflow-prone ops stay fp32: the ``wo`` projections (as transformers keeps them in fp32), the
-  residual ``Add``s, the RMSNorm ops (``Pow``/``ReduceMean``/``Sqrt``/``Div``) and ``Softmax``.
+- fp16: ``onnxruntime.transformers.float16``. The KV cache inputs/outputs (and the encoder states
+  handed to the decoders) become fp16 too: with fp32 I/O every decoder call converts, and on a GPU
+  moves, twice the bytes of the whole cache; only ``logits`` stays fp32 (the grammar's argmax reads
+  it). Normalisation stays fp32 for both families (T5 LayerNorm, Llama RMSNorm: the mean of squares
+  overflows or loses its small terms in fp16): the nodes are found by name fragments of optimum's
+  export, and an export whose names match none of them is refused, so a renamed graph cannot drop
+  the protection silently. T5 also overflows in its feed-forward output and residual stream
+  (activations beyond 65504), so for T5 the ``wo`` projections (as transformers keeps them in fp32),
+  the residual ``Add``s, the norm ops (``Pow``/``ReduceMean``/``Sqrt``/``Div``) and ``Softmax`` stay fp32.
+- external data: a protobuf message cannot exceed 2 GB, so a converted model whose serialized size
+  (``ModelProto.ByteSize()``, not an estimate from the source size) is over
+  :data:`EXTERNAL_DATA_THRESHOLD` is written with its tensors in ``<file>_data`` next to it.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-TWO_GB = 2 * 1024**3
+#: Serialized size above which a model is saved with external data (protobuf's limit is 2 GiB - 1).
+#: Tests lower it to exercise the large-model path on tiny models.
+EXTERNAL_DATA_THRESHOLD = 2**31 - 1
 
 #: Op types kept in fp32 for T5 (see module docstring); the defaults of the converter are added.
 T5_FP16_OP_BLOCK = ("Pow", "ReduceMean", "Sqrt", "Div", "Add", "Softmax")
-#: Node-name fragments kept in fp32 for T5: the feed-forward output projections.
-T5_FP16_NODE_BLOCK = ("/DenseReluDense/wo/",)
+#: Node-name fragments kept in fp32, per family; every group must match at least one node.
+FP16_NODE_BLOCK: dict[str, dict[str, tuple[str, ...]]] = {
+    "t5": {
+        "feed-forward output projections (wo)": ("/DenseReluDense/wo/",),
+        "layer norms": ("layer_norm/",),  # .../layer.N/layer_norm/..., .../final_layer_norm/...
+    },
+    "llama": {
+        "RMSNorm": ("_layernorm/", "/model/norm/"),  # input_/post_attention_layernorm, the final norm
+    },
+}
+#: Graph outputs kept fp32 in fp16 exports (what the decoding loop reads on the host).
+FP16_KEEP_IO = ("logits",)
 
 
-def _total_size(path: Path) -> int:
-    from vedit.export.onnx_common import external_data_files
-
-    return path.stat().st_size + sum((path.parent / n).stat().st_size for n in external_data_files(path))
+def _is_large(model) -> bool:
+    return model.ByteSize() > EXTERNAL_DATA_THRESHOLD
 
 
-def _save(model, dst: Path, large: bool) -> None:
+def _save(model, dst: Path) -> None:
+    """Save ``model``; its tensors go to ``<dst>_data`` when the serialized size is too large."""
     import onnx
 
-    if large:
+    if _is_large(model):
         onnx.save(model, str(dst), save_as_external_data=True, all_tensors_to_one_file=True,
                   location=dst.name + "_data", size_threshold=1024)
     else:
@@ -42,25 +61,35 @@ def _save(model, dst: Path, large: bool) -> None:
 
 
 def to_int8(src: Path, dst: Path, *, per_channel: bool = True, reduce_range: bool = True) -> None:
-    """Dynamic int8 quantization of the MatMul weights (int8, per output channel by default)."""
-    import logging
+    """Dynamic int8 quantization of the MatMul weights (int8, per output channel by default).
 
+    The quantizer writes to a scratch directory with external data (it cannot know the size in
+    advance); the result is then saved by its real serialized size (:func:`_save`).
+    """
+    import logging
+    import shutil
+    import tempfile
+
+    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)  # "consider pre-processing" is logged on the root logger every call
+    scratch = Path(tempfile.mkdtemp(prefix=".int8-", dir=dst.parent))
     try:
         quantize_dynamic(
             str(src),
-            str(dst),
+            str(scratch / dst.name),
             per_channel=per_channel,
             reduce_range=reduce_range,
             weight_type=QuantType.QInt8,
-            use_external_data_format=_total_size(src) > TWO_GB // 4,  # int8 weights are 4x smaller
+            use_external_data_format=True,
         )
+        _save(onnx.load(str(scratch / dst.name), load_external_data=True), dst)
     finally:
         root.setLevel(level)
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _drop_duplicate_nodes(graph) -> None:
@@ -81,24 +110,54 @@ def _drop_duplicate_nodes(graph) -> None:
     graph.node.extend(keep)
 
 
-def to_fp16(src: Path, dst: Path, *, family: str) -> None:
-    """fp16 weights and compute, fp32 inputs/outputs; T5 keeps its overflow-prone ops in fp32."""
+def fp16_blocked_nodes(model, family: str, *, source: str = "model") -> list[str]:
+    """Names of the nodes kept in fp32 for ``family``; raises when a fragment group matched nothing."""
+    from vedit.errors import ExportError
+
+    names = [n.name for n in model.graph.node]
+    blocked: list[str] = []
+    for what, fragments in FP16_NODE_BLOCK.get(family, {}).items():
+        found = [n for n in names if any(f in n for f in fragments)]
+        if not found:
+            raise ExportError(
+                f"fp16 {source}: no node name contains {' or '.join(map(repr, fragments))}, so the {what} would "
+                "run in fp16 unprotected; the exporter's node naming changed: update FP16_NODE_BLOCK in "
+                "vedit/export/quantize.py"
+            )
+        blocked += found
+    return sorted(set(blocked))
+
+
+def to_fp16(src: Path, dst: Path, *, family: str) -> list[str]:
+    """fp16 weights, compute and KV I/O, fp32 logits and normalisation; T5 keeps its overflow-prone
+    ops in fp32. Returns the names of the nodes kept in fp32 by name."""
     import onnx
     from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
 
     model = onnx.load(str(src), load_external_data=True)
+    large = _is_large(model)
+    if large:
+        # The converter needs value_info (types of intermediate tensors) to place its Casts; its own
+        # shape inference serializes the model in memory, which fails over 2 GB. Infer on the file
+        # instead (next to it, so the external data's relative location still resolves).
+        inferred = src.with_name(src.stem + ".inferred.onnx")
+        try:
+            onnx.shape_inference.infer_shapes_path(str(src), str(inferred))
+            model = onnx.load(str(inferred), load_external_data=True)
+        finally:
+            inferred.unlink(missing_ok=True)
     op_block = list(DEFAULT_OP_BLOCK_LIST)
-    node_block: list[str] = []
     if family == "t5":
         op_block += list(T5_FP16_OP_BLOCK)
-        node_block = [n.name for n in model.graph.node if any(f in n.name for f in T5_FP16_NODE_BLOCK)]
-    large = _total_size(src) > TWO_GB
+    node_block = fp16_blocked_nodes(model, family, source=src.name)
+    keep_io = [o.name for o in model.graph.output if o.name in FP16_KEEP_IO]
     converted = convert_float_to_float16(
         model,
-        keep_io_types=True,
+        keep_io_types=keep_io,
         op_block_list=op_block,
         node_block_list=node_block,
-        disable_shape_infer=large,
+        disable_shape_infer=large,  # done above, on the file
     )
     _drop_duplicate_nodes(converted.graph)
-    _save(converted, dst, large=_total_size(src) // 2 > TWO_GB)
+    _save(converted, dst)
+    return node_block

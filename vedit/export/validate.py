@@ -30,12 +30,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+import onnxruntime as ort
 
 from vedit.decoding.decoder_only import DecoderOnlyModel
 from vedit.decoding.grammar import FreeMatcher
 from vedit.decoding.loop import decode
 from vedit.decoding.seq2seq import Seq2SeqModel
-from vedit.decoding.session import CPU
+from vedit.decoding.session import CPU, CUDA
 from vedit.errors import ValidationError
 from vedit.export.reference import Batch, encode, llama_position_ids, probe_tokens
 
@@ -346,14 +347,16 @@ def _validate(export_dir: Path, model, tokenizer, *, family: str, files: dict[st
               progress: Progress) -> ValidationReport:
     import json
 
-    providers = [CPU]  # validation compares numbers on the host; GPU checks run the same code with CUDA
+    # fp16 is meant for GPUs: validate it on the CUDA provider when this onnxruntime offers one
+    # (falling back to CPU, logged, when CUDA does not start); everything else on the CPU.
+    providers = [CUDA, CPU] if precision == "fp16" and CUDA in ort.get_available_providers() else [CPU]
     if family == "t5":
         runner: Seq2SeqModel | DecoderOnlyModel = Seq2SeqModel(
-            export_dir, files, providers=providers, threads=threads,
+            export_dir, files, providers=providers, threads=threads, allow_cpu_fallback=True,
             decoder_start_token_id=model.config.decoder_start_token_id, pad_token_id=tokenizer.pad_token_id)
     else:
         config = json.loads((export_dir / "config.json").read_text(encoding="utf-8"))
-        runner = DecoderOnlyModel(export_dir, files, providers=providers, threads=threads,
+        runner = DecoderOnlyModel(export_dir, files, providers=providers, threads=threads, allow_cpu_fallback=True,
                                   pad_token_id=tokenizer.pad_token_id, config=config)
     first = encode(tokenizer, batches[0], family)
     progress(f"validating {precision} outputs against PyTorch")
@@ -374,7 +377,9 @@ def _validate(export_dir: Path, model, tokenizer, *, family: str, files: dict[st
 
     notes = []
     if precision == "fp16":
-        notes.append("fp16 ran on the CPU execution provider here; CUDA (GPU) execution is unchecked")
+        ran_on = runner.providers[0]
+        notes.append(f"fp16 validated on {ran_on}" if ran_on == CUDA else
+                     "fp16 ran on the CPU execution provider here; CUDA (GPU) execution is unchecked")
     if precision == "int8":
         notes.append("int8 is not gated on logits or greedy agreement; judge it by `vedit bench` metrics")
     report = ValidationReport(
