@@ -107,8 +107,19 @@ def test_load_errors(tmp_path, t5_export):
         Predictor.load(d)
 
 
-def test_providers_default_to_cpu(predictors):
-    assert predictors[True].providers[-1] == "CPUExecutionProvider"
+def test_decoder_calls_are_the_sessions_runs(predictors):
+    """The reported decoder calls are what onnxruntime actually ran (benchmarks report this figure)."""
+    for p in predictors.values():
+        m = p.model
+        sessions = [m.session] if hasattr(m, "session") else [m.decoder, m.decoder_with_past]
+        for intent in INTENTS[:4]:
+            before = sum(s.calls for s in sessions)
+            stats = p.predict([intent])[0].stats
+            assert stats.decoder_calls == sum(s.calls for s in sessions) - before
+            # each row needs a call per free token (calls are shared by the 3 rows, never skipped);
+            # step by step, every token costs a call
+            needed = stats.free_tokens if p.jump_forward else stats.tokens
+            assert needed / 3 <= stats.decoder_calls <= needed
 
 
 @pytest.mark.parametrize("family", ["t5", "llama"])

@@ -105,7 +105,12 @@ def test_t5_int8_smaller_and_reported(t5_int8, t5_fp32):
     assert v["passed"] and not v["tolerance"]["logits_gated"] and not v["tolerance"]["greedy_gated"]
     assert v["tolerance"]["atol"] is None  # unlimited, written as null
     assert all(np.isfinite(d) for d in v["max_abs_diff"].values())
-    assert 0.0 <= v["greedy"]["token_agreement"] <= 1.0
+    # the weights really are quantized: int8 moves the logits far more than fp32's export noise
+    fp32_worst = max(t5_fp32.manifest["validation"]["max_abs_diff"].values())
+    assert max(v["max_abs_diff"].values()) > 100 * fp32_worst
+    g = v["greedy"]
+    assert g["sequences"] == 3 * 2 and g["tokens_compared"] > 0
+    assert g["token_agreement"] == pytest.approx(g["tokens_agreeing"] / g["tokens_compared"])
     assert any("not gated" in n for n in v["notes"])
     import onnx
 

@@ -104,20 +104,19 @@ def test_repeated_invalid_request_and_the_cache(triton_served):
     (it checks intents first) and reports an answer without outputs as a server error."""
     from vedit.client import base
 
+    with pytest.raises(ClientError, match="empty intent"):
+        connect(triton_served.http).predict(["\n\n"])
     client = _http(triton_served)
     bad = [_intent_input(httpclient, [[b"\n\n"]])]
     with pytest.raises(InferenceServerException, match="empty intent"):
         client.infer(MODEL, bad)
-    try:
-        again = client.infer(MODEL, bad)
-    except InferenceServerException:  # a Triton that does not cache errors
-        return
+    # Triton 2.51 (the version vedit pins) answers the repeat from its cache, without outputs; a
+    # Triton that stops caching errors fails here, and the README's note on it must go.
+    again = client.infer(MODEL, bad)
     assert again.as_numpy("adjust") is None
     info = base.model_info(MODEL, client.get_model_config(MODEL))
     with pytest.raises(ServerResponseError, match="no value for tool 'adjust'"):
         base.decode_result(info, "\n\n", again)
-    with pytest.raises(ClientError, match="empty intent"):
-        connect(triton_served.http).predict(["\n\n"])
 
 
 def _burst(served, intents, concurrency=16):
