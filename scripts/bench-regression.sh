@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh test
+export VEDIT_HOME="${VEDIT_HOME:-$PWD/artifacts}"  # keep what the checkout builds inside it
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 common=(benchmarks -q -p no:cacheprovider --benchmark-storage=file://benchmarks/baseline
         --benchmark-columns=min,median,max,rounds --benchmark-sort=name)

@@ -4,5 +4,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh export,triton,bench
 bash scripts/system-deps.sh   # nginx (HTTP front of the Triton server)
+export VEDIT_HOME="${VEDIT_HOME:-$PWD/artifacts}"  # keep what the checkout builds inside it
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 exec .venv/bin/vedit demo run "$@"

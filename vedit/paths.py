@@ -1,7 +1,9 @@
 """Where vedit keeps what it builds.
 
-Everything goes under one home directory: ``$VEDIT_HOME`` if set, else ``./artifacts`` (relative to
-the working directory, so the README's commands keep everything inside the checkout).
+Everything goes under one home directory: ``$VEDIT_HOME`` if set, else the per-user data directory
+(``~/.local/share/vedit`` on Linux, via platformdirs). It never depends on the working directory, so
+``vedit predict`` finds the same model wherever it is run; the README's scripts set
+``VEDIT_HOME=./artifacts`` to keep a checkout's results inside it.
 """
 
 from __future__ import annotations
@@ -11,7 +13,12 @@ from pathlib import Path
 
 
 def home() -> Path:
-    return Path(os.environ.get("VEDIT_HOME", "artifacts")).resolve()
+    env = os.environ.get("VEDIT_HOME")
+    if env:
+        return Path(env).expanduser().resolve()
+    from platformdirs import user_data_path
+
+    return user_data_path("vedit", appauthor=False)
 
 
 def data_dir() -> Path:
