@@ -73,9 +73,11 @@ def to_int8(src: Path, dst: Path, *, per_channel: bool = True, reduce_range: boo
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    # onnxruntime's quantizer logs "consider pre-processing" on the root logger at every call: drop
+    # that one record while it runs, without changing the level of a logger the application owns.
     root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)  # "consider pre-processing" is logged on the root logger every call
+    hush = _DropRecords("pre-processing before quantization")
+    root.addFilter(hush)
     scratch = Path(tempfile.mkdtemp(prefix=".int8-", dir=dst.parent))
     try:
         quantize_dynamic(
@@ -88,8 +90,18 @@ def to_int8(src: Path, dst: Path, *, per_channel: bool = True, reduce_range: boo
         )
         _save(onnx.load(str(scratch / dst.name), load_external_data=True), dst)
     finally:
-        root.setLevel(level)
+        root.removeFilter(hush)
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+class _DropRecords:
+    """A logging filter that drops records whose message contains ``fragment``."""
+
+    def __init__(self, fragment: str) -> None:
+        self.fragment = fragment
+
+    def filter(self, record) -> bool:
+        return self.fragment not in record.getMessage()
 
 
 def _drop_duplicate_nodes(graph) -> None:

@@ -6,6 +6,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from jsonschema.exceptions import best_match, by_relevance
+
 from vedit.errors import ToolCallError
 from vedit.registry.model import Tool
 from vedit.registry.schema import validator
@@ -81,13 +83,11 @@ def _path(error: Any) -> str:
 
 def _describe(tool: Tool, value: Any) -> str:
     """The most precise reason a value breaks the tool's schema."""
-    errors = list(validator(tool).iter_errors(value))
-    # oneOf failures bury the real cause; report the deepest error of the non-empty branch.
-    leaves = []
-    for e in errors:
-        leaves.extend(e.context or [e])
-    leaves.sort(key=lambda e: (-len(e.absolute_path), e.relative_schema_path[0] if e.relative_schema_path else 0))
-    best = next((e for e in leaves if not (e.validator == "maxProperties")), leaves[0])
+    # jsonschema's own choice of the most relevant error, descending into the oneOf of "used" and
+    # "not used" ({}: maxProperties 0). The empty branch's complaint is never the cause the user
+    # wants: inside a oneOf, best_match keeps the smallest key, and a "strong" keyword ranks
+    # higher, so marking maxProperties lets the used branch's error win at the same depth.
+    best = best_match(validator(tool).iter_errors(value), key=by_relevance(strong={"maxProperties"}))
     if best.validator == "enum":
         return f"{_path(best)}: {best.instance!r} is not a known preset of {tool.name}"
     return f"{_path(best)}: {best.message}"
