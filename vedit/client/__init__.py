@@ -34,7 +34,7 @@ from vedit.client.sync import TritonClient
 
 _REMOTE = ("model", "timeout", "deadline", "retries", "backoff", "cooldown", "concurrency", "tls", "registry",
            "resolve")
-_LOCAL = ("providers", "threads", "jump_forward")
+_LOCAL = ("providers", "threads", "jump_forward", "max_intent_bytes")
 
 
 Target = str | Path | Sequence[str]

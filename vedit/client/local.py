@@ -2,7 +2,9 @@
 
 :class:`LocalClient` and :class:`AsyncLocalClient` have the methods of the Triton clients
 (``predict``, ``ready``, ``close``, context managers) and return the same
-:class:`~vedit.decoding.Prediction` objects, because they *are* the runtime's predictions.
+:class:`~vedit.decoding.Prediction` objects, because they *are* the runtime's predictions. They
+apply the same intent rule as a server (:mod:`vedit.intents`): a call with an empty or oversized
+intent is refused whole, before any decoding, exactly as over ``--url``.
 """
 
 from __future__ import annotations
@@ -12,19 +14,21 @@ import threading
 from pathlib import Path
 
 from vedit.errors import ClientError
+from vedit.intents import MAX_INTENT_BYTES, intent_problem
 
 
 class LocalClient:
     """Runs the export's ONNX student in this process (:class:`vedit.decoding.Predictor`)."""
 
     def __init__(self, export_dir: str | Path, *, providers=None, threads: int | None = None,
-                 jump_forward: bool = True) -> None:
+                 jump_forward: bool = True, max_intent_bytes: int | None = MAX_INTENT_BYTES) -> None:
         from vedit.decoding import Predictor
 
         self.export_dir = Path(export_dir)
         self._predictor = Predictor.load(self.export_dir, providers=providers, threads=threads,
                                          jump_forward=jump_forward)
         self._lock = threading.Lock()  # one decoding at a time: the sessions are shared
+        self.max_intent_bytes = max_intent_bytes
 
     @property
     def predictor(self):
@@ -33,6 +37,12 @@ class LocalClient:
         return self._predictor
 
     def predict(self, intents: list[str]) -> list:
+        if isinstance(intents, str):
+            raise ClientError("predict() takes a list of intents, not one string")
+        for i, intent in enumerate(intents):
+            problem = intent_problem(intent, self.max_intent_bytes)
+            if problem is not None:
+                raise ClientError(f"intent {i}: {problem}")
         with self._lock:
             return self.predictor.predict(list(intents))
 

@@ -28,6 +28,7 @@ import struct
 from typing import TYPE_CHECKING
 
 from vedit.errors import TritonRepoError
+from vedit.intents import MAX_INTENT_BYTES
 from vedit.registry import Registry
 from vedit.triton_repo.profiles import Profile
 
@@ -36,10 +37,6 @@ if TYPE_CHECKING:  # Triton's schema comes with the [triton] extra; imported whe
 
 INPUT_NAME = "INTENT"
 
-#: Longest intent a request may carry, in UTF-8 bytes. Real intents are a few words ("golden hour",
-#: "Charlie Chaplin"); the model truncates anything beyond its token limit anyway, so a request of
-#: kilobytes is a client bug or abuse and is refused before it costs model time.
-MAX_INTENT_BYTES = 1024
 
 #: Warm-up intent; its serialized form is written to ``<model>/warmup/<WARMUP_FILE>``.
 WARMUP_INTENT = "golden hour"

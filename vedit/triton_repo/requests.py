@@ -13,6 +13,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from vedit.intents import intent_problem
+
 
 class BadRequest(ValueError):
     """One request cannot be answered; the message goes back to the client as is."""
@@ -31,22 +33,15 @@ def decode_intents(array: np.ndarray | None, *, max_bytes: int) -> list[str]:
 
 def _decode_one(value: object, row: int, max_bytes: int) -> str:
     if isinstance(value, str):
-        raw = value.encode("utf-8")
-    elif isinstance(value, (bytes, np.bytes_)):
-        raw = bytes(value)
-    else:
+        value = value.encode("utf-8", "surrogatepass")
+    elif isinstance(value, np.bytes_):
+        value = bytes(value)
+    elif not isinstance(value, bytes):
         raise BadRequest(f"INTENT row {row}: expected bytes, got {type(value).__name__}")
-    if len(raw) > max_bytes:
-        raise BadRequest(
-            f"INTENT row {row}: {len(raw)} bytes, over the limit of {max_bytes} bytes per intent"
-        )
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise BadRequest(f"INTENT row {row}: not valid UTF-8 (byte {exc.start})") from None
-    if not text.strip():
-        raise BadRequest(f"INTENT row {row}: empty intent")
-    return text
+    problem = intent_problem(value, max_bytes)
+    if problem is not None:
+        raise BadRequest(f"INTENT row {row}: {problem}")
+    return value.decode("utf-8")
 
 
 def output_rows(texts: Sequence[str]) -> np.ndarray:
