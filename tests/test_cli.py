@@ -82,3 +82,10 @@ def test_foreign_errors_are_one_line(kind, line, monkeypatch):
     monkeypatch.setenv("VEDIT_DEBUG", "1")
     res = CliRunner().invoke(_demo_group, ["boom", kind])
     assert isinstance(res.exception, (RuntimeError, ModuleNotFoundError))  # the traceback, on request
+
+
+def test_serve_binds_to_localhost_unless_told():
+    serve = cli.commands["triton"].commands["serve"]
+    host = next(p for p in serve.params if p.name == "host")
+    assert host.default == "127.0.0.1"
+    assert "0.0.0.0" in host.help

@@ -45,7 +45,8 @@ def build(export_dir: Path, profile: str, out: Path | None, name: str, force: bo
 @click.option("--http-port", type=int, default=8000, show_default=True, help="0 picks a free port.")
 @click.option("--grpc-port", type=int, default=8001, show_default=True, help="0 picks a free port.")
 @click.option("--metrics-port", type=int, default=8002, show_default=True, help="0 picks a free port.")
-@click.option("--host", default="0.0.0.0", show_default=True, help="Address to bind.")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to bind; 0.0.0.0 accepts connections from other hosts.")
 @click.option("--cache-mb", type=int, default=64, show_default=True, help="Response cache size.")
 @click.option("--ready-timeout", type=float, default=300.0, show_default=True,
               help="Seconds to wait for the models to load.")
