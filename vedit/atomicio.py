@@ -67,12 +67,14 @@ def check_target(target: str | Path, *, force: bool) -> Path:
 
 
 @contextmanager
-def atomic_dir(target: str | Path, *, force: bool = True) -> Iterator[Path]:
+def atomic_dir(target: str | Path, *, force: bool = True, first_wins: bool = False) -> Iterator[Path]:
     """Yield a fresh temp dir beside ``target``; on success it becomes ``target``, on failure it goes.
 
     ``force=False`` refuses an existing ``target`` (the CLI's ``--force``). An existing target is
     replaced only once the new one is complete, in two renames, so a crash leaves the old directory
-    or the new one. Disk-full and permission errors become one-line :class:`OutputError`.
+    or the new one. ``first_wins``: for caches other processes may be using, a target that appeared
+    meanwhile is kept and the new copy dropped. Disk-full and permission errors become one-line
+    :class:`OutputError`.
     """
     t = check_target(target, force=force)
     try:
@@ -83,7 +85,10 @@ def atomic_dir(target: str | Path, *, force: bool = True) -> Iterator[Path]:
         _raise_os_error(exc, t)
     try:
         yield tmp
-        _replace(tmp, t)
+        if first_wins and t.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            _replace(tmp, t)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         _raise_os_error(exc, t)

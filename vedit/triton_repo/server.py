@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vedit import paths
+from vedit.atomicio import atomic_dir
 from vedit.errors import TritonRepoError
 from vedit.triton_repo.front import NginxFront, body_limit, nginx_binary
 from vedit.triton_repo.supervise import SupervisePolicy, Supervisor
@@ -94,22 +95,11 @@ def prepare_server(base: Path | None = None) -> ServerFiles:
     )
     if (target / ".complete").exists():
         return files
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
+    with atomic_dir(target, first_wins=True) as tmp:  # a server may be running from one made meanwhile
         for sub in ("bin", "backends", "caches"):
             shutil.copytree(root / sub, tmp / sub, ignore=shutil.ignore_patterns("__pycache__"))
         shutil.copy2(stub, tmp / "backends" / "python" / "triton_python_backend_stub")
         (tmp / ".complete").write_text(ver + "\n")
-        try:
-            tmp.rename(target)
-        except OSError:  # another process prepared it meanwhile
-            if not (target / ".complete").exists():
-                raise
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return files
 
 
