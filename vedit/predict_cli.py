@@ -31,7 +31,9 @@ def default_model_dir() -> Path:
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="onnxruntime intra-op threads.")
 @click.option("--no-jump-forward", is_flag=True, help="Ask the model for every token (reference path).")
 @click.option("--stats", is_flag=True, help="Add decoder calls and free/forced token counts.")
-@click.option("--url", default=None, help="Ask a Triton server instead: http://HOST:8000 or grpc://HOST:8001.")
+@click.option("--url", default=None,
+              help="Ask a Triton server instead: http://HOST:8000 or grpc://HOST:8001; several replicas "
+                   "comma-separated (round-robin, failover): grpc://A:8001,grpc://B:8001.")
 @click.argument("intents", nargs=-1)
 def predict(model_dir: Path | None, as_json: bool, threads: int | None, no_jump_forward: bool, stats: bool,
             url: str | None, intents: tuple[str, ...]) -> None:
@@ -54,7 +56,7 @@ def predict(model_dir: Path | None, as_json: bool, threads: int | None, no_jump_
         texts = [line.rstrip("\r\n") for line in sys.stdin if line.strip()]
     if url is not None:
         require_extras("triton")
-        client = connect(url)
+        client = connect([u.strip() for u in url.split(",")])
     else:
         client = connect(model_dir, threads=threads, jump_forward=not no_jump_forward)
     with client:

@@ -28,19 +28,22 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from vedit.client.aio import AsyncTritonClient
-from vedit.client.base import DEFAULT_MODEL, TLS, ClientStats, is_url
-from vedit.client.local import AsyncLocalClient, LocalClient
+from vedit.client.base import DEFAULT_MODEL, TLS, ClientStats, is_url, parse_urls
+from vedit.client.local import AsyncLocalClient, LocalClient, LocalStats
 from vedit.client.sync import TritonClient
 
 _REMOTE = ("model", "timeout", "deadline", "retries", "backoff", "cooldown", "concurrency", "tls", "registry",
            "resolve")
-_LOCAL = ("providers", "threads", "jump_forward", "max_intent_bytes")
+_LOCAL = ("providers", "threads", "jump_forward", "max_intent_bytes", "batch", "max_batch", "batch_window_ms",
+          "cache_size")
 
 
 Target = str | Path | Sequence[str]
 
 
 def _split(target: Target, options: dict) -> tuple[bool, dict]:
+    if isinstance(target, (list, tuple)):
+        parse_urls(target)  # a list is replicas: a clear error for the one that is not a URL
     remote = is_url(target)
     allowed, other = (_REMOTE, _LOCAL) if remote else (_LOCAL, _REMOTE)
     wrong = sorted(k for k in options if k not in allowed)
@@ -69,6 +72,7 @@ __all__ = [
     "ClientStats",
     "DEFAULT_MODEL",
     "LocalClient",
+    "LocalStats",
     "TLS",
     "TritonClient",
     "aconnect",

@@ -232,6 +232,8 @@ def decode_result(info: ModelInfo, intent: str, result: Any, copies: int = 1):
 _TRANSIENT_GRPC = {"UNAVAILABLE", "INTERNAL", "UNKNOWN", "ABORTED", "RESOURCE_EXHAUSTED", "DEADLINE_EXCEEDED"}
 _TIMEOUT_STATUS = {"StatusCode.DEADLINE_EXCEEDED", "408"}
 _TRANSIENT_HTTP_4XX = {408, 429}
+#: Triton's words for a model known by name but with no version loaded right now.
+_MODEL_AWAY = "has no available versions"
 #: Exception class names (anywhere in the MRO) of dropped connections in aiohttp / geventhttpclient.
 _CONNECTION_ERRORS = {"ClientConnectionError", "ClientPayloadError", "HTTPException"}
 
@@ -281,6 +283,8 @@ def classify(exc: BaseException, *, timeout: float, url: str = "the server") -> 
             return Failure(True, f"no answer within {timeout:g} s", msg)
         if "stub process" in low and "not healthy" in low:
             return Failure(True, _short(msg), msg)
+        if _MODEL_AWAY in low or "not ready" in low:  # loading, unloading or being reloaded
+            return Failure(True, "model not loaded (server starting, stopping or reloading it)", msg)
         refused = ServerResponseError(f"{url} refused the request: {msg}")
         if status.startswith("StatusCode."):
             transient = status.split(".", 1)[1] in _TRANSIENT_GRPC
