@@ -1,0 +1,74 @@
+"""The in-process client under concurrency: batches across callers, an answer cache, and every
+caller gets its own intent's answer (compared with a plain Predictor decoding one at a time)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from vedit.client import AsyncLocalClient, LocalClient
+from vedit.decoding import Predictor
+from vedit.errors import ClientError
+
+INTENTS = [f"{look} {i}" for i, look in enumerate(["golden hour", "Morocco", "cold tone", "neon", "😈", "X ray"] * 8)]
+
+
+@pytest.fixture(scope="module")
+def expected(tiny_export):
+    p = Predictor.load(tiny_export, threads=1)
+    return {i: p.predict([i])[0].to_json() for i in INTENTS}
+
+
+def test_many_threads_each_get_their_own_answer(tiny_export, expected):
+    with LocalClient(tiny_export, threads=1, cache_size=0) as client:
+        results: dict[str, dict] = {}
+        barrier = threading.Barrier(16)
+
+        def caller(k: int) -> None:
+            barrier.wait()
+            for intent in INTENTS[k::16]:
+                results[intent] = client.predict([intent])[0].to_json()
+
+        threads = [threading.Thread(target=caller, args=(k,)) for k in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert results == expected  # nothing lost, nothing mixed up
+        s = client.stats
+        assert s.requests == s.intents == s.decoded == len(INTENTS) and s.cache_hits == 0
+        assert s.batches < len(INTENTS)  # concurrent callers shared decodes
+
+
+def test_asyncio_tasks_share_batches(tiny_export, expected):
+    async def main():
+        async with AsyncLocalClient(tiny_export, threads=1, cache_size=0) as client:
+            answers = await asyncio.gather(*(client.predict([i]) for i in INTENTS))
+            return [a[0].to_json() for a in answers], client.stats
+
+    answers, stats = asyncio.run(main())
+    assert answers == [expected[i] for i in INTENTS]
+    assert stats.batches <= len(INTENTS) // 4  # 48 tasks queued at once: batches of up to 8
+
+
+def test_cache_answers_repeats_without_decoding(tiny_export, expected):
+    with LocalClient(tiny_export, threads=1, cache_size=4) as client:
+        first = client.predict(INTENTS[:3] + INTENTS[:1])
+        assert client.stats.decoded == 3  # the duplicate within the call decoded once
+        again = client.predict(INTENTS[:3])
+        assert [a.to_json() for a in again] == [expected[i] for i in INTENTS[:3]]
+        assert [a.to_json() for a in first] == [expected[i] for i in INTENTS[:3] + INTENTS[:1]]
+        assert client.stats.cache_hits == 3 and client.stats.decoded == 3
+        client.predict(INTENTS[3:8])  # 5 new intents push the oldest out of a 4-entry cache
+        client.predict(INTENTS[:1])
+        assert client.stats.decoded == 9
+
+
+def test_unbatched_path_and_closed_client(tiny_export, expected):
+    client = LocalClient(tiny_export, threads=1, batch=False, cache_size=0)
+    assert [a.to_json() for a in client.predict(INTENTS[:5])] == [expected[i] for i in INTENTS[:5]]
+    client.close()
+    with pytest.raises(ClientError, match="the client is closed"):
+        client.predict(["golden hour"])
