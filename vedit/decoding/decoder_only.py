@@ -87,11 +87,11 @@ class DecoderOnlyBackend:
             last = np.array([len(t) - 1 for t in tokens])
         mask = np.concatenate([self.mask, new_mask], axis=1)
         out = self.m.session.run({"input_ids": ids, "attention_mask": mask, "position_ids": pos, **past},
-                                 keep=self.m.present_names)
+                                 keep=self.m.present_names, last=last)
         self.kv = {p: out[q] for p, q in zip(self.m.past_names, self.m.present_names)}
         self.mask = mask
         self.next_pos = self.next_pos + np.array([len(t) for t in tokens])
-        return out["logits"][np.arange(b), last].astype(np.float32, copy=False)
+        return out["last_logits"]
 
     def _compact(self, rows: list[int]) -> None:
         """Drop released rows from the cache so that slot order equals ``rows``."""

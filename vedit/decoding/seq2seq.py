@@ -112,20 +112,19 @@ class Seq2SeqBackend:
         for i, t in enumerate(tokens):
             ids[i, : len(t)] = t
         sel = np.array(rows)
+        last = np.array([len(t) - 1 for t in tokens])  # each row's last real token: what the grammar needs
         feeds = {"input_ids": ids, "encoder_attention_mask": self.enc_mask[sel]}
         first = self.length[rows[0]] == 0
         if first:
             feeds["encoder_hidden_states"] = self._hidden(key)
-            out = self.m.decoder.run(feeds, keep=self.m.self_names + self.m.cross_names)
+            out = self.m.decoder.run(feeds, keep=self.m.self_names + self.m.cross_names, last=last)
         else:
             if "encoder_hidden_states" in self.m.decoder_with_past.inputs:
                 feeds["encoder_hidden_states"] = self._hidden(key)
             feeds.update(self._self_past(key))
             feeds.update(self._cross_past(key))
-            out = self.m.decoder_with_past.run(feeds, keep=self.m.self_names)
-        logits = out["logits"]
-        last = np.array([len(t) - 1 for t in tokens])
-        result = logits[np.arange(len(rows)), last].astype(np.float32, copy=False)
+            out = self.m.decoder_with_past.run(feeds, keep=self.m.self_names, last=last)
+        result = out["last_logits"]
         new_len = self.length[rows[0]] + width
         caches = _Caches({n: out[n] for n in self.m.self_names})
         for i, r in enumerate(rows):

@@ -16,7 +16,10 @@ and is tested), inputs and outputs go through an ``IOBinding``: outputs the call
 (the KV cache) stay where the provider wrote them, as ``OrtValue`` s on the device, and are bound
 again as the next call's inputs without a host copy; every other output (the logits) is written to
 host memory. :meth:`Session.to_host` / :meth:`Session.upload` move a kept value across when the
-decoding loop must regroup rows (rare: see :mod:`vedit.decoding.seq2seq`).
+decoding loop must regroup rows (rare: see :mod:`vedit.decoding.seq2seq`). Of the logits the grammar
+needs each row's last position only: with ``last=`` the logits stay on the device too and a tiny graph
+(:class:`LastLogits`, ``ops/last_logits_*.onnx``) gathers those rows there, so a call that fed a run
+of forced tokens brings back (rows, vocab), not (rows, tokens, vocab).
 """
 
 from __future__ import annotations
@@ -139,14 +142,16 @@ class Session:
         self.device = _DEVICE.get(first, "cpu")
         self.device_id = int(self.session.get_provider_options().get(first, {}).get("device_id", 0) or 0)
         self.use_binding = (self.device == "cuda") if io_binding is None else bool(io_binding)
+        self._gather: LastLogits | None = None
         self.calls = 0
 
-    def run(self, feeds: Mapping[str, Any], *, keep: Sequence[str] = ()) -> dict[str, Any]:
+    def run(self, feeds: Mapping[str, Any], *, keep: Sequence[str] = (), last: np.ndarray | None = None) -> dict[str, Any]:
         """Run with exactly the inputs the model declares (extra feeds are ignored).
 
         Feeds are numpy arrays or values this session returned earlier. Outputs named in ``keep``
         come back as device values when IO binding is on (numpy arrays otherwise); the rest are
-        numpy arrays in host memory.
+        numpy arrays in host memory. With ``last`` (one position per row), the result also has
+        ``last_logits``: float32 (rows, vocab), each row's logits at its position.
         """
         feeds = {k: v for k, v in feeds.items() if k in self.inputs}
         missing = set(self.inputs) - set(feeds)
@@ -155,9 +160,24 @@ class Session:
         feeds = {k: self._as_declared(k, v) for k, v in feeds.items()}
         self.calls += 1
         if self.use_binding:
-            return self._run_bound(feeds, set(keep))
+            out = self._run_bound(feeds, set(keep) | ({"logits"} if last is not None else set()))
+            if last is not None:
+                out["last_logits"] = self._last_logits(out["logits"]).pick(out["logits"], last)
+            return out
         host = {k: self.to_host(v) for k, v in feeds.items()}
-        return dict(zip(self.output_names, self.session.run(self.output_names, host)))
+        out = dict(zip(self.output_names, self.session.run(self.output_names, host)))
+        if last is not None:
+            logits = out["logits"]
+            out["last_logits"] = logits[np.arange(len(logits)), last].astype(np.float32, copy=False)
+        return out
+
+    def _last_logits(self, logits: Any) -> "LastLogits":
+        dtype = np.dtype(np.float16) if "float16" in logits.data_type() else np.dtype(np.float32)
+        if self._gather is None or self._gather.dtype != dtype:
+            opts = self.session.get_provider_options()
+            self._gather = LastLogits(dtype, self.device, self.device_id,
+                                      [(p, opts.get(p, {})) for p in self.providers])
+        return self._gather
 
     def _run_bound(self, feeds: Mapping[str, Any], keep: set[str]) -> dict[str, Any]:
         binding = self.session.io_binding()
@@ -200,5 +220,40 @@ class Session:
         return self.inputs[name].dtype
 
 
-__all__ = ["CPU", "CUDA", "ProviderSpec", "Session", "check_providers", "cuda_provider", "default_providers",
+class LastLogits:
+    """Each row's logits at one position, gathered where the logits are (IO binding on the device).
+
+    The graph (``ops/last_logits_<dtype>.onnx``: Flatten, Gather, Cast to float32) is built and
+    checked by tests/decoding/test_last_logits.py; the runtime needs no ``onnx`` package to use it.
+    """
+
+    def __init__(self, dtype: np.dtype, device: str, device_id: int, providers: Sequence[ProviderSpec]):
+        self.dtype = np.dtype(dtype)
+        self.device, self.device_id = device, device_id
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        opts.intra_op_num_threads = 1
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        path = Path(__file__).with_name("ops") / f"last_logits_{self.dtype.name}.onnx"
+        self.session = ort.InferenceSession(str(path), opts, providers=list(providers))
+
+    def pick(self, logits: Any, last: np.ndarray) -> np.ndarray:
+        """float32 (rows, vocab): ``logits[i, last[i]]`` for each row ``i``."""
+        if isinstance(logits, ort.OrtValue):
+            rows, tokens = logits.shape()[:2]
+        else:
+            rows, tokens = logits.shape[:2]
+        index = np.arange(rows, dtype=np.int64) * tokens + np.asarray(last, dtype=np.int64)
+        binding = self.session.io_binding()
+        if isinstance(logits, ort.OrtValue):
+            binding.bind_ortvalue_input("logits", logits)
+        else:
+            binding.bind_cpu_input("logits", np.ascontiguousarray(logits))
+        binding.bind_cpu_input("index", index)
+        binding.bind_output("last", "cpu")
+        self.session.run_with_iobinding(binding)
+        return binding.get_outputs()[0].numpy()
+
+
+__all__ = ["CPU", "CUDA", "LastLogits", "ProviderSpec", "Session", "check_providers", "cuda_provider", "default_providers",
            "provider_name"]
