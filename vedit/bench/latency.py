@@ -179,7 +179,7 @@ def measure_model(
         progress(f"{name}: Triton over HTTP and gRPC at concurrency {', '.join(map(str, concurrencies))}")
         served = tbench.run(first, requests=triton_requests, concurrencies=concurrencies)
         for s in served:
-            s.path = {"in-process": "in-process", "http": "triton-http", "grpc": "triton-grpc"}[s.path]
+            s.path = {"http": "triton-http", "grpc": "triton-grpc"}.get(s.path, s.path)
         stats.extend(served)
         notes.append(f"Triton: {triton_requests} distinct requests per level (no cache hits), cpu profile, "
                      "one intent per request; in-process uses the profile's threads. These rows use other "

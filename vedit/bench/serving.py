@@ -1,12 +1,15 @@
 """Serving overhead, measured side by side in one run: in-process vs Triton over HTTP and gRPC.
 
-For each concurrency level the three paths answer the same intents, one intent per request,
-with ``concurrency`` requests in flight (asyncio tasks over the async clients; in-process, the
-tasks share one predictor, which decodes one call at a time, as an embedding app would). Each
-request's latency is timed from its own start; throughput is requests over the wall time.
+For each concurrency level every path answers its own distinct intents, one intent per request,
+with ``concurrency`` requests in flight (asyncio tasks over the async clients). In-process runs
+twice: ``in-process`` is the default client (one predictor, concurrent requests decoded together
+in batches) and ``in-process-serial`` decodes one request at a time (``batch=False``), the path
+before cross-request batching, kept to measure what batching gives. Each request's latency is
+timed from its own start; throughput is requests over the wall time.
 
-Every request carries a distinct intent, so Triton's response cache never answers: this measures
-the model path. (A repeated intent is answered from the cache; test_server.py checks that.)
+Every request carries a distinct intent and the in-process answer caches are off, so no cache
+answers: this measures the model path. (A repeated intent is answered from the cache;
+test_server.py and tests/client/test_local.py check that.)
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from pathlib import Path
 
 from vedit.bench.timing import LatencyStats, summarize
 
-PATHS = ("in-process", "http", "grpc")
+PATHS = ("in-process", "in-process-serial", "http", "grpc")
 DEFAULT_INTENTS = ("golden hour", "Morocco", "cold tone", "neon night", "welding mask", "Charlie Chaplin",
                    "dark atmosphere", "X ray", "fire", "black & white")
 
@@ -60,7 +63,8 @@ async def compare(
     """Latency/throughput of in-process and each URL (``{"http": ..., "grpc": ...}``) per level."""
     from vedit.client import AsyncLocalClient, AsyncTritonClient
 
-    clients = {"in-process": AsyncLocalClient(export_dir, threads=threads)}
+    clients = {"in-process": AsyncLocalClient(export_dir, threads=threads, cache_size=0),
+               "in-process-serial": AsyncLocalClient(export_dir, threads=threads, cache_size=0, batch=False)}
     for name, url in urls.items():
         clients[name] = AsyncTritonClient(url, model=model, concurrency=max(concurrencies), timeout=120)
     try:
