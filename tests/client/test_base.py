@@ -121,7 +121,7 @@ NGINX_502 = ("an exception occurred in the client while decoding the response: E
                                   "Failed to connect to remote host: Connection refused",
                                   status="StatusCode.UNAVAILABLE"), True, "connection refused"),
         (InferenceServerException("Socket closed", status="StatusCode.UNAVAILABLE"), True, "connection closed"),
-        (InferenceServerException(NGINX_502, status="502"), True, "HTTP 502"),
+        (InferenceServerException(NGINX_502, status="502"), True, "HTTP 502 Bad Gateway"),
         (InferenceServerException("Service Unavailable", status="503"), True, "HTTP 503"),
         (InferenceServerException("Deadline Exceeded", status="StatusCode.DEADLINE_EXCEEDED"), True,
          "no answer within 5 s"),
@@ -132,6 +132,10 @@ NGINX_502 = ("an exception occurred in the client while decoding the response: E
         (InferenceServerException("Request for unknown model: 'vedit' has no available versions", status="400"),
          True, "model not loaded"),
         (InferenceServerException("INTENT row 0: empty intent", status="400"), False, "HTTP 400"),
+        (InferenceServerException(NGINX_502.replace("502 Bad Gateway", "413 Request Entity Too Large"),
+                                  status="413"), False, "HTTP 413 Request Entity Too Large"),
+        (InferenceServerException("[Errno 111] Connect call failed ('127.0.0.1', 1)"), True, "connection refused"),
+        (InferenceServerException("[Errno 113] Connect call failed ('10.0.0.9', 1)"), True, "cannot connect"),
         (InferenceServerException("empty", status="StatusCode.INVALID_ARGUMENT"), False, "empty"),
         (InferenceServerException("Request for unknown model: 'x' is not found", status="StatusCode.NOT_FOUND"),
          False, "unknown model"),
@@ -143,8 +147,10 @@ def test_classify(exc, transient, reason):
     assert failure.transient is transient
     assert reason in failure.reason
     if not transient:
-        assert isinstance(failure.error, ClientError) and "\n" not in str(failure.error).strip()
+        assert isinstance(failure.error, ClientError) and "\n" not in str(failure.error)
         assert "grpc://localhost:8001" in str(failure.error)
+    if isinstance(exc, InferenceServerException) and exc.status() == "413":
+        assert str(failure.error) == "grpc://localhost:8001 refused the request: HTTP 413 Request Entity Too Large"
 
 
 def test_server_message_is_kept():

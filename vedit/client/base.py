@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -253,9 +254,9 @@ def _short(msg: str) -> str:
     if "stub process" in low and "not healthy" in low:
         name = msg.split("'")[1] if msg.count("'") >= 2 else "?"
         return f"model stub {name!r} not healthy"
-    if "connection refused" in low:
+    if "connection refused" in low or "errno 111" in low:
         return "connection refused"
-    if "failed to connect" in low or "connect failed" in low:
+    if "failed to connect" in low or "connect failed" in low or "connect call failed" in low:
         return "cannot connect (timed out)" if "timed out" in low else "cannot connect"
     if "reset" in low:
         return "connection reset"
@@ -263,6 +264,13 @@ def _short(msg: str) -> str:
         return "connection closed"
     first = msg.strip().splitlines()[0] if msg.strip() else "no message"
     return first[:120]
+
+
+def _http_phrase(code: int) -> str:
+    try:
+        return HTTPStatus(code).phrase
+    except ValueError:
+        return ""
 
 
 def classify(exc: BaseException, *, timeout: float, url: str = "the server") -> Failure:
@@ -285,17 +293,21 @@ def classify(exc: BaseException, *, timeout: float, url: str = "the server") -> 
             return Failure(True, _short(msg), msg)
         if _MODEL_AWAY in low or "not ready" in low:  # loading, unloading or being reloaded
             return Failure(True, "model not loaded (server starting, stopping or reloading it)", msg)
-        refused = ServerResponseError(f"{url} refused the request: {msg}")
+        page = low.startswith("an exception occurred in the client while decoding")  # a proxy's HTML page
+        if page and status.isdigit():
+            msg = f"HTTP {status} {_http_phrase(int(status))}".rstrip()
+        refused = ServerResponseError(f"{url} refused the request: {' '.join(msg.split())}")
         if status.startswith("StatusCode."):
             transient = status.split(".", 1)[1] in _TRANSIENT_GRPC
             return Failure(transient, _short(msg), msg, None if transient else refused)
         if status.isdigit():
             code = int(status)
             transient = code >= 500 or code in _TRANSIENT_HTTP_4XX
-            return Failure(transient, f"HTTP {code}: {_short(msg)}", msg, None if transient else refused)
+            reason = msg if page else f"HTTP {code}: {_short(msg)}"
+            return Failure(transient, reason, msg, None if transient else refused)
         # no status: tritonclient wrapping a transport error
         reason = _short(msg)
-        transient = reason.startswith("connection")
+        transient = reason.startswith(("connection ", "cannot connect"))
         return Failure(transient, reason, msg, None if transient else refused)
     if isinstance(exc, TimeoutError) or type(exc).__name__ in ("Timeout", "ServerTimeoutError"):
         return Failure(True, f"no answer within {timeout:g} s", f"{type(exc).__name__}: {exc}")
