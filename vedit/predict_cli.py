@@ -1,8 +1,11 @@
 """``vedit predict``: run an exported student in-process (no server) on intents, or ask a Triton
 server with ``--url`` (same output: the client returns the runtime's own predictions).
 
-Intents come as arguments, or one per line on stdin (blank lines skipped). ``--json`` prints one
-JSON object per intent: ``{"intent": ..., "adjust": {...}, "selective_adjust": {...}, "filter": {...}}``.
+Intents come as arguments (answered together), or one per line on stdin (blank lines skipped),
+each answered as soon as its line arrives, so ``vedit predict`` can sit at the end of a pipe. A line
+that breaks the intent rule (:mod:`vedit.intents`) gets its own ``error: line N: ...`` on stderr, the
+others are still answered, and the exit code is 1. ``--json`` prints one JSON object per intent:
+``{"intent": ..., "adjust": {...}, "selective_adjust": {...}, "filter": {...}}``.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from pathlib import Path
 import click
 
 from vedit import paths
-from vedit.errors import ModelDirError
+from vedit.errors import ClientError, ModelDirError, ServerUnavailableError
 from vedit.extras import require_extras
 
 DEFAULT_EXPORT = "flan-t5-fp32"
@@ -49,33 +52,51 @@ def predict(model_dir: Path | None, as_json: bool, threads: int | None, no_jump_
                 f"no model at {model_dir}; export the demo student first (vedit export flan-t5 --to onnx) "
                 "or pass --model EXPORT_DIR"
             )
-    texts = list(intents)
-    if not texts:
-        if sys.stdin.isatty():
-            raise click.UsageError("give intents as arguments or one per line on stdin")
-        texts = [line.rstrip("\r\n") for line in sys.stdin if line.strip()]
+    if not intents and sys.stdin.isatty():
+        raise click.UsageError("give intents as arguments or one per line on stdin")
     if url is not None:
         require_extras("triton")
         client = connect([u.strip() for u in url.split(",")])
     else:
         client = connect(model_dir, threads=threads, jump_forward=not no_jump_forward)
     with client:
-        predictions = client.predict(texts)
-    for p in predictions:
-        if as_json:
-            obj = p.to_json()
-            if stats:
-                obj["stats"] = p.stats.as_dict()
-            click.echo(json.dumps(obj, ensure_ascii=False))
-            continue
-        click.echo(p.intent if p.intent else '""')
-        width = max(len(n) for n in p.calls)
-        for name, call in p.calls.items():
-            click.echo(f"  {name:<{width}}  {call.dumps()}{'' if call.used else '  (not used)'}")
+        if intents:
+            for p in client.predict(list(intents)):
+                _emit(p, as_json=as_json, stats=stats)
+            return
+        bad = 0
+        for number, line in enumerate(sys.stdin, start=1):
+            if not line.strip():
+                continue
+            try:
+                (p,) = client.predict([line.rstrip("\r\n")])
+            except ClientError as exc:
+                if isinstance(exc, ServerUnavailableError):
+                    raise
+                click.echo(f"error: line {number}: {exc}", err=True)
+                bad += 1
+                continue
+            _emit(p, as_json=as_json, stats=stats)
+            sys.stdout.flush()
+        if bad:
+            raise click.exceptions.Exit(1)
+
+
+def _emit(p, *, as_json: bool, stats: bool) -> None:
+    if as_json:
+        obj = p.to_json()
         if stats:
-            s = p.stats
-            click.echo(f"  decoder calls {s.decoder_calls}, free tokens {s.free_tokens}, forced {s.forced_tokens}"
-                       + (", intent truncated" if s.truncated else ""))
+            obj["stats"] = p.stats.as_dict()
+        click.echo(json.dumps(obj, ensure_ascii=False))
+        return
+    click.echo(p.intent if p.intent else '""')
+    width = max(len(n) for n in p.calls)
+    for name, call in p.calls.items():
+        click.echo(f"  {name:<{width}}  {call.dumps()}{'' if call.used else '  (not used)'}")
+    if stats:
+        s = p.stats
+        click.echo(f"  decoder calls {s.decoder_calls}, free tokens {s.free_tokens}, forced {s.forced_tokens}"
+                   + (", intent truncated" if s.truncated else ""))
 
 
 __all__ = ["predict", "default_model_dir"]

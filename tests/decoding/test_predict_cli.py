@@ -45,3 +45,31 @@ def test_missing_default_model_says_how_to_export(tmp_path, monkeypatch):
     r = CliRunner().invoke(cli, ["predict", "x"])
     assert r.exit_code == 1
     assert r.output.startswith("error: no model at") and "vedit export flan-t5 --to onnx" in r.output
+
+
+def test_stdin_answers_stream_line_by_line(t5_export):
+    """Each line is answered before the next one is written (a pipe that stays open)."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "from vedit.cli import main; main()", "predict", "--model",
+                             str(t5_export), "--json"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        for intent in ("golden hour", "cold tone"):
+            proc.stdin.write(intent + "\n")
+            proc.stdin.flush()
+            assert json.loads(proc.stdout.readline())["intent"] == intent  # blocks until answered
+        proc.stdin.close()
+        assert proc.wait(60) == 0, proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_a_bad_stdin_line_gets_its_own_error(t5_export):
+    r = CliRunner().invoke(cli, ["predict", "--model", str(t5_export), "--json"],
+                           input="golden hour\n" + "x" * 2000 + "\nneon\n")
+    assert r.exit_code == 1
+    assert [json.loads(x)["intent"] for x in r.output.splitlines() if x.startswith("{")] == ["golden hour", "neon"]
+    assert "error: line 2: intent 0: 2000 bytes, over the limit of 1024 bytes per intent" in r.output
