@@ -103,10 +103,10 @@ def test_demo_group_options_reach_the_subcommands(tmp_path, monkeypatch):
     o = got[-1]
     assert (o.home, o.quick, o.seed, o.force) == (home, True, 4, True)
     assert pipeline.pipeline_home(o) == home.resolve() / "tour"
-    assert (o.parity_limit, o.latency_requests, o.base_shape) == (12, 5, False)  # the tour's sizes
-    res = runner.invoke(cli, ["demo", "run", "--quick", "--requests", "3", "--parity-limit", "7"])
+    assert (o.parity_limit, o.latency_requests, o.base_shape) == (12, 3, False)  # the tour's sizes
+    res = runner.invoke(cli, ["demo", "run", "--quick", "--requests", "4", "--parity-limit", "7"])
     assert res.exit_code == 0, res.output
-    assert (got[-1].latency_requests, got[-1].parity_limit) == (3, 7)  # given sizes win over the tour's
+    assert (got[-1].latency_requests, got[-1].parity_limit) == (4, 7)  # given sizes win over the tour's
     res = runner.invoke(cli, ["demo", "run"])
     assert res.exit_code == 0, res.output
     o = got[-1]

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -78,7 +80,7 @@ class PipelineOptions:
     base_shape: bool = True
     triton: bool = True
     threads: int = 2
-    home: Path | None = None  # default: vedit's home ($VEDIT_HOME or ./artifacts)
+    home: Path | None = None  # default: vedit.paths.home()
     seed: int = 0
 
 
@@ -167,6 +169,19 @@ def _export_line(family: str, precision: str, d: Path) -> str:
             f"max |ONNX - PyTorch| {worst:.2e}, greedy token agreement "
             f"{g.get('token_agreement', float('nan')):.1%} ({g.get('identical')}/{g.get('sequences')} "
             "sequences identical)")
+
+
+def _vedit_command() -> str:
+    """``vedit`` if it is on PATH, else the one next to this Python (``.venv/bin/vedit``)."""
+    if shutil.which("vedit"):
+        return "vedit"
+    exe = Path(sys.executable).parent / "vedit"
+    if not exe.exists():
+        return "vedit"
+    try:
+        return str(exe.relative_to(Path.cwd()))
+    except ValueError:
+        return str(exe)
 
 
 def _answers(preds) -> str:
@@ -270,7 +285,7 @@ def _run(options: PipelineOptions, home: Path, echo: Echo) -> PipelineReport:
             "",
             _answers(preds),
             "",
-            f"try your own: vedit predict --model {exports[('t5', 'fp32')]} \"sunset in Paris\"",
+            f"try your own: {_vedit_command()} predict --model {exports[('t5', 'fp32')]} \"sunset in Paris\"",
         ])
         if options.quick:
             body += "\n(tour: a tiny student trained for a few steps; its answers are valid JSON, not good edits)"
@@ -394,16 +409,17 @@ def _run(options: PipelineOptions, home: Path, echo: Echo) -> PipelineReport:
 
 @click.command("run")
 @click.option("--quick", is_flag=True,
-              help="The tour: tiny students, 12 parity intents, 5 latency requests, no base-shape model "
-                   "(about 5 min on 2 cores); artifacts under <home>/tour.")
+              help="The tour: tiny students, 12 parity intents, 3 latency requests, no base-shape model "
+                   "(about 2 min on a quiet 2-core machine); artifacts under <home>/tour.")
 @click.option("--force", is_flag=True, help="Re-export even if the exports exist.")
 @click.option("--home", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Where artifacts live (default: $VEDIT_HOME or ./artifacts; the tour uses <home>/tour).")
+              help="Where artifacts live (default: $VEDIT_HOME, else the per-user data dir); the tour uses "
+                   "<home>/tour.")
 @click.option("--seed", type=int, default=None, help="Seed of the demo data and training runs (default 0).")
 @click.option("--parity-limit", type=click.IntRange(min=0), default=None,
               help="Test intents per parity run (0 = all 1,000). Default 200; 12 with --quick.")
 @click.option("--requests", type=click.IntRange(min=3), default=None,
-              help="Requests per path in the latency report. Default 30; 5 with --quick.")
+              help="Requests per path in the latency report. Default 30; 3 with --quick.")
 @click.option("--base-shape/--no-base-shape", default=None,
               help="Time the flan-t5-base-shaped model too. Default: yes, no with --quick.")
 @click.option("--triton/--no-triton", default=True, help="Serve with a real tritonserver.")
@@ -424,7 +440,7 @@ def run_cmd(ctx: click.Context, quick: bool, force: bool, home: Path | None, see
     options = PipelineOptions(
         quick=quick, force=force, home=home, seed=seed or 0,
         parity_limit=parity_limit if parity_limit is not None else (12 if quick else 200),
-        latency_requests=requests if requests is not None else (5 if quick else 30),
+        latency_requests=requests if requests is not None else (3 if quick else 30),
         base_shape=base_shape if base_shape is not None else not quick,
         triton=triton, threads=threads,
     )

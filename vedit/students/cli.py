@@ -25,7 +25,7 @@ LABELS = {
 
 home_option = click.option(
     "--home", type=click.Path(file_okay=False, path_type=Path), default=None,
-    help="Where artifacts live (default: $VEDIT_HOME or ./artifacts).",
+    help="Where artifacts live (default: $VEDIT_HOME, else the per-user data dir; scripts/demo.sh: ./artifacts).",
 )
 quick_option = click.option("--quick", is_flag=True, help="Tiny students, a few steps (smoke test).")
 
