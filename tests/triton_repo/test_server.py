@@ -207,8 +207,8 @@ def test_cli_serve_answers_then_stops_on_sigterm(triton_served, tmp_path):
     for url in (urls["http"], urls["grpc"]):
         with pytest.raises(ServerUnavailableError) as exc:
             connect(url, retries=2, backoff=0.01).predict(["golden hour"])
-        assert f"no Triton server answers at {url}" in str(exc.value)
-        assert "gave up after 3 attempts" in str(exc.value)
+        assert url in str(exc.value) and "connection refused" in str(exc.value)
+        assert "3 attempt" in str(exc.value)
 
 
 def test_model_that_cannot_load_fails_start_with_the_reason(tiny_export, tmp_path):
