@@ -315,7 +315,7 @@ def test_deadline_bounds_the_retries(registry):
         (["ok", b"bytes"], "intent 1: intents are str, got bytes"),
         (["", "ok"], "intent 0: empty intent"),
         (["ok", " \t"], "intent 1: empty intent"),
-        (["é" * (cfgmod.MAX_INTENT_BYTES // 2 + 1)], f"{cfgmod.MAX_INTENT_BYTES + 2} bytes, over the server's limit"),
+        (["é" * (cfgmod.MAX_INTENT_BYTES // 2 + 1)], f"{cfgmod.MAX_INTENT_BYTES + 2} bytes, over the limit of {cfgmod.MAX_INTENT_BYTES} bytes per intent"),
     ],
 )
 def test_predict_round_refuses_what_the_server_refuses(registry, intents, message):

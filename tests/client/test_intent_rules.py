@@ -20,8 +20,14 @@ BAD = [
 
 
 @pytest.mark.parametrize("intent, reason", BAD, ids=["empty", "blank", "long", "long-utf8"])
-def test_same_refusal_in_process_and_in_the_served_model(tiny_export, intent, reason):
+def test_same_refusal_in_process_and_in_the_served_model(tiny_export, registry, intent, reason):
+    from vedit.client.base import ModelInfo, check_intent
+
     assert intent_problem(intent) == reason
+    remote = ModelInfo("vedit", "INTENT", registry.tool_names, 8, MAX_INTENT_BYTES, registry)
+    with pytest.raises(ClientError) as sent:  # the remote client, before sending
+        check_intent(remote, 1, intent)
+    assert str(sent.value) == f"intent 1: {reason}"
     with pytest.raises(BadRequest) as served:
         decode_intents(np.array([[intent.encode("utf-8")]], dtype=np.object_), max_bytes=MAX_INTENT_BYTES)
     assert str(served.value) == f"INTENT row 0: {reason}"

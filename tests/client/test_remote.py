@@ -84,7 +84,7 @@ def test_refused_intents_raise_clear_errors(triton_served, protocol):
     with connect(getattr(triton_served, protocol)) as client:
         with pytest.raises(ClientError, match="intent 1: empty intent"):
             client.predict(["golden hour", ""])
-        with pytest.raises(ClientError, match="over the server's limit"):
+        with pytest.raises(ClientError, match="5000 bytes, over the limit of 1024 bytes per intent"):
             client.predict(["x" * 5000])
         assert client.predict(["golden hour"])[0].intent == "golden hour"
 

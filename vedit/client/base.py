@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from vedit.errors import ClientError, ServerResponseError, ServerUnavailableError, ToolCallError
+from vedit.intents import intent_problem
 from vedit.registry import Registry, default_registry, parse_call
 from vedit.registry import registry_from_dict as _registry_from_raw
 
@@ -185,21 +186,18 @@ def intent_input(module: Any, info: ModelInfo, intent: str, copies: int = 1) -> 
 
 
 def check_intent(info: ModelInfo, index: int, intent: Any) -> None:
-    """Refuse locally what the server would refuse (see :mod:`vedit.triton_repo.requests`).
+    """Refuse locally what the server would refuse, by the same rule (:mod:`vedit.intents`) and the
+    server's own limit, with the message the in-process client gives.
 
     Besides saving a round trip, this keeps invalid requests away from Triton's response cache:
     Triton 2.51 caches an error response like an answer, so a repeated invalid request would get
     an empty "success" instead of its error.
     """
-    if not isinstance(intent, str):
+    if isinstance(intent, (bytes, bytearray)):  # the rule accepts UTF-8 bytes; the client API takes str
         raise ClientError(f"intent {index}: intents are str, got {type(intent).__name__}")
-    if not intent.strip():
-        raise ClientError(f"intent {index}: empty intent; the server answers only non-empty intents")
-    size = len(intent.encode("utf-8"))
-    if info.max_intent_bytes is not None and size > info.max_intent_bytes:
-        raise ClientError(
-            f"intent {index}: {size} bytes, over the server's limit of {info.max_intent_bytes} bytes per intent"
-        )
+    problem = intent_problem(intent, info.max_intent_bytes)
+    if problem is not None:
+        raise ClientError(f"intent {index}: {problem}")
 
 
 class CachedErrorAnswer(ServerResponseError):
