@@ -181,6 +181,11 @@ class NginxFront:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
+    @property
+    def pid(self) -> int | None:
+        """The nginx master's pid (its workers are its children)."""
+        return self._proc.pid if self._proc is not None else None
+
     def start(self, timeout: float = 10.0) -> "NginxFront":
         d = self.directory
         d.mkdir(parents=True, exist_ok=True)

@@ -243,7 +243,6 @@ class TritonServer:
             f"--model-repository={self.repository}",
             f"--backend-directory={files.backends}",
             f"--cache-directory={files.caches}",
-            f"--cache-config=local,size={self.cache_bytes}",
             f"--http-address={'127.0.0.1' if self.front else self.host}",
             f"--grpc-address={self.host}",
             f"--metrics-address={self.host}",
@@ -254,6 +253,8 @@ class TritonServer:
             f"--log-verbose={self.log_verbose}",
             "--model-control-mode=explicit",
         ]
+        if self.cache_bytes:  # 0: no response cache (the model's config asks for one; Triton warns)
+            cmd.insert(4, f"--cache-config=local,size={self.cache_bytes}")
         cmd += [f"--load-model={name}" for name in self.model_names()]
         if not self.gpu:
             cmd += ["--pinned-memory-pool-byte-size=0", "--allow-gpu-metrics=false"]
