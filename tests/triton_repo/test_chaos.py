@@ -153,6 +153,40 @@ def test_killed_stub_mid_stream_is_reloaded_and_nothing_is_lost(server, referenc
     assert server.is_ready()
 
 
+def test_hung_stub_mid_stream_is_found_by_the_probe_and_reloaded(server, reference):
+    """A stub that is alive but stuck (SIGSTOP): its process is there, so only a probe request
+    finds it; Triton answers "not healthy" for it after its own health-check timeout."""
+    stub = next(int(p) for p in open(f"/proc/{server.pid}/task/{server.pid}/children").read().split()
+                if "triton_python_b" in open(f"/proc/{p}/comm").read())
+    try:
+        tally, injected = _run_with_fault(server.urls["grpc"], reference, "hung",
+                                          lambda: os.kill(stub, signal.SIGSTOP))
+        probe = _event(server, "probe-failed", injected)
+        reloaded = _event(server, "reloaded", probe.at)
+    finally:
+        os.kill(stub, signal.SIGCONT)
+    assert "not healthy" in probe.detail
+    _report("python stub hung (SIGSTOP) mid-stream (gRPC)", tally, "'stub not healthy' after ~1.3 s each, retried",
+            reloaded.at - injected)
+    _assert_all_answered_right(tally)
+    assert server.supervisor.count("stub-lost") == 0  # found by the probe, not by the process check
+
+
+def test_supervisor_gives_up_when_the_server_cannot_start_again(tiny_export, tmp_path):
+    repo = build_repository(tiny_export, out=tmp_path / "repo")
+    policy = SupervisePolicy(backoff=0.2, max_failed_starts=2, probe_interval=0)
+    server = TritonServer(repo, supervise=True, policy=policy, log_path=tmp_path / "log")
+    with server:
+        (repo / MODEL / "1" / "export" / "registry.json").unlink()  # the next start cannot load the model
+        since = time.monotonic()
+        os.kill(server.pid, signal.SIGKILL)
+        gave_up = _event(server, "gave-up", since, timeout=120)
+        assert server.supervisor.count("start-failed") == 2 and not server.running
+        assert "2 starts in a row failed" in gave_up.detail
+        failed = [e.detail for e in server.supervisor.events if e.kind == "start-failed"]
+        assert all("vedit runtime cannot load" in d or "exited with code" in d for d in failed), failed
+
+
 def test_killed_tritonserver_mid_stream_is_restarted_and_nothing_is_lost(server, reference):
     old_pid = server.pid
     tally, injected = _run_with_fault(server.urls["http"], reference, "server",

@@ -10,8 +10,9 @@ Two faults are handled, both seen on Triton 2.51 here:
   instance, answers every request routed to it with "Stub process '<instance>' is not healthy",
   and still reports ready. Nothing in Triton restarts it. The supervisor notices within
   ``check_interval`` (each instance's stub process is a child of tritonserver; a dead one is a
-  zombie or gone), or at the next probe (a few real requests with fresh intents, so the response
-  cache cannot answer them), and reloads the model through the repository API.
+  zombie or gone), or, when the stub is alive but hung, at the next probe (real requests with
+  fresh intents, so the response cache cannot answer them), and reloads the model through the
+  repository API.
 
 A reload is a ``load`` request carrying the model's own configuration with one parameter
 (``vedit_reload``) changed: a plain ``load`` of an unchanged model is a no-op in Triton, while a
@@ -31,7 +32,6 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -284,17 +284,20 @@ class Supervisor(threading.Thread):
 
     # -- probe -------------------------------------------------------------------------------
     def _probe(self, model: _Model) -> str | None:
-        """Send one fresh intent per instance at once; the first error text, or None."""
+        """Fresh intents, one request after another, two per instance; the first error text, or None.
+
+        One after another, not at once: requests sent together are batched into one execution on
+        one instance, and a hung instance would be missed round after round. Alone, consecutive
+        requests go to the instances in turn (a request to a hung stub fails after Triton's stub
+        health check, about a second)."""
         if model.input_name is None:
             return None
-        n = max(1, len(model.instances))
-        intents = []
-        for _ in range(n):
-            self._probe_count += 1
-            intents.append(f"vedit probe {self._probe_count} {time.time():.3f}")
         url = f"{self.server.triton_http_url}/v2/models/{model.name}/infer"
-
-        def one(intent: str) -> str | None:
+        for _ in range(2 * max(1, len(model.instances))):
+            if self._halt.is_set():
+                return None
+            self._probe_count += 1
+            intent = f"vedit probe {self._probe_count} {time.time():.3f}"
             body = {"inputs": [{"name": model.input_name, "shape": [1, 1], "datatype": "BYTES", "data": [intent]}]}
             try:
                 _post(url, body, timeout=self.policy.probe_timeout)
@@ -302,11 +305,7 @@ class Supervisor(threading.Thread):
                 return _error_text(exc)
             except (urllib.error.URLError, OSError) as exc:
                 return f"no answer: {exc}"
-            return None
-
-        with ThreadPoolExecutor(n) as pool:
-            problems = [p for p in pool.map(one, intents) if p]
-        return problems[0] if problems else None
+        return None
 
     # -- helpers -----------------------------------------------------------------------------
     def _read_models(self) -> dict[str, _Model]:
