@@ -17,6 +17,7 @@ from pathlib import Path
 import click
 
 from vedit import paths
+from vedit.clibase import HELP_OPTIONS
 from vedit.errors import ClientError, ModelDirError, ServerUnavailableError
 from vedit.extras import require_extras
 
@@ -27,7 +28,7 @@ def default_model_dir() -> Path:
     return paths.exports_dir() / DEFAULT_EXPORT
 
 
-@click.command("predict")
+@click.command("predict", context_settings={"help_option_names": HELP_OPTIONS})
 @click.option("--model", "model_dir", type=click.Path(path_type=Path), default=None,
               help=f"Export directory (default: $VEDIT_HOME/exports/{DEFAULT_EXPORT}).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
