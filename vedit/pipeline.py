@@ -31,7 +31,6 @@ from typing import Callable
 import click
 
 from vedit import paths
-from vedit.clibase import HELP_OPTIONS
 from vedit.atomicio import atomic_open
 from vedit.extras import require_extras
 
@@ -49,20 +48,20 @@ class Stage:
     tour_s: int
 
 
-#: Rounded up from runs on the 2-core CI-class machine (the README's fresh-clone runs); a busy
-#: machine takes longer.
+#: From a fresh-clone run of the main job and of the tour on the 2-core CI-class machine while it was
+#: shared (load 2-6; see the README's quick start), rounded; a quiet machine is faster.
 STAGES: dict[str, Stage] = {
-    "t5": Stage("T5 student: synthetic data, tokenizer, training", 420, 10),
-    "t5-export": Stage("T5 student -> ONNX fp32, validated against PyTorch", 45, 10),
-    "answers": Stage("First answers: constrained decoding on the T5 export", 10, 5),
-    "llama": Stage("Llama student and the LoRA adapters: training", 720, 5),
-    "metrics": Stage("Offline metrics of the PyTorch originals (test split)", 240, 5),
-    "merge": Stage("LoRA merge, checked against the adapter models", 20, 5),
-    "exports": Stage("Other exports: T5 int8, Llama fp32 and int8, each validated", 120, 15),
-    "guarantees": Stage("Constrained decoding guarantees on the T5 export", 120, 10),
-    "parity": Stage("Parity: each export against its PyTorch original", 420, 10),
-    "triton": Stage("Triton: a real tritonserver answering over HTTP and gRPC", 30, 15),
-    "latency": Stage("Latency report and plot", 600, 60),
+    "t5": Stage("T5 student: synthetic data, tokenizer, training", 480, 10),
+    "t5-export": Stage("T5 student -> ONNX fp32, validated against PyTorch", 15, 10),
+    "answers": Stage("First answers: constrained decoding on the T5 export", 5, 5),
+    "llama": Stage("Llama student and the LoRA adapters: training", 450, 5),
+    "metrics": Stage("Offline metrics of the PyTorch originals (test split)", 300, 10),
+    "merge": Stage("LoRA merge, checked against the adapter models", 10, 5),
+    "exports": Stage("Other exports: T5 int8, Llama fp32 and int8, each validated", 30, 15),
+    "guarantees": Stage("Constrained decoding guarantees on the T5 export", 60, 10),
+    "parity": Stage("Parity: each export against its PyTorch original", 60, 20),
+    "triton": Stage("Triton: a real tritonserver answering over HTTP and gRPC", 15, 10),
+    "latency": Stage("Latency report and plot", 300, 60),
 }
 
 
@@ -223,8 +222,12 @@ def _parity_summary(rows: list[tuple[str, int, object]]) -> str:
     return "\n".join(out)
 
 
+def _total(quick: bool) -> int:
+    return sum(s.tour_s if quick else s.full_s for s in STAGES.values())
+
+
 def _intro(options: PipelineOptions, home: Path) -> str:
-    total = sum(s.tour_s if options.quick else s.full_s for s in STAGES.values())
+    total = _total(options.quick)
     first = sum((s.tour_s if options.quick else s.full_s) for k, s in STAGES.items()
                 if k in ("t5", "t5-export", "answers"))
     if options.quick:
@@ -233,15 +236,16 @@ def _intro(options: PipelineOptions, home: Path) -> str:
             f"on a small synthetic dataset, with {options.parity_limit} parity rows and {options.latency_requests} "
             "latency requests per path.",
             "The answers and scores below show what each stage does, not how good a student gets: for that,",
-            "run the full main job (bash scripts/demo.sh, 30-50 min on 2 cores).",
-            f"{_about(total)} on 2 cores; first answers after {_about(first)}.",
+            f"run the full main job (bash scripts/demo.sh, {_about(_total(False))} on 2 cores).",
+            f"{_about(total)} on 2 cores (longer on a busy machine); first answers after {_about(first)}.",
             f"Artifacts: {home} (kept apart from the full run's).",
         ])
     return "\n".join([
         "vedit main job: the whole pipeline on the demo students (9,252 synthetic intents).",
-        f"{_about(total)} on 2 cores when nothing is cached; first answers after {_about(first)}",
+        f"{_about(total)} on 2 cores when nothing is cached (longer on a busy machine); first answers after "
+        f"{_about(first)}",
         "(the T5 student is trained and exported first). A re-run reuses what is current.",
-        "For a 5-minute tour with tiny students: bash scripts/demo.sh --quick",
+        "For a tour of a few minutes on tiny students: bash scripts/demo.sh --quick",
         f"Artifacts: {home}",
     ])
 
@@ -408,7 +412,7 @@ def _run(options: PipelineOptions, home: Path, echo: Echo) -> PipelineReport:
     return report
 
 
-@click.command("run", context_settings={"help_option_names": HELP_OPTIONS})
+@click.command("run")
 @click.option("--quick", is_flag=True,
               help="The tour: tiny students, 12 parity intents, 3 latency requests, no base-shape model "
                    "(about 2 min on a quiet 2-core machine); artifacts under <home>/tour.")
