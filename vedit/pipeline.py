@@ -31,6 +31,7 @@ from typing import Callable
 import click
 
 from vedit import paths
+from vedit.clibase import HELP_OPTIONS
 from vedit.atomicio import atomic_open
 from vedit.extras import require_extras
 
@@ -412,7 +413,7 @@ def _run(options: PipelineOptions, home: Path, echo: Echo) -> PipelineReport:
     return report
 
 
-@click.command("run")
+@click.command("run", context_settings={"help_option_names": HELP_OPTIONS})
 @click.option("--quick", is_flag=True,
               help="The tour: tiny students, 12 parity intents, 3 latency requests, no base-shape model "
                    "(about 2 min on a quiet 2-core machine); artifacts under <home>/tour.")
