@@ -9,58 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import ssl as ssllib
-from collections.abc import Sequence
 from typing import Any
 
 import tenacity
 
 from vedit.client import base
-from vedit.client.replicas import Replicas, resolve_endpoints
-from vedit.client.retry import RetryPolicy, retrying_args
+from vedit.client.core import TritonClientBase
+from vedit.client.retry import retrying_args
 from vedit.errors import ClientError
 
 
-class AsyncTritonClient:
+class AsyncTritonClient(TritonClientBase):
     """``await predict(intents)`` against one Triton server or several replicas (the options are
     :class:`vedit.client.TritonClient`'s)."""
-
-    def __init__(
-        self,
-        url: str | Sequence[str],
-        *,
-        model: str = base.DEFAULT_MODEL,
-        timeout: float = 30.0,
-        deadline: float = 30.0,
-        retries: int = 20,
-        backoff: float = 0.1,
-        cooldown: float = 5.0,
-        concurrency: int = 8,
-        tls: base.TLS | None = None,
-        registry=None,
-        resolve: bool = False,
-    ) -> None:
-        endpoints = base.parse_urls(url)
-        self.endpoints = resolve_endpoints(endpoints) if resolve else endpoints
-        self.replicas = Replicas([ep.url for ep in self.endpoints], cooldown=cooldown)
-        self.model = model
-        self.timeout = timeout
-        self.policy = RetryPolicy(retries=retries, backoff=backoff, max_backoff=max(2.0, backoff), deadline=deadline)
-        self.concurrency = max(1, concurrency)
-        self.stats = base.ClientStats()
-        self._registry = registry
-        self._info: base.ModelInfo | None = None
-        self._tls = tls or base.TLS()
-        self._clients: dict[int, Any] = {}
-        self._closed = False
-        if self.endpoints[0].protocol == "http":
-            import tritonclient.http as module
-        else:
-            import tritonclient.grpc as module
-        self._module = module
-
-    @property
-    def endpoint(self) -> base.Endpoint:
-        return self.endpoints[0]
 
     # -- I/O -------------------------------------------------------------------------------
     def _connection(self, k: int) -> Any:
