@@ -134,3 +134,25 @@ def test_same_outputs_as_constrained_pytorch(family, request):
     intents = ["golden hour", "", "x" * (1500 if family == "t5" else 200)]
     onnx = [p.raw for p in request.getfixturevalue(f"{family}_predictors")[True].predict(intents)]
     assert [r.raw for r in ref.predict(intents, grammar=load_grammar(export))] == onnx
+
+
+def test_prompt_prefix_cache_changes_nothing_but_the_prefill(llama_export, registry):
+    """Decoder-only: the cached KV of each tool prompt's fixed start gives the outputs of a full
+    prefill, for short, empty, truncated and JSON-looking intents alike, and really is used."""
+    with_cache = Predictor.load(llama_export, threads=1)
+    without = Predictor.load(llama_export, threads=1, prefix_cache=False)
+    prefixes = with_cache.prompts.shared_prefixes()
+    assert len(with_cache.model.prefixes) == len(registry.tools) and all(len(p) > 10 for p in prefixes)
+    built = with_cache.prompts.build("golden hour")
+    assert all(ids[: len(p)] == p for ids, p in zip(built.ids, prefixes))
+    assert [p.raw for p in with_cache.predict(INTENTS)] == [p.raw for p in without.predict(INTENTS)]
+    widths = {}
+    for name, p in (("cache", with_cache), ("full", without)):
+        fed = widths[name] = []
+        original = p.model.session.run
+        p.model.session.run = lambda feeds, _o=original, _f=fed, **kw: (_f.append(feeds["input_ids"].shape[1]), _o(feeds, **kw))[1]
+        p.predict(["golden hour"])
+    # the first call feeds only what follows each cached prefix; later calls are the same
+    shortest, longest = min(map(len, prefixes)), max(map(len, prefixes))
+    assert widths["full"][0] - longest <= widths["cache"][0] <= widths["full"][0] - shortest
+    assert widths["cache"][1:] == widths["full"][1:]

@@ -9,6 +9,14 @@ compute alone. One call per round serves every row.
 With IO binding (on CUDA) the cache never leaves the device between calls: each call's ``present``
 outputs are bound as the next call's ``past`` inputs. It comes to the host only when a finished row
 is dropped from the batch (:meth:`DecoderOnlyBackend._compact`); the logits come back every call.
+
+Prompt-prefix cache: every request's prompt for a tool starts with the same instructions (the
+paper's ``[INST] ... The user request is:``, hundreds of tokens with a preset list). Their KV cache
+is computed once per prefix (:meth:`DecoderOnlyModel.add_prefix`, done by the predictor at load) and
+a batch starts from it: each row's prefix cache is placed right-aligned in a left-padded past
+(masked holes in front), and the first call feeds only the rest of each prompt. Attention over the
+prefix is causal and RoPE is applied at the positions the keys were written at, which are the
+positions the full prompt gives them, so every row computes what a full prefill computes.
 """
 
 from __future__ import annotations
@@ -39,13 +47,36 @@ class DecoderOnlyModel:
             dim = spec.shape[3] if isinstance(spec.shape[3], int) else cfg.get(
                 "head_dim", cfg["hidden_size"] // cfg["num_attention_heads"])
             self._shape[n] = (int(heads), int(dim), spec.dtype)
+        self.prefixes: dict[tuple[int, ...], dict[str, np.ndarray]] = {}  # prompt prefix -> its KV (host)
+
+    def add_prefix(self, ids: Sequence[int]) -> None:
+        """Compute and keep the KV cache of a prompt prefix shared by many requests."""
+        ids = tuple(int(i) for i in ids)
+        if not ids or ids in self.prefixes:
+            return
+        n = len(ids)
+        out = self.session.run({"input_ids": np.array([ids], dtype=np.int64),
+                                "attention_mask": np.ones((1, n), dtype=np.int64),
+                                "position_ids": np.arange(n, dtype=np.int64)[None, :], **self.empty_past(1)})
+        self.prefixes[ids] = {p: out[q] for p, q in zip(self.past_names, self.present_names)}
+
+    def prefix_of(self, row: Sequence[int]) -> tuple[int, ...]:
+        """The longest cached prefix of ``row`` that leaves at least one token to feed (or ``()``)."""
+        best: tuple[int, ...] = ()
+        for p in self.prefixes:
+            if len(best) < len(p) < len(row) and tuple(row[: len(p)]) == p:
+                best = p
+        return best
 
     @property
     def providers(self) -> list[str]:
         return self.session.session.get_providers()
 
     def backend(self, prompts: Sequence[list[int]]) -> "DecoderOnlyBackend":
-        return DecoderOnlyBackend(self, len(prompts))
+        backend = DecoderOnlyBackend(self, len(prompts))
+        if self.prefixes:
+            backend.start_from_prefixes([self.prefix_of(p) for p in prompts])
+        return backend
 
     def empty_past(self, batch: int) -> dict[str, np.ndarray]:
         return {n: np.zeros((batch, h, 0, d), dtype=t) for n, (h, d, t) in self._shape.items()}
@@ -61,11 +92,35 @@ class DecoderOnlyBackend:
         self.mask = np.zeros((n_rows, 0), dtype=np.int64)
         self.next_pos = np.zeros(n_rows, dtype=np.int64)
         self.released: set[int] = set()
+        self.skip = [0] * n_rows  # prompt tokens already in the cache (from the prefix cache)
+
+    def start_from_prefixes(self, prefixes: Sequence[tuple[int, ...]]) -> None:
+        """Start each row from its cached prefix (``()``: none), right-aligned in a left-padded past."""
+        width = max(len(p) for p in prefixes)
+        if not width:
+            return
+        n = len(prefixes)
+        kv = {name: np.zeros((n, h, width, d), dtype=t) for name, (h, d, t) in self.m._shape.items()}
+        for i, p in enumerate(prefixes):
+            if p:
+                for name, a in self.m.prefixes[p].items():
+                    kv[name][i, :, width - len(p):] = a[0]
+        self.mask = np.zeros((n, width), dtype=np.int64)
+        for i, p in enumerate(prefixes):
+            self.mask[i, width - len(p):] = 1
+        self.next_pos = np.array([len(p) for p in prefixes], dtype=np.int64)
+        self.skip = [len(p) for p in prefixes]
+        s = self.m.session
+        self.kv = {name: s.upload(a) for name, a in kv.items()}
 
     def schedule(self, active: list[int]) -> list[int]:
         return list(active)
 
     def feed(self, rows: list[int], tokens: Sequence[list[int]]) -> np.ndarray:
+        if any(self.skip[r] for r in rows):  # the first call: the cached prefixes are not fed again
+            tokens = [t[self.skip[r]:] for r, t in zip(rows, tokens)]
+            for r in rows:
+                self.skip[r] = 0
         self._compact(rows)
         b = len(rows)
         width = max(len(t) for t in tokens)

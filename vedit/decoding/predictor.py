@@ -76,7 +76,8 @@ class Predictor:
     @classmethod
     def load(cls, export_dir: str | Path, *, providers: Sequence | None = None, threads: int | None = None,
              jump_forward: bool = True, max_input_tokens: int | None = None, batch_size: int = 8,
-             allow_cpu_fallback: bool = False, io_binding: bool | None = None) -> "Predictor":
+             allow_cpu_fallback: bool = False, io_binding: bool | None = None,
+             prefix_cache: bool = True) -> "Predictor":
         """Open an export directory.
 
         ``providers``: onnxruntime providers (default: CUDA when onnxruntime-gpu offers it, else
@@ -84,7 +85,9 @@ class Predictor:
         every token (the step-by-step reference; same outputs, more calls). ``max_input_tokens``:
         prompt limit (default: T5 ``n_positions`` or 512; Llama ``max_position_embeddings`` minus
         the longest output); longer intents are cut, see :mod:`vedit.decoding.prompts`.
-        ``batch_size``: requests per batch (each request is 3 rows). A requested accelerator
+        ``batch_size``: requests per batch (each request is 3 rows). ``prefix_cache`` (decoder-only
+        students): the KV cache of each tool prompt's fixed start is computed here, once, and every
+        request starts from it (same outputs, less prefill; see :mod:`vedit.decoding.decoder_only`). A requested accelerator
         (CUDA) that onnxruntime did not start is an error unless ``allow_cpu_fallback``;
         ``io_binding`` keeps the KV cache on the device (default: on when running on CUDA), see
         :mod:`vedit.decoding.session`.
@@ -112,6 +115,9 @@ class Predictor:
         longest_output = max(a.max_tokens() for a in grammar.automata.values())
         limit = input_limit(family, config, longest_output, max_input_tokens)
         prompts = PromptBuilder(registry, tok.tokenizer, family, limit)
+        if prefix_cache and isinstance(model, DecoderOnlyModel):
+            for ids in prompts.shared_prefixes():
+                model.add_prefix(ids)
         return cls(registry=registry, grammar=grammar, prompts=prompts, family=family, model=model,
                    start_token_id=start, pad_token_id=tok.pad_token_id, jump_forward=jump_forward, batch_size=max(1, int(batch_size)))
 

@@ -59,6 +59,22 @@ class PromptBuilder:
     def _fits(self, ids: list[list[int]]) -> bool:
         return max(len(i) for i in ids) <= self.limit
 
+    def shared_prefixes(self) -> list[list[int]]:
+        """Per tool, the prompt ids every request starts with (the text before the intent).
+
+        Found by tokenizing the prompts of unlike probe intents and keeping their common start,
+        less one token (the one before the intent may merge with the intent's first characters).
+        A request uses a cached prefix only if its own ids really start with it.
+        """
+        probes = [self._ids(s) for s in ("a", "Zq 9", "😈", "{\"x\": 1}")]
+        out = []
+        for per_tool in zip(*probes):
+            n = 0
+            while all(len(ids) > n for ids in per_tool) and len({ids[n] for ids in per_tool}) == 1:
+                n += 1
+            out.append(list(per_tool[0][: max(0, n - 1)]))
+        return out
+
     def build(self, intent: str) -> RequestPrompts:
         original = intent
         intent = intent.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
