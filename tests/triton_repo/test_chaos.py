@@ -64,8 +64,14 @@ def reference(tiny_export):
 
 @pytest.fixture
 def server(chaos_repo, tmp_path):
-    with TritonServer(chaos_repo, supervise=True, policy=POLICY, log_path=tmp_path / "tritonserver.log") as s:
-        yield s
+    s = TritonServer(chaos_repo, supervise=True, policy=POLICY, log_path=tmp_path / "tritonserver.log")
+    s.start()
+    try:
+        yield s.wait_ready()
+    finally:
+        # an instance whose stub was killed never finishes unloading: Triton would wait out its
+        # 10 s exit timeout; these tests have checked what they need, so SIGKILL after 3 s
+        s.stop(timeout=3)
 
 
 @dataclass

@@ -11,8 +11,9 @@ Two faults are handled, both seen on Triton 2.51 here:
   and still reports ready. Nothing in Triton restarts it. The supervisor notices within
   ``check_interval`` (each instance's stub process is a child of tritonserver; a dead one is a
   zombie or gone), or, when the stub is alive but hung, at the next probe (real requests with
-  fresh intents, so the response cache cannot answer them), and reloads the model through the
-  repository API.
+  fresh intents, so the response cache cannot answer them; every ``probe_interval``, and more of
+  them at once when Triton's count of failed requests rose since the last check), and reloads the
+  model through the repository API.
 
 A reload is a ``load`` request carrying the model's own configuration with one parameter
 (``vedit_reload``) changed: a plain ``load`` of an unchanged model is a no-op in Triton, while a
@@ -84,6 +85,8 @@ class _Model:
     instances: set[str] = field(default_factory=set)
     """Instance names that had a live stub when the model was last known good."""
     reloads: int = 0
+    failures: int | None = None
+    """Triton's count of failed inferences at the last look (``None``: not looked yet)."""
 
 
 def _stubs(pid: int) -> dict[str, list[tuple[str, bool]]]:
@@ -188,13 +191,32 @@ class Supervisor(threading.Thread):
             if lost:
                 self._record("stub-lost", f"{model.name}: stub of {', '.join(lost)} is gone")
                 self._reload(model)
-        if self.policy.probe_interval and time.monotonic() - self._last_probe >= self.policy.probe_interval:
+        if not self.policy.probe_interval:
+            return
+        due = time.monotonic() - self._last_probe >= self.policy.probe_interval
+        for model in self._models.values():
+            failing = self._failures_rose(model)
+            if not (due or failing):
+                continue
+            # failed requests since the last check (bad intents count too): probe harder, because
+            # a hung instance takes few requests and a probe request rarely lands on it
+            problem = self._probe(model, per_instance=8 if failing else 2)
+            if problem and not self._halt.is_set() and self.server.triton_alive:
+                self._record("probe-failed", f"{model.name}: {problem}")
+                self._reload(model)
+        if due:
             self._last_probe = time.monotonic()
-            for model in self._models.values():
-                problem = self._probe(model)
-                if problem and not self._halt.is_set() and self.server.triton_alive:
-                    self._record("probe-failed", f"{model.name}: {problem}")
-                    self._reload(model)
+
+    def _failures_rose(self, model: _Model) -> bool:
+        """Whether Triton counted failed inferences for ``model`` since the last look."""
+        try:
+            stats = _get_json(f"{self.server.triton_http_url}/v2/models/{model.name}/stats", timeout=5)
+            failed = int(stats["model_stats"][0]["inference_stats"]["fail"]["count"])
+        except (urllib.error.URLError, OSError, ValueError, KeyError, IndexError, TypeError):
+            return False
+        rose = model.failures is not None and failed > model.failures
+        model.failures = failed
+        return rose
 
     # -- restart -----------------------------------------------------------------------------
     def _restart(self) -> None:
@@ -283,8 +305,9 @@ class Supervisor(threading.Thread):
             time.sleep(0.1)
 
     # -- probe -------------------------------------------------------------------------------
-    def _probe(self, model: _Model) -> str | None:
-        """Fresh intents, one request after another, two per instance; the first error text, or None.
+    def _probe(self, model: _Model, per_instance: int = 2) -> str | None:
+        """Fresh intents, one request after another, ``per_instance`` per instance; the first error
+        text, or None.
 
         One after another, not at once: requests sent together are batched into one execution on
         one instance, and a hung instance would be missed round after round. Alone, consecutive
@@ -293,7 +316,7 @@ class Supervisor(threading.Thread):
         if model.input_name is None:
             return None
         url = f"{self.server.triton_http_url}/v2/models/{model.name}/infer"
-        for _ in range(2 * max(1, len(model.instances))):
+        for _ in range(per_instance * max(1, len(model.instances))):
             if self._halt.is_set():
                 return None
             self._probe_count += 1
