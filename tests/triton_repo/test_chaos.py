@@ -268,6 +268,10 @@ def test_oversized_grpc_message_is_refused_by_the_model_and_the_server_lives(ser
     assert str(exc.value.status()) == "StatusCode.INVALID_ARGUMENT"
     assert "over the limit of 1024 bytes" in exc.value.message()
     assert server.pid == pid and server.supervisor.count("died") == 0
+    # a refused request raises Triton's failure count, which makes the supervisor probe harder;
+    # the probe passes, so nothing is reloaded
+    time.sleep(2 * POLICY.check_interval + 1.5)
+    assert server.supervisor.count("probe-failed") == server.supervisor.count("reloaded") == 0
     with connect(server.urls["grpc"]) as vclient:
         assert [p.to_json() for p in vclient.predict(["after big grpc"])] == reference(["after big grpc"])
     _report("gRPC message 5 MB", Tally(1, 0, 1), "INVALID_ARGUMENT from the model, server untouched", None)

@@ -149,6 +149,7 @@ class Supervisor(threading.Thread):
         self._models = self._read_models()
         self._last_probe = time.monotonic()
         self._probe_count = 0
+        self._last_hard_probe = 0.0
         self._started_at = time.monotonic()
         self._delay = self.policy.backoff
 
@@ -194,8 +195,13 @@ class Supervisor(threading.Thread):
         if not self.policy.probe_interval:
             return
         due = time.monotonic() - self._last_probe >= self.policy.probe_interval
+        # at most one hard probe per fifth of the interval: bad intents count as failures too, and
+        # a stream of them must not turn the probe into load
+        may_dig = time.monotonic() - self._last_hard_probe >= max(1.0, self.policy.probe_interval / 5)
         for model in self._models.values():
-            failing = self._failures_rose(model)
+            failing = self._failures_rose(model) and may_dig
+            if failing:
+                self._last_hard_probe = time.monotonic()
             if not (due or failing):
                 continue
             # failed requests since the last check (bad intents count too): probe harder, because
