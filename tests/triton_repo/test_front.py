@@ -109,3 +109,17 @@ def test_missing_nginx_is_one_clear_line(monkeypatch):
         NginxFront(listen_host="127.0.0.1", listen_port=1, upstream_port=2, body_limit=1)
     assert "\n" not in str(exc.value)
     assert "apt-get install -y nginx" in str(exc.value) and "--no-front" in str(exc.value)
+
+
+@needs_nginx
+def test_a_taken_port_is_an_error_not_someone_elses_listener():
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        front = NginxFront(listen_host="127.0.0.1", listen_port=taken.getsockname()[1], upstream_port=1,
+                           body_limit=1024)
+        with pytest.raises(TritonRepoError, match="Address already in use"):
+            front.start()
+    assert not front.running and not front.directory.exists()

@@ -30,7 +30,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from vedit.errors import TritonRepoError
@@ -167,8 +167,8 @@ class NginxFront:
         self.binary = nginx_binary()
         if self.binary is None:
             raise TritonRepoError(f"nginx not found (the HTTP front that limits request sizes); {INSTALL_HINT}")
-        self._own_dir = directory is None
-        d = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="vedit-front-"))
+        self._own_dir = directory is None  # then a fresh one under /tmp at each start, removed at stop
+        d = Path(directory) if directory else Path(tempfile.gettempdir()) / "vedit-front-(not started)"
         self.config = FrontConfig(listen_host, listen_port, upstream_port, body_limit, d, _worker_user())
         self._preexec_fn = preexec_fn
         self._proc: subprocess.Popen | None = None
@@ -187,6 +187,8 @@ class NginxFront:
         return self._proc.pid if self._proc is not None else None
 
     def start(self, timeout: float = 10.0) -> "NginxFront":
+        if self._own_dir:
+            self.config = replace(self.config, directory=Path(tempfile.mkdtemp(prefix="vedit-front-")))
         d = self.directory
         d.mkdir(parents=True, exist_ok=True)
         d.chmod(0o755)  # workers (nobody) must see the readiness flag file
@@ -207,13 +209,15 @@ class NginxFront:
             reason = next((ln for ln in test.stderr.splitlines() if "[emerg]" in ln), test.stderr.strip())
             self.stop()
             raise TritonRepoError(f"nginx refused its config: {reason}")
-        self._proc = subprocess.Popen(
-            [self.binary, *args],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=open(d / "stderr.log", "ab"),  # noqa: SIM115
-            start_new_session=True, preexec_fn=self._preexec_fn,
-        )
+        with open(d / "stderr.log", "ab") as err:
+            self._proc = subprocess.Popen(
+                [self.binary, *args], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                start_new_session=True, preexec_fn=self._preexec_fn,
+            )
         deadline = time.monotonic() + timeout
-        while not self._accepting():
+        # nginx writes its pid file only once it holds the port: someone else's listener on the port
+        # must not pass for ours
+        while not (self._pid_written() and self._accepting()):
             if self._proc.poll() is not None or time.monotonic() > deadline:
                 reason = self.error_tail()
                 self.stop()
@@ -221,6 +225,12 @@ class NginxFront:
                                       f"{reason}")
             time.sleep(0.05)
         return self
+
+    def _pid_written(self) -> bool:
+        try:
+            return int((self.directory / "nginx.pid").read_text().strip() or 0) == self._proc.pid
+        except (OSError, ValueError):
+            return False
 
     def _accepting(self) -> bool:
         host = "127.0.0.1" if self.config.listen_host in ("0.0.0.0", "") else self.config.listen_host
@@ -249,7 +259,8 @@ class NginxFront:
                 text += (self.directory / name).read_text(errors="replace")
             except OSError:
                 pass
-        return " | ".join(text.strip().splitlines()[-lines:]) or "(nginx wrote nothing)"
+        tail = [ln.split("] ", 1)[-1] for ln in text.strip().splitlines()]  # without time and pid
+        return " | ".join(dict.fromkeys(tail[-lines:])) or "(nginx wrote nothing)"
 
     def stop(self, timeout: float = 10.0) -> None:
         """Graceful (SIGQUIT): in-flight requests finish, idle keep-alive connections to Triton close
