@@ -60,9 +60,9 @@ STAGES: dict[str, Stage] = {
     "merge": Stage("LoRA merge, checked against the adapter models", 10, 5),
     "exports": Stage("Other exports: T5 int8, Llama fp32 and int8, each validated", 30, 15),
     "guarantees": Stage("Constrained decoding guarantees on the T5 export", 60, 10),
-    "parity": Stage("Parity: each export against its PyTorch original", 60, 20),
+    "parity": Stage("Parity: each export against its PyTorch original", 60, 10),
     "triton": Stage("Triton: a real tritonserver answering over HTTP and gRPC", 15, 10),
-    "latency": Stage("Latency report and plot", 300, 60),
+    "latency": Stage("Latency report and plot", 300, 30),
 }
 
 
