@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
-# Install vedit into .venv, then run the main job end to end on the embedded demo students.
+# Install vedit into .venv, then run the main job end to end on the embedded demo students
+# (about 30 min on 2 cores; the T5 student's first answers after about 9).
+# --quick: the tour instead, every stage on tiny students in a few minutes, under artifacts/tour/.
+# Other options go to `vedit demo run` (see `.venv/bin/vedit demo run -h`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh export,triton,bench
