@@ -26,7 +26,7 @@ import pytest
 from vedit.client import connect
 from vedit.triton_repo import TritonServer, build_repository
 from vedit.triton_repo.front import nginx_binary
-from vedit.triton_repo.supervise import SupervisePolicy, live_instances
+from vedit.triton_repo.supervise import SHM_DIR, SupervisePolicy, live_instances, stubs
 
 pytestmark = [
     pytest.mark.triton,
@@ -143,13 +143,21 @@ def _event(server, kind, since, timeout=30.0):
     raise AssertionError(f"no {kind!r} event; events: {server.supervisor.events}")
 
 
+def _gone(path, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while path.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not path.exists(), path
+
+
 def test_killed_stub_mid_stream_is_reloaded_and_nothing_is_lost(server, reference):
     before = live_instances(server.pid)[MODEL]
     assert len(before) == 2
-    stub = next(int(p) for p in open(f"/proc/{server.pid}/task/{server.pid}/children").read().split()
-                if "triton_python_b" in open(f"/proc/{p}/comm").read())
+    victim = stubs(server.pid)[0]
+    assert (SHM_DIR / victim.region).exists()
 
-    tally, injected = _run_with_fault(server.urls["grpc"], reference, "stub", lambda: os.kill(stub, signal.SIGKILL))
+    tally, injected = _run_with_fault(server.urls["grpc"], reference, "stub",
+                                      lambda: os.kill(victim.pid, signal.SIGKILL))
     lost = _event(server, "stub-lost", injected)
     reloaded = _event(server, "reloaded", lost.at)
     _report("python stub SIGKILL (gRPC stream)", tally, "'stub not healthy' on its requests, retried",
@@ -157,6 +165,7 @@ def test_killed_stub_mid_stream_is_reloaded_and_nothing_is_lost(server, referenc
     _assert_all_answered_right(tally)
     assert live_instances(server.pid)[MODEL] == before  # every instance has a live stub again
     assert server.is_ready()
+    _gone(SHM_DIR / victim.region)  # the dead stub's shared memory goes with it
 
 
 def test_hung_stub_mid_stream_is_found_by_the_probe_and_reloaded(server, reference):
@@ -195,6 +204,7 @@ def test_supervisor_gives_up_when_the_server_cannot_start_again(tiny_export, tmp
 
 def test_killed_tritonserver_mid_stream_is_restarted_and_nothing_is_lost(server, reference):
     old_pid = server.pid
+    old_stubs = stubs(old_pid)
     tally, injected = _run_with_fault(server.urls["http"], reference, "server",
                                       lambda: os.kill(old_pid, signal.SIGKILL))
     died = _event(server, "died", injected)
@@ -205,6 +215,11 @@ def test_killed_tritonserver_mid_stream_is_restarted_and_nothing_is_lost(server,
     assert tally.retried > 0  # the fault did reach the client
     assert server.pid != old_pid and server.triton_alive and server.is_ready()
     assert "signal SIGKILL" in died.detail
+    # the dead server's stubs would outlive it (~140 MB each, and 1 MB of /dev/shm): cleaned up
+    for st in old_stubs:
+        assert not os.path.exists(f"/proc/{st.pid}") or st.region.encode() not in open(
+            f"/proc/{st.pid}/cmdline", "rb").read()
+        _gone(SHM_DIR / st.region)
 
 
 def _post(url, body: bytes, timeout=60):

@@ -382,7 +382,10 @@ class TritonServer:
             supervisor.stop()
         if self.front is not None:
             self.front.stop(timeout)  # first: Triton's shutdown waits for nginx's keep-alive connections
-        return self._stop_triton(timeout)
+        code = self._stop_triton(timeout)
+        if supervisor is not None:
+            supervisor.final_clean_up()
+        return code
 
     def _stop_triton(self, timeout: float) -> int | None:
         proc, self._proc = self._proc, None

@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
 import threading
 import time
 import urllib.error
@@ -45,6 +47,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STUB_COMM = "triton_python_b"  # /proc/PID/comm is cut to 15 characters
+SHM_DIR = Path("/dev/shm")
 UNHEALTHY = "is not healthy"
 RELOAD_PARAM = "vedit_reload"
 
@@ -89,9 +92,21 @@ class _Model:
     """Triton's count of failed inferences at the last look (``None``: not looked yet)."""
 
 
-def _stubs(pid: int) -> dict[str, list[tuple[str, bool]]]:
-    """model name -> [(instance name, alive)] for the python-backend stubs that are children of ``pid``."""
-    out: dict[str, list[tuple[str, bool]]] = {}
+@dataclass(frozen=True)
+class Stub:
+    """One python-backend stub process: which instance it runs and its shared-memory region."""
+
+    pid: int
+    model: str
+    instance: str
+    region: str
+    """Name of its region under /dev/shm (Triton removes it on a clean unload, not after a kill)."""
+    alive: bool
+
+
+def stubs(pid: int) -> list[Stub]:
+    """The python-backend stubs that are children of tritonserver ``pid`` (a zombie: alive False)."""
+    out = []
     try:
         children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     except OSError:
@@ -103,18 +118,13 @@ def _stubs(pid: int) -> dict[str, list[tuple[str, bool]]]:
             state = stat[stat.rindex(")") + 2]
             if comm != STUB_COMM:
                 continue
-            argv = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+            argv = [a.decode(errors="replace") for a in Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")]
         except (OSError, ValueError, IndexError):
             continue
-        if state in "ZX" or len(argv) < 9:  # a zombie's cmdline is empty
-            model = None
-            if len(argv) >= 2 and argv[1]:
-                model = Path(argv[1].decode(errors="replace")).parent.parent.name
-            if model:
-                out.setdefault(model, []).append((argv[8].decode(errors="replace") if len(argv) > 8 else "?", False))
+        if len(argv) < 9:  # a zombie's cmdline is empty
+            out.append(Stub(int(child), "?", "?", "", False))
             continue
-        model = Path(argv[1].decode(errors="replace")).parent.parent.name
-        out.setdefault(model, []).append((argv[8].decode(errors="replace"), True))
+        out.append(Stub(int(child), Path(argv[1]).parent.parent.name, argv[8], argv[2], state not in "ZX"))
     return out
 
 
@@ -132,7 +142,41 @@ def _children_by_scan(pid: int) -> list[str]:
 
 def live_instances(pid: int) -> dict[str, set[str]]:
     """model name -> names of its instances whose stub process is alive."""
-    return {m: {name for name, alive in stubs if alive} for m, stubs in _stubs(pid).items()}
+    out: dict[str, set[str]] = {}
+    for stub in stubs(pid):
+        if stub.alive:
+            out.setdefault(stub.model, set()).add(stub.instance)
+    return out
+
+
+def clean_up(known: dict[int, str], *, kill: bool) -> int:
+    """Remove the shared memory of stubs in ``known`` (pid -> region) that are dead; with ``kill``,
+    SIGKILL those still running first (their tritonserver is gone: they would linger for good,
+    holding ~140 MB each). A pid is killed only while its command line still names its region.
+    Returns how many were cleaned up; ``known`` keeps the ones left running."""
+    done = 0
+    for pid, region in list(known.items()):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            running = stat[stat.rindex(")") + 2] not in "ZX" and region.encode() in Path(
+                f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError, IndexError):
+            running = False
+        if running and kill:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            running = False
+        if running:
+            continue
+        try:
+            (SHM_DIR / region).unlink(missing_ok=True)
+        except OSError:
+            pass
+        del known[pid]
+        done += 1
+    return done
 
 
 class Supervisor(threading.Thread):
@@ -152,6 +196,9 @@ class Supervisor(threading.Thread):
         self._last_hard_probe = 0.0
         self._started_at = time.monotonic()
         self._delay = self.policy.backoff
+        self._regions: dict[int, str] = {}
+        """pid -> shared-memory region of every stub seen running (cleaned up once it is dead)."""
+        self.remember_instances()  # now, not when the thread first runs: a stub may die before that
 
     # -- public ------------------------------------------------------------------------------
     def stop(self) -> None:
@@ -167,13 +214,13 @@ class Supervisor(threading.Thread):
         pid = self.server.pid
         if pid is None:
             return
-        live = live_instances(pid)
+        seen = stubs(pid)
+        self._regions.update({st.pid: st.region for st in seen if st.alive and st.region})
         for model in self._models.values():
-            model.instances = set(live.get(model.name, set()))
+            model.instances = {st.instance for st in seen if st.alive and st.model == model.name}
 
     # -- loop --------------------------------------------------------------------------------
     def run(self) -> None:
-        self.remember_instances()
         while not self._halt.wait(self.policy.check_interval):
             try:
                 self._check()
@@ -186,7 +233,14 @@ class Supervisor(threading.Thread):
         if not self.server.triton_alive:
             self._restart()
             return
-        live = live_instances(self.server.pid)
+        seen = stubs(self.server.pid)
+        self._regions.update({st.pid: st.region for st in seen if st.alive and st.region})
+        if len(self._regions) > len(seen):  # some stub we knew is no longer a live child
+            self._clean_up(kill=False)
+        live: dict[str, set[str]] = {}
+        for st in seen:
+            if st.alive:
+                live.setdefault(st.model, set()).add(st.instance)
         for model in self._models.values():
             lost = sorted(model.instances - live.get(model.name, set()))
             if lost:
@@ -230,6 +284,7 @@ class Supervisor(threading.Thread):
         noticed = time.monotonic()
         self._record("died", f"tritonserver exited with {_describe_exit(code)}", level=logging.WARNING)
         self.server.set_ready(False)
+        self._clean_up(kill=True)  # its stubs outlive it otherwise
         if time.monotonic() - self._started_at >= self.policy.stable_after:
             self._delay = self.policy.backoff
         failures = 0
@@ -287,6 +342,7 @@ class Supervisor(threading.Thread):
             return  # stays not-ready; the next check sees the lost stub again and retries
         self.server.set_ready(True)
         self._last_probe = time.monotonic()
+        self._clean_up(kill=False)
         self._record("reloaded", f"{model.name} ({how})", seconds=time.monotonic() - noticed,
                      level=logging.WARNING)
 
@@ -337,6 +393,15 @@ class Supervisor(threading.Thread):
         return None
 
     # -- helpers -----------------------------------------------------------------------------
+    def _clean_up(self, *, kill: bool) -> None:
+        n = clean_up(self._regions, kill=kill)
+        if n:
+            log.info("cleaned up %d dead stub(s) and their shared memory", n)
+
+    def final_clean_up(self) -> None:
+        """After tritonserver stopped: stubs it left behind (it was killed) and their regions."""
+        self._clean_up(kill=True)
+
     def _read_models(self) -> dict[str, _Model]:
         models = {}
         for cfg_path in sorted(self.server.repository.glob("*/config.pbtxt")):
@@ -386,4 +451,4 @@ def _error_text(exc: urllib.error.HTTPError) -> str:
         return str(exc)
 
 
-__all__ = ["Event", "SupervisePolicy", "Supervisor", "live_instances"]
+__all__ = ["Event", "Stub", "SupervisePolicy", "Supervisor", "clean_up", "live_instances", "stubs"]
