@@ -19,7 +19,7 @@ from vedit.errors import MissingExtraError
 EXTRAS: dict[str, tuple[str, ...]] = {
     "export": ("torch", "transformers", "optimum", "onnx", "peft", "sentencepiece", "safetensors", "outlines_core"),
     "triton": ("tritonclient", "pytriton", "grpc"),
-    "deploy": ("kubernetes_validate",),
+    "deploy": ("kubernetes_validate", "kserve", "yaml"),
     "bench": ("matplotlib",),
 }
 
