@@ -159,6 +159,31 @@ def _others_can_enter(path: Path) -> bool:
     return all(p.stat().st_mode & 0o001 for p in (path, *path.parents))
 
 
+
+def stop_process(proc: subprocess.Popen, sig: int, timeout: float) -> int:
+    """Ask a server process to stop with ``sig``; SIGKILL its process group after ``timeout`` s.
+
+    Servers here run in their own session (``start_new_session``), so the group is theirs alone:
+    nginx's workers and tritonserver's backend stubs go with it. Returns the exit code.
+    """
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            kill_group(proc)
+    return proc.returncode
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL the process group of ``proc`` and reap it."""
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    proc.wait()
+
 class NginxFront:
     """One nginx process proxying ``listen_host:listen_port`` to Triton's HTTP on 127.0.0.1."""
 
@@ -266,18 +291,10 @@ class NginxFront:
         """Graceful (SIGQUIT): in-flight requests finish, idle keep-alive connections to Triton close
         (Triton's own shutdown waits for open HTTP connections); SIGKILL after ``timeout``."""
         proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGQUIT)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                proc.wait()
+        if proc is not None:
+            stop_process(proc, signal.SIGQUIT, timeout)
         if self._own_dir:
             shutil.rmtree(self.directory, ignore_errors=True)
 
 
-__all__ = ["FrontConfig", "NginxFront", "body_limit", "nginx_binary"]
+__all__ = ["FrontConfig", "NginxFront", "body_limit", "kill_group", "nginx_binary", "stop_process"]

@@ -44,7 +44,7 @@ from pathlib import Path
 from vedit import paths
 from vedit.atomicio import atomic_dir
 from vedit.errors import TritonRepoError
-from vedit.triton_repo.front import NginxFront, body_limit, nginx_binary
+from vedit.triton_repo.front import NginxFront, body_limit, kill_group, nginx_binary, stop_process
 from vedit.triton_repo.supervise import SupervisePolicy, Supervisor
 
 log = logging.getLogger(__name__)
@@ -305,13 +305,8 @@ class TritonServer:
 
     def kill_triton(self) -> None:
         """SIGKILL the tritonserver process group (a failed start; never a running service)."""
-        proc = self._proc
-        if proc is not None and proc.poll() is None:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            proc.wait()
+        if self._proc is not None:
+            kill_group(self._proc)
 
     def set_ready(self, ready: bool) -> None:
         """What the front reports on the readiness endpoints (Triton's own answer counts when True)."""
@@ -389,19 +384,7 @@ class TritonServer:
 
     def _stop_triton(self, timeout: float) -> int | None:
         proc, self._proc = self._proc, None
-        if proc is None:
-            return None
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                proc.wait()
-        return proc.returncode
+        return None if proc is None else stop_process(proc, signal.SIGTERM, timeout)
 
     def log_tail(self, lines: int = 30) -> str:
         return "\n".join(self._log_lines()[-lines:]) or "(no server log)"
