@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install vedit into .venv, then run the main job end to end on the embedded demo students
-# (about 30 min on 2 cores; the T5 student's first answers after about 9).
+# (15-30 min on 2 cores, by load; the T5 student's first answers after 5-9 min).
 # --quick: the tour instead, every stage on tiny students in a few minutes, under artifacts/tour/.
 # Other options go to `vedit demo run` (see `.venv/bin/vedit demo run -h`).
 set -euo pipefail

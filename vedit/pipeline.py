@@ -49,20 +49,20 @@ class Stage:
     tour_s: int
 
 
-#: From a fresh-clone run of the main job and of the tour on the 2-core CI-class machine while it was
-#: shared (load 2-6; see the README's quick start), rounded; a quiet machine is faster.
+#: Between two fresh-clone runs on the 2-core CI-class machine while it was shared (load ~1: T5 267 s,
+#: Llama 237 s, whole run 15 min; load 2-6: 488 s, 456 s, 28 min; see the README's quick start).
 STAGES: dict[str, Stage] = {
-    "t5": Stage("T5 student: synthetic data, tokenizer, training", 480, 10),
-    "t5-export": Stage("T5 student -> ONNX fp32, validated against PyTorch", 15, 10),
+    "t5": Stage("T5 student: synthetic data, tokenizer, training", 360, 10),
+    "t5-export": Stage("T5 student -> ONNX fp32, validated against PyTorch", 10, 10),
     "answers": Stage("First answers: constrained decoding on the T5 export", 5, 5),
-    "llama": Stage("Llama student and the LoRA adapters: training", 450, 5),
-    "metrics": Stage("Offline metrics of the PyTorch originals (test split)", 300, 10),
+    "llama": Stage("Llama student and the LoRA adapters: training", 330, 5),
+    "metrics": Stage("Offline metrics of the PyTorch originals (test split)", 60, 10),
     "merge": Stage("LoRA merge, checked against the adapter models", 10, 5),
-    "exports": Stage("Other exports: T5 int8, Llama fp32 and int8, each validated", 30, 15),
+    "exports": Stage("Other exports: T5 int8, Llama fp32 and int8, each validated", 15, 15),
     "guarantees": Stage("Constrained decoding guarantees on the T5 export", 60, 10),
     "parity": Stage("Parity: each export against its PyTorch original", 60, 10),
-    "triton": Stage("Triton: a real tritonserver answering over HTTP and gRPC", 15, 10),
-    "latency": Stage("Latency report and plot", 300, 30),
+    "triton": Stage("Triton: a real tritonserver answering over HTTP and gRPC", 10, 10),
+    "latency": Stage("Latency report and plot", 270, 30),
 }
 
 
