@@ -3,6 +3,7 @@ and one `error:` line for every failure, vedit's own or not."""
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 
@@ -12,7 +13,7 @@ from click.testing import CliRunner
 
 from vedit import paths
 from vedit.cli import cli
-from vedit.clibase import VeditGroup
+from vedit.clibase import VeditGroup, show_progress
 
 
 def _commands(group: click.Group, prefix: tuple[str, ...] = ()):
@@ -66,6 +67,22 @@ def _boom(kind: str) -> None:
     if kind == "runtime":
         raise RuntimeError("[ONNXRuntimeError] : 1 : FAIL : Load model failed\nsecond line")
     raise ModuleNotFoundError("No module named 'tritonclient'", name="tritonclient.grpc")
+
+
+@_demo_group.command("work")
+def _work() -> None:
+    show_progress()
+    logging.getLogger("vedit.export.pipeline").info("exporting to ONNX")
+    logging.getLogger("vedit.export.pipeline").debug("not shown")
+
+
+def test_library_progress_is_logging_shown_by_commands(caplog):
+    """The library only logs; a command shows INFO lines with their stage, and the records still
+    reach the application's own logging (here pytest's)."""
+    with caplog.at_level(logging.INFO, logger="vedit"):
+        res = CliRunner().invoke(_demo_group, ["work"])
+    assert res.exit_code == 0 and res.output == "[export] exporting to ONNX\n"
+    assert [r.getMessage() for r in caplog.records] == ["exporting to ONNX"]
 
 
 @pytest.mark.parametrize("kind, line", [

@@ -7,6 +7,7 @@ everywhere, including when a group runs as its own program (``vedit-export -h``)
 
 from __future__ import annotations
 
+import logging
 import os
 
 import click
@@ -14,6 +15,39 @@ import click
 from vedit.errors import VeditError
 
 HELP_OPTIONS = ["-h", "--help"]
+
+
+class EchoHandler(logging.Handler):
+    """vedit's log records as lines on stderr through click (whatever stderr is at that moment)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            click.echo(self.format(record), err=True)
+        except Exception:  # noqa: BLE001 - logging must never break the work it reports on
+            self.handleError(record)
+
+
+class StageFormatter(logging.Formatter):
+    """``[export] message``: the stage is the subpackage that logged (``vedit.export.pipeline``)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        parts = record.name.split(".")
+        return f"[{parts[1] if len(parts) > 1 else parts[0]}] {record.getMessage()}"
+
+
+def show_progress(formatter: logging.Formatter | None = None) -> None:
+    """Print the library's progress (INFO on the ``vedit`` loggers) on stderr, once per process.
+
+    The library only logs; commands that do long work call this, the main job with its own
+    indented format. An application embedding vedit configures ``logging`` as it likes instead.
+    """
+    logger = logging.getLogger("vedit")
+    handler = next((h for h in logger.handlers if isinstance(h, EchoHandler)), None)
+    if handler is None:
+        handler = EchoHandler()
+        logger.addHandler(handler)
+    handler.setFormatter(formatter or StageFormatter())
+    logger.setLevel(logging.INFO)
 
 
 class VeditGroup(click.Group):

@@ -18,6 +18,7 @@ taken for (or reused as) the full run's.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import sys
@@ -31,7 +32,7 @@ from typing import Callable
 import click
 
 from vedit import paths
-from vedit.clibase import HELP_OPTIONS
+from vedit.clibase import HELP_OPTIONS, show_progress
 from vedit.atomicio import atomic_open
 from vedit.extras import require_extras
 
@@ -152,8 +153,7 @@ def _export(name: str, model: Path, *, adapter: Path | None, family: str, precis
     if not force and export_is_current(out, model, adapter):
         echo(f"reused: {out} (same source weights)")
         return out
-    result = export_model(model, out, family=family, adapter_dir=adapter, precision=precision, force=True,
-                          progress=lambda m: echo(f"  {m}"))
+    result = export_model(model, out, family=family, adapter_dir=adapter, precision=precision, force=True)
     echo("\n".join(result.summary_lines()))
     return out
 
@@ -355,8 +355,7 @@ def _run(options: PipelineOptions, home: Path, echo: Echo) -> PipelineReport:
         rows = []
         for (family, precision), d in exports.items():
             ref, adapter = (t5, None) if family == "t5" else (llama_base, llama_lora)
-            res = run_parity(ref, truth, candidate=d, adapter_dir=adapter, threads=options.threads,
-                             progress=lambda m: echo(f"  {m}"))
+            res = run_parity(ref, truth, candidate=d, adapter_dir=adapter, threads=options.threads)
             report.add(f"Parity: {family} {precision} ({len(truth)} test intents)", format_parity(res), echo)
             rows.append((f"{family} {precision}", len(truth), res))
             if not res.passed:
@@ -399,7 +398,7 @@ def _run(options: PipelineOptions, home: Path, echo: Echo) -> PipelineReport:
                                     base_shape=options.base_shape, triton=options.triton,
                                     requests=options.latency_requests, concurrency="1,4,16",
                                     threads=options.threads, out=reports,
-                                    triton_requests=30 if options.quick else 200, others=[llama], progress=echo)
+                                    triton_requests=30 if options.quick else 200, others=[llama])
         report.add("Latency", files["md"].read_text(encoding="utf-8") + f"\nplot: {files['png']}", echo)
 
     what = "tour" if options.quick else "main job"
@@ -450,6 +449,7 @@ def run_cmd(ctx: click.Context, quick: bool, force: bool, home: Path | None, see
         base_shape=base_shape if base_shape is not None else not quick,
         triton=triton, threads=threads,
     )
+    show_progress(logging.Formatter("  %(message)s"))  # the stages' inner steps, indented under them
     report = run(options, lambda m: click.echo(m, err=True) if m.startswith("  ") else click.echo(m))
     if report.failures:
         click.echo("failures:\n" + "\n".join(f"  {f}" for f in report.failures), err=True)

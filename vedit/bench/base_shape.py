@@ -8,19 +8,21 @@ never produced: the grammar masks them). Its answers are meaningless; only its s
 
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 from vedit import paths
 from vedit.errors import ModelDirError
+
+log = logging.getLogger(__name__)
 
 BASE_VOCAB = 32128
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "spiece.model")
 
 
-def ensure_base_shape(*, tokenizer_dir: Path | None = None, precisions: Sequence[str] = ("fp32",),
-                      progress: Callable[[str], None] = lambda _: None) -> tuple[Path, dict[str, Path]]:
+def ensure_base_shape(*, tokenizer_dir: Path | None = None, precisions: Sequence[str] = ("fp32",)) -> tuple[Path, dict[str, Path]]:
     """Build (once, cached) the base-shaped student and its exports; return the student and {precision: export}."""
     from vedit.export import export_model
     from vedit.export.checks import export_is_current
@@ -33,7 +35,7 @@ def ensure_base_shape(*, tokenizer_dir: Path | None = None, precisions: Sequence
     if not (tokenizer_dir / "tokenizer.json").exists():
         raise ModelDirError(f"no tokenizer at {tokenizer_dir}; build the demo students first (vedit demo build)")
     if not (student / "model.safetensors").exists():
-        progress("building the flan-t5-base-shaped model (random weights)")
+        log.info("building the flan-t5-base-shaped model (random weights)")
         with atomic_dir(student) as tmp:
             for name in _TOKENIZER_FILES:
                 if (tokenizer_dir / name).exists():
@@ -44,9 +46,9 @@ def ensure_base_shape(*, tokenizer_dir: Path | None = None, precisions: Sequence
     for precision in precisions:
         export = paths.exports_dir() / f"t5-base-shape-{precision}"
         if not export_is_current(export, student):
-            progress(f"exporting the base-shaped model to ONNX ({precision}, a few minutes)")
+            log.info(f"exporting the base-shaped model to ONNX ({precision}, a few minutes)")
             export_model(student, export, family="t5", precision=precision, force=True, intents=["golden hour"],
-                         max_new_tokens=16, progress=progress)
+                         max_new_tokens=16)
         if read_manifest(export).family != "t5":
             raise ModelDirError(f"{export}: not a T5 export; delete it and run again")
         exports[precision] = export

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from vedit.clibase import VeditGroup
+from vedit.clibase import VeditGroup, show_progress
 from vedit.extras import require_extras
 
 _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -54,9 +54,9 @@ def parity(reference: Path, adapter: Path | None, candidate: Path | None, url: s
     if (candidate is None) == (url is None):
         raise click.UsageError("give exactly one of --candidate EXPORT_DIR or --url URL")
     truth = read_truth(data)[:limit]
+    show_progress()
     result = run_parity(reference, truth, candidate=url or candidate, adapter_dir=adapter,
-                        precision=precision, threads=threads,
-                        progress=lambda m: click.echo(m, err=True))
+                        precision=precision, threads=threads)
     click.echo(json.dumps(result.to_json(), indent=2) if as_json else format_parity(result))
     if not result.passed:
         raise SystemExit(1)
@@ -83,11 +83,13 @@ def latency(student: Path | None, adapter: Path | None, exports: tuple[str, ...]
     require_extras("export", "bench", *(("triton",) if triton else ()))
     from vedit.bench.latency_cli import run_latency_command
 
+    show_progress()
     files = run_latency_command(student=student, adapter=adapter, exports=exports, base_shape=base_shape,
                                 triton=triton, requests=requests, concurrency=concurrency, threads=threads,
-                                out=out, progress=lambda m: click.echo(m, err=True))
+                                out=out)
     click.echo(files["md"].read_text(encoding="utf-8"))
     click.echo(f"report: {files['md']}  {files['json']}  {files['png']}")
+
 
 @bench.command("serving")
 @click.argument("export_dir", type=click.Path(path_type=Path))

@@ -14,6 +14,7 @@ is a failure here, never a silent CPU run (:func:`vedit.decoding.session.check_p
 
 from __future__ import annotations
 
+import logging
 import dataclasses
 import statistics
 import time
@@ -21,7 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-Progress = Callable[[str], None]
+log = logging.getLogger(__name__)
+
 SAMPLE_INTENTS = ["golden hour", "Morocco", "welding mask", "cold tone", "😈"]
 
 
@@ -71,15 +73,15 @@ def _providers(device: str) -> list:
     return [CUDA, CPU] if device == "cuda" else [CPU]
 
 
-def _step(rows: list[Row], name: str, progress: Progress, fn: Callable[[], tuple[bool, str]]) -> bool:
-    progress(f"[gpu-check] {name} ...")
+def _step(rows: list[Row], name: str, fn: Callable[[], tuple[bool, str]]) -> bool:
+    log.info(f"[gpu-check] {name} ...")
     t0 = time.perf_counter()
     try:
         ok, detail = fn()
     except Exception as exc:  # every step reports; the table shows what broke
         ok, detail = False, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
     rows.append(Row(name, ok, time.perf_counter() - t0, detail.replace("|", "/")))
-    progress(f"[gpu-check] {name}: {'ok' if ok else 'FAIL'} ({detail})")
+    log.info(f"[gpu-check] {name}: {'ok' if ok else 'FAIL'} ({detail})")
     return ok
 
 
@@ -129,7 +131,7 @@ def _onnx_ms(export: Path, intents: Sequence[str], providers: list) -> tuple[lis
 
 
 def run(*, device: str = "auto", student: Path, work: Path, timing_shape: str = "base", triton: bool = True,
-        parity_limit: int = 50, requests: int = 20, progress: Progress = lambda _: None) -> CheckResult:
+        parity_limit: int = 50, requests: int = 20) -> CheckResult:
     """Run every step (a failing step does not stop the others) and return the table's rows."""
     import onnxruntime as ort
 
@@ -150,18 +152,18 @@ def run(*, device: str = "auto", student: Path, work: Path, timing_shape: str = 
         ok = device == "cpu" or CUDA in ort.get_available_providers()
         return ok, (f"onnxruntime {ort.__version__} ({', '.join(ort.get_available_providers())}); "
                     f"torch {torch.__version__} on {state['torch_device']} ({gpu})")
-    _step(rows, "environment", progress, environment)
+    _step(rows, "environment", environment)
 
     def export_student():
         from vedit.export import export_model
 
         r = export_model(student, work / "t5-fp16", family="t5", precision="fp16", force=True,
-                         intents=SAMPLE_INTENTS[:2], progress=progress)
+                         intents=SAMPLE_INTENTS[:2])
         state["export"] = r.out_dir
         notes = "; ".join(r.validation.to_dict().get("notes", []))
         on_cuda = "validated on CUDAExecutionProvider" in notes
         return r.validation.passed and (device == "cpu" or on_cuda), f"validation passed; {notes}"
-    _step(rows, "export demo T5 fp16 + validation", progress, export_student)
+    _step(rows, "export demo T5 fp16 + validation", export_student)
 
     def runtime():
         from vedit.decoding import Predictor
@@ -174,17 +176,16 @@ def run(*, device: str = "auto", student: Path, work: Path, timing_shape: str = 
         active = bound.providers
         ok = a == b and (device == "cpu" or active[0] == CUDA)
         return ok, f"providers {', '.join(active)}; IO binding (device-resident KV) == host path: {a == b}"
-    _step(rows, "fp16 runtime on " + ("CUDA EP" if device == "cuda" else "CPU EP"), progress, runtime)
+    _step(rows, "fp16 runtime on " + ("CUDA EP" if device == "cuda" else "CPU EP"), runtime)
 
     def parity():
         from vedit.bench.parity import run_parity
 
-        result = run_parity(student, _truth(parity_limit), candidate=state["export"], precision="fp16",
-                            progress=progress)
+        result = run_parity(student, _truth(parity_limit), candidate=state["export"], precision="fp16")
         detail = (f"exact agreement {result.agreement:.1%}, overall delta {result.overall_delta:+.4f}, "
                   f"candidate validity {result.candidate.validity:.0%}")
         return result.passed, detail + ("; " + "; ".join(result.failures) if result.failures else "")
-    _step(rows, f"parity gate fp16 ({parity_limit} intents)", progress, parity)
+    _step(rows, f"parity gate fp16 ({parity_limit} intents)", parity)
 
     def timing():
         from vedit.export import export_model
@@ -205,7 +206,7 @@ def run(*, device: str = "auto", student: Path, work: Path, timing_shape: str = 
             vocab = 32128 if timing_shape == "base" else len(AutoTokenizer.from_pretrained(student))
             new_t5(vocab, timing_shape, seed=0).save_pretrained(shaped)
         export = export_model(shaped, work / f"t5-{timing_shape}-fp16", family="t5", precision="fp16", force=True,
-                              intents=["golden hour"], max_new_tokens=16, progress=progress).out_dir
+                              intents=["golden hour"], max_new_tokens=16).out_dir
         from transformers import AutoTokenizer
 
         budget = output_token_budget(default_registry(), AutoTokenizer.from_pretrained(shaped))
@@ -215,7 +216,7 @@ def run(*, device: str = "auto", student: Path, work: Path, timing_shape: str = 
         o, t = statistics.median(onnx_ms), statistics.median(torch_ms)
         return True, (f"vedit fp16 p50 {o:.1f} ms ({calls:.1f} decoder calls) vs PyTorch generate on "
                       f"{state.get('torch_device', 'cpu')} p50 {t:.1f} ms: {t / o:.1f}x")
-    _step(rows, f"{timing_shape}-shaped T5 fp16: vedit vs PyTorch", progress, timing)
+    _step(rows, f"{timing_shape}-shaped T5 fp16: vedit vs PyTorch", timing)
 
     def serve():
         from vedit.client import connect
@@ -233,7 +234,7 @@ def run(*, device: str = "auto", student: Path, work: Path, timing_shape: str = 
                 got = [p.to_json() for p in client.predict(SAMPLE_INTENTS)]
         return got == expected, f"profile {profile.name}; gRPC answers == in-process: {got == expected}"
     if triton:
-        _step(rows, "Triton l4 repository, real tritonserver", progress, serve)
+        _step(rows, "Triton l4 repository, real tritonserver", serve)
     else:
         rows.append(Row("Triton l4 repository, real tritonserver", None, 0.0, "not requested"))
     return CheckResult(device, rows)
@@ -265,9 +266,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         from vedit.students.demo import build
 
         build(quick=True, upto="t5")
+    from vedit.clibase import show_progress
+
+    show_progress()
     result = run(device=a.device, student=student, work=a.work or paths.home() / "gpu-check",
                  timing_shape=a.timing_shape, triton=not a.no_triton, parity_limit=a.parity_limit,
-                 requests=a.requests, progress=lambda m: print(m, file=sys.stderr, flush=True))
+                 requests=a.requests)
     print(result.table())
     if a.out:
         a.out.write_text(result.table() + "\n", encoding="utf-8")

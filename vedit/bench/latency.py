@@ -15,12 +15,15 @@ not a server).
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
 from vedit.bench.timing import LatencyStats, summarize
+
+log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Cost:
@@ -152,7 +155,6 @@ def measure_model(
     triton: bool = False,
     triton_requests: int = 200,
     concurrencies: Sequence[int] = (1, 4, 16),
-    progress: Callable[[str], None] = lambda _: None,
 ) -> LatencyRun:
     """Every path of one student, side by side; Triton (if asked) on the first export."""
     from tqdm.auto import tqdm
@@ -163,10 +165,10 @@ def measure_model(
     first = next(iter(exports.values()))
     paths: dict[str, Call] = {}
     if pytorch:
-        progress(f"{name}: loading the PyTorch original")
+        log.info(f"{name}: loading the PyTorch original")
         paths.update(pytorch_paths(student_dir, adapter_dir, first, threads=threads))
     paths.update(onnx_paths(exports, threads=threads))
-    progress(f"{name}: {len(intents)} requests x {len(paths)} paths, interleaved")
+    log.info(f"{name}: {len(intents)} requests x {len(paths)} paths, interleaved")
     with tqdm(total=len(intents), desc=name, unit="req", mininterval=2.0, dynamic_ncols=True) as bar:
         stats = interleaved(paths, intents, progress=bar.update)
     compared = [s.path for s in stats]
@@ -176,7 +178,7 @@ def measure_model(
     if triton:
         from vedit.bench import serving as tbench
 
-        progress(f"{name}: Triton over HTTP and gRPC at concurrency {', '.join(map(str, concurrencies))}")
+        log.info(f"{name}: Triton over HTTP and gRPC at concurrency {', '.join(map(str, concurrencies))}")
         served = tbench.run(first, requests=triton_requests, concurrencies=concurrencies)
         for s in served:
             s.path = {"http": "triton-http", "grpc": "triton-grpc"}.get(s.path, s.path)

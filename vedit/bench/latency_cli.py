@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import click
 
@@ -56,8 +56,7 @@ class Subject:
 
 def run_latency_command(*, student: Path | None, adapter: Path | None, exports: Sequence[str], base_shape: bool,
                         triton: bool, requests: int, concurrency: str, threads: int, out: Path | None,
-                        triton_requests: int = 200, others: Sequence[Subject] = (),
-                        progress: Callable[[str], None]) -> dict[str, Path]:
+                        triton_requests: int = 200, others: Sequence[Subject] = ()) -> dict[str, Path]:
     try:
         levels = sorted({int(x) for x in concurrency.split(",") if x.strip()})
     except ValueError:
@@ -70,16 +69,16 @@ def run_latency_command(*, student: Path | None, adapter: Path | None, exports: 
     runs: list[LatencyRun] = [
         measure_model(f"demo student ({student.name})", student_dir=student, adapter_dir=adapter, exports=chosen,
                       intents=intents, threads=threads, triton=triton, concurrencies=levels,
-                      triton_requests=triton_requests, progress=progress)
+                      triton_requests=triton_requests)
     ]
     for o in others:
         runs.append(measure_model(o.name, student_dir=o.student, adapter_dir=o.adapter, exports=o.exports,
-                                  intents=intents, threads=threads, progress=progress))
+                                  intents=intents, threads=threads))
     if base_shape:
         from vedit.bench.base_shape import ensure_base_shape
 
-        b_student, b_exports = ensure_base_shape(precisions=("fp32", "int8"), progress=progress)
+        b_student, b_exports = ensure_base_shape(precisions=("fp32", "int8"))
         runs.append(measure_model("flan-t5-base shape (random weights)", student_dir=b_student,
                                   exports=b_exports, intents=intents[: max(5, requests // 3)],
-                                  threads=threads, progress=progress))
+                                  threads=threads))
     return write(runs, out or paths.reports_dir())

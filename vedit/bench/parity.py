@@ -11,6 +11,7 @@ tool outputs must be identical. The unconstrained original is reported for conte
 
 from __future__ import annotations
 
+import logging
 import shutil
 import tempfile
 import time
@@ -23,6 +24,8 @@ from vedit.data.metrics import Report, format_table, normalise, score
 from vedit.data.rows import TruthRow
 from vedit.errors import VeditError
 from vedit.registry import Registry, ToolCall, load_registry
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -177,7 +180,6 @@ def run_parity(
     precision: str | None = None,
     batch_size: int = 16,
     threads: int | None = None,
-    progress: Callable[[str], None] = lambda _: None,
 ) -> ParityResult:
     """Run the three sides on ``truth``'s intents and compare.
 
@@ -207,7 +209,7 @@ def run_parity(
     if precision not in GATES:
         raise VeditError(f"no parity gate for precision {precision!r}; known: {', '.join(GATES)}")
 
-    progress(f"loading the PyTorch original from {reference_dir}")
+    log.info(f"loading the PyTorch original from {reference_dir}")
     ref = ReferencePredictor.load(reference_dir, adapter_dir, threads=threads, registry=registry)
     family = detect_family(reference_dir)
 
@@ -229,15 +231,15 @@ def run_parity(
                     out[p.intent] = p.raw
             return out
 
-    progress(f"[1/3] PyTorch, unconstrained generate, {len(truth)} intents")
+    log.info(f"[1/3] PyTorch, unconstrained generate, {len(truth)} intents")
     side_u = _side("pytorch", registry, truth, unconstrained)
-    progress("[2/3] PyTorch with the grammar (constrained generate)")
+    log.info("[2/3] PyTorch with the grammar (constrained generate)")
     if export_dir is not None:
         side_r = _side("pytorch+grammar", registry, truth, constrained_with(export_dir))
     else:
         with grammar_dir_for(reference_dir, family, None) as gdir:
             side_r = _side("pytorch+grammar", registry, truth, constrained_with(gdir))
-    progress(f"[3/3] candidate {candidate}")
+    log.info(f"[3/3] candidate {candidate}")
     side_c = _side("candidate", registry, truth, served)
     rate, diffs = agreement(registry, side_r, side_c)
     return ParityResult(precision, GATES[precision], side_u, side_r, side_c, rate, diffs)

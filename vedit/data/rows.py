@@ -26,7 +26,7 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO, Union
+from typing import Any, Union
 
 from vedit.atomicio import atomic_open
 from vedit.errors import DatasetError, ToolCallError

@@ -9,15 +9,13 @@ from pathlib import Path
 
 import click
 
-from vedit.clibase import VeditGroup
+from vedit.clibase import VeditGroup, show_progress
 from vedit.errors import ModelDirError
 from vedit.extras import require_extras
 from vedit.export.families import FORMATS
 from vedit.export.pipeline import PRECISIONS, default_family_dirs, export_model
 
 
-def _progress(message: str) -> None:
-    click.echo(f"[export] {message}", err=True)
 
 
 @click.group(cls=VeditGroup)
@@ -36,7 +34,8 @@ def merge(base_dir: Path, adapter_dir: Path, out_dir: Path, force: bool, allow_p
     require_extras("export")
     from vedit.export.merge import merge as merge_fn
 
-    report = merge_fn(base_dir, adapter_dir, out_dir, force=force, allow_pickle=allow_pickle, progress=_progress)
+    show_progress()
+    report = merge_fn(base_dir, adapter_dir, out_dir, force=force, allow_pickle=allow_pickle)
     click.echo(f"merged {report.lora_modules} LoRA layers into {report.out_dir}")
     click.echo(f"  logits max abs diff vs adapter model: {report.max_abs_diff:.3g} (tolerance {report.tolerance:.3g}, "
                f"{report.prompts} prompts); adapter effect {report.adapter_effect:.3g}")
@@ -72,8 +71,9 @@ def _run(family: str, default_out: str, *, to, model_dir, adapter_dir, precision
             adapter_dir = defaults["adapter"]
     if out_dir is None:
         out_dir = exports_dir() / default_out.format(precision=precision)
+    show_progress()
     result = export_model(model_dir, out_dir, family=family, adapter_dir=adapter_dir, to=to, precision=precision,
-                          force=force, allow_pickle=allow_pickle, progress=_progress)
+                          force=force, allow_pickle=allow_pickle)
     click.echo("\n".join(result.summary_lines()))
 
 

@@ -13,11 +13,12 @@ trained for another base is refused with the list of problems (``base_model_name
 
 from __future__ import annotations
 
+import logging
 import json
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from vedit.errors import ModelDirError, ValidationError
 from vedit.export import checks
@@ -26,12 +27,13 @@ from vedit.export.prompts import held_out_intents, prompt_batches
 from vedit.export.reference import encode, forward_logits
 from vedit.registry import Registry, default_registry
 
+log = logging.getLogger(__name__)
+
 #: Max abs logit difference allowed between the adapter model and the merged model:
 #: ``MERGE_ATOL + MERGE_RTOL * max|adapter logits|``.
 MERGE_ATOL = 1e-4
 MERGE_RTOL = 1e-5
 
-Progress = Callable[[str], None]
 
 _PEFT_PREFIX = "base_model.model."
 _LORA_KEY = re.compile(r"^(?P<module>.+)\.(?P<kind>lora_A|lora_B|lora_embedding_A|lora_embedding_B)(\.[^.]+)?(\.weight)?$")
@@ -55,9 +57,6 @@ class MergeReport:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-
-def _noop(_: str) -> None:
-    pass
 
 
 def _adapter_weights(adapter_dir: Path, allow_pickle: bool) -> dict[str, Any]:
@@ -152,7 +151,7 @@ def check_adapter(base_model, family_name: str, adapter_dir: str | Path, *, allo
 
 def merge_adapter(base_model, tokenizer, family_name: str, adapter_dir: str | Path, *,
                   allow_pickle: bool = False, registry: Registry | None = None,
-                  intents: list[str] | None = None, progress: Progress = _noop):
+                  intents: list[str] | None = None):
     """Merge in memory. Returns ``(merged_model, MergeReport)``; raises if the merge changes outputs.
 
     ``base_model`` is modified in place (peft injects, then merges into its layers).
@@ -161,11 +160,11 @@ def merge_adapter(base_model, tokenizer, family_name: str, adapter_dir: str | Pa
 
     with torch_threads(threads_for(base_model)):
         return _merge_adapter(base_model, tokenizer, family_name, adapter_dir, allow_pickle=allow_pickle,
-                              registry=registry, intents=intents, progress=progress)
+                              registry=registry, intents=intents)
 
 
 def _merge_adapter(base_model, tokenizer, family_name: str, adapter_dir: str | Path, *, allow_pickle: bool,
-                   registry: Registry | None, intents: list[str] | None, progress: Progress):
+                   registry: Registry | None, intents: list[str] | None):
     from peft import PeftModel
 
     n_lora = check_adapter(base_model, family_name, adapter_dir, allow_pickle=allow_pickle)
@@ -174,7 +173,7 @@ def _merge_adapter(base_model, tokenizer, family_name: str, adapter_dir: str | P
     prompts = [p for b in prompt_batches(registry, family_name, intents) for p in b]
     batch = encode(tokenizer, prompts, family_name)
 
-    progress(f"merging adapter {adapter_dir} ({n_lora} LoRA layers)")
+    log.info(f"merging adapter {adapter_dir} ({n_lora} LoRA layers)")
     base_logits, valid = forward_logits(base_model, tokenizer, batch, family_name)
     try:
         peft_model = PeftModel.from_pretrained(base_model, str(adapter_dir), is_trainable=False)
@@ -205,13 +204,12 @@ def _merge_adapter(base_model, tokenizer, family_name: str, adapter_dir: str | P
         raise ValidationError(
             f"merged model disagrees with the adapter model: logits max abs diff {diff:.3g} > tolerance {tol:.3g}"
         )
-    progress(f"merge verified: logits max abs diff {diff:.3g} (tolerance {tol:.3g})")
+    log.info(f"merge verified: logits max abs diff {diff:.3g} (tolerance {tol:.3g})")
     return merged, report
 
 
 def merge(base_dir: str | Path, adapter_dir: str | Path, out_dir: str | Path, *, force: bool = False,
-          allow_pickle: bool = False, registry: Registry | None = None,
-          progress: Progress = _noop) -> MergeReport:
+          allow_pickle: bool = False, registry: Registry | None = None) -> MergeReport:
     """Merge ``adapter_dir`` into ``base_dir`` and save the merged model (safetensors) and tokenizer.
 
     ``out_dir`` also gets ``merge_report.json``. Written atomically: nothing is left on failure.
@@ -223,21 +221,20 @@ def merge(base_dir: str | Path, adapter_dir: str | Path, out_dir: str | Path, *,
     md = checks.inspect_model_dir(base_dir, allow_pickle=allow_pickle, what="base model")
     checks.require_dir(adapter_dir, "adapter")
     with torch_threads(threads_for_files(md.weight_files)):
-        return _merge_to_dir(md, adapter_dir, target, force=force, allow_pickle=allow_pickle, registry=registry,
-                             progress=progress)
+        return _merge_to_dir(md, adapter_dir, target, force=force, allow_pickle=allow_pickle, registry=registry)
 
 
 def _merge_to_dir(md: checks.ModelDir, adapter_dir: str | Path, target: Path, *, force: bool, allow_pickle: bool,
-                  registry: Registry | None, progress: Progress) -> MergeReport:
-    progress(f"loading base model {md.path}")
+                  registry: Registry | None) -> MergeReport:
+    log.info(f"loading base model {md.path}")
     model = checks.load_model(md)
     tokenizer = checks.load_tokenizer(md.path)
     checks.check_tokenizer_matches(model, tokenizer, md.path)
     merged, report = merge_adapter(model, tokenizer, md.family.name, adapter_dir, allow_pickle=allow_pickle,
-                                   registry=registry, progress=progress)
+                                   registry=registry)
     report.base_dir = str(md.path)
     with atomic_dir(target, force=force) as tmp:
-        progress(f"saving merged model to {target}")
+        log.info(f"saving merged model to {target}")
         merged.save_pretrained(str(tmp), safe_serialization=True)
         checks.copy_tokenizer_files(md.path, tmp)
         report.out_dir = str(target)

@@ -6,10 +6,11 @@ validation passed and the grammar compiled (see :mod:`vedit.atomicio`).
 
 from __future__ import annotations
 
+import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Literal
 
 from vedit.errors import ExportError
 from vedit.export import checks
@@ -23,11 +24,12 @@ from vedit.export.prompts import held_out_intents, prompt_batches
 from vedit.export.validate import Tolerance, ValidationReport, validate_export
 from vedit.registry import Registry, default_registry
 
+log = logging.getLogger(__name__)
+
 Precision = Literal["fp32", "fp16", "int8"]
 PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
 STAGING = ".staging"
 
-Progress = Callable[[str], None]
 
 
 @dataclass
@@ -52,16 +54,13 @@ class ExportResult:
         return lines + self.validation.summary_lines()
 
 
-def _noop(_: str) -> None:
-    pass
-
 
 def _check_precision(precision: str) -> None:
     if precision not in PRECISIONS:
         raise ExportError(f"unknown precision {precision!r}; available: {', '.join(PRECISIONS)}")
 
 
-def _convert(staging: Path, out: Path, onnx_files: list[str], precision: str, family: str, progress: Progress) -> None:
+def _convert(staging: Path, out: Path, onnx_files: list[str], precision: str, family: str) -> None:
     from vedit.export import quantize
     from vedit.export.onnx_common import move_onnx
 
@@ -69,17 +68,17 @@ def _convert(staging: Path, out: Path, onnx_files: list[str], precision: str, fa
         if precision == "fp32":
             move_onnx(staging, out, name)
         elif precision == "int8":
-            progress(f"quantizing {name} to int8 (dynamic, per channel)")
+            log.info(f"quantizing {name} to int8 (dynamic, per channel)")
             quantize.to_int8(staging / name, out / name)
         else:
-            progress(f"converting {name} to fp16" + (" (overflow-prone ops kept in fp32)" if family == "t5" else ""))
+            log.info(f"converting {name} to fp16" + (" (overflow-prone ops kept in fp32)" if family == "t5" else ""))
             quantize.to_fp16(staging / name, out / name, family=family)
 
 
-def _compile_grammar(tmp: Path, progress: Progress) -> dict:
+def _compile_grammar(tmp: Path) -> dict:
     from vedit.decoding.compile import compile_grammars
 
-    progress("compiling the output grammars")
+    log.info("compiling the output grammars")
     return compile_grammars(tmp)  # raises GrammarError: the export fails, nothing is left
 
 
@@ -98,7 +97,6 @@ def export_model(
     max_new_tokens: int | None = None,
     opset: int = DEFAULT_OPSET,
     tolerance: Tolerance | None = None,
-    progress: Progress = _noop,
 ) -> ExportResult:
     """Export a T5 or Llama student (optionally merging a LoRA adapter) into a validated export dir.
 
@@ -120,17 +118,17 @@ def export_model(
     with torch_threads(threads_for_files(md.weight_files)):
         return _export_model(md, target, adapter_dir=adapter_dir, precision=precision, force=force,
                              allow_pickle=allow_pickle, registry=registry, intents=intents,
-                             max_new_tokens=max_new_tokens, opset=opset, tolerance=tolerance, progress=progress)
+                             max_new_tokens=max_new_tokens, opset=opset, tolerance=tolerance)
 
 
 def _export_model(md: checks.ModelDir, target: Path, *, adapter_dir: Path | None, precision: str, force: bool,
                   allow_pickle: bool, registry: Registry | None, intents: list[str] | None, max_new_tokens: int | None,
-                  opset: int, tolerance: Tolerance | None, progress: Progress) -> ExportResult:
+                  opset: int, tolerance: Tolerance | None) -> ExportResult:
     registry = registry or default_registry()
     intents = intents or held_out_intents(3)
     batches = prompt_batches(registry, md.family.name, intents)
 
-    progress(f"loading {md.family.name} model from {md.path}")
+    log.info(f"loading {md.family.name} model from {md.path}")
     model = checks.load_model(md)
     tokenizer = checks.load_tokenizer(md.path)
     checks.check_tokenizer_matches(model, tokenizer, md.path)
@@ -141,21 +139,21 @@ def _export_model(md: checks.ModelDir, target: Path, *, adapter_dir: Path | None
     merge_report = None
     if adapter_dir is not None:
         model, merge_report = merge_adapter(model, tokenizer, md.family.name, adapter_dir, allow_pickle=allow_pickle,
-                                            registry=registry, intents=intents, progress=progress)
+                                            registry=registry, intents=intents)
         merge_report.base_dir = str(md.path)
 
-    progress("hashing source weights")
+    log.info("hashing source weights")
     sha = checks.source_hashes(md, adapter_dir)
 
     with atomic_dir(target, force=force) as tmp:
         staging = tmp / STAGING
-        progress(f"exporting to ONNX (opset {opset}) via optimum")
+        log.info(f"exporting to ONNX (opset {opset}) via optimum")
         if md.family.name == "t5":
             from vedit.export.onnx_seq2seq import export_t5 as export_fn
         else:
             from vedit.export.onnx_decoder import export_llama as export_fn
         files = _export(export_fn, model, staging, opset)
-        _convert(staging / "fp32", tmp, list(files.values()), precision, md.family.name, progress)
+        _convert(staging / "fp32", tmp, list(files.values()), precision, md.family.name)
         for name in ("config.json", "generation_config.json"):
             if (staging / name).exists():
                 shutil.move(str(staging / name), str(tmp / name))
@@ -165,8 +163,8 @@ def _export_model(md: checks.ModelDir, target: Path, *, adapter_dir: Path | None
 
         report = validate_export(tmp, model, tokenizer, family=md.family.name, files=files, precision=precision,
                                  batches=batches, intents=intents, max_new_tokens=max_new_tokens,
-                                 tolerance=tolerance, progress=progress)
-        grammar = _compile_grammar(tmp, progress)
+                                 tolerance=tolerance)
+        grammar = _compile_grammar(tmp)
         manifest = {
             "format": FORMAT,
             "version": VERSION,
@@ -188,7 +186,7 @@ def _export_model(md: checks.ModelDir, target: Path, *, adapter_dir: Path | None
             "created": now_iso(),
         }
         manifest = write_json(tmp / "manifest.json", manifest)
-        progress(f"moving the export into place: {target}")
+        log.info(f"moving the export into place: {target}")
     return ExportResult(target, manifest, report, merge_report)
 
 

@@ -25,9 +25,10 @@ with one token per call.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -40,11 +41,12 @@ from vedit.decoding.session import CPU, CUDA
 from vedit.errors import ValidationError
 from vedit.export.reference import Batch, encode, llama_position_ids, probe_tokens
 
+log = logging.getLogger(__name__)
+
 #: new tokens fed in one with-past call (as jump-forward does with forced tokens)
 MULTI_TOKENS = 3
 LARGE_MODEL_PARAMS = 100_000_000
 
-Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -327,7 +329,7 @@ def _compare_greedy(report: GreedyReport, labels: list[str], hf_seq, hf_logits, 
 
 def validate_export(export_dir: Path, model, tokenizer, *, family: str, files: dict[str, str], precision: str,
                     batches: list[list[str]], intents: list[str], max_new_tokens: int = 48,
-                    tolerance: Tolerance | None = None, progress: Progress = lambda _: None) -> ValidationReport:
+                    tolerance: Tolerance | None = None) -> ValidationReport:
     """Compare the ONNX files in ``export_dir`` with ``model``; raise :class:`ValidationError` on failure.
 
     ``batches`` holds one list of prompts per intent (all tools, one batch as serving runs them).
@@ -338,13 +340,11 @@ def validate_export(export_dir: Path, model, tokenizer, *, family: str, files: d
     with torch_threads(threads):
         return _validate(export_dir, model, tokenizer, family=family, files=files, precision=precision,
                          batches=batches, intents=intents, max_new_tokens=max_new_tokens,
-                         tol=tolerance or tolerance_for(precision, model_num_params(model)), threads=threads,
-                         progress=progress)
+                         tol=tolerance or tolerance_for(precision, model_num_params(model)), threads=threads)
 
 
 def _validate(export_dir: Path, model, tokenizer, *, family: str, files: dict[str, str], precision: str,
-              batches: list[list[str]], intents: list[str], max_new_tokens: int, tol: Tolerance, threads: int,
-              progress: Progress) -> ValidationReport:
+              batches: list[list[str]], intents: list[str], max_new_tokens: int, tol: Tolerance, threads: int) -> ValidationReport:
     import json
 
     # fp16 is meant for GPUs: validate it on the CUDA provider when this onnxruntime offers one
@@ -359,11 +359,11 @@ def _validate(export_dir: Path, model, tokenizer, *, family: str, files: dict[st
         runner = DecoderOnlyModel(export_dir, files, providers=providers, threads=threads, allow_cpu_fallback=True,
                                   pad_token_id=tokenizer.pad_token_id, config=config)
     first = encode(tokenizer, batches[0], family)
-    progress(f"validating {precision} outputs against PyTorch")
+    log.info(f"validating {precision} outputs against PyTorch")
     outputs_fn = _t5_outputs if family == "t5" else _llama_outputs
     outputs = outputs_fn(model, tokenizer, runner, first, tol, files)
 
-    progress(f"greedy decoding {sum(map(len, batches))} held-out prompts (ONNX vs generate)")
+    log.info(f"greedy decoding {sum(map(len, batches))} held-out prompts (ONNX vs generate)")
     greedy = GreedyReport(max_new_tokens=max_new_tokens)
     eos = model.config.eos_token_id
     tie_limit = 2 * tol.atol if np.isfinite(tol.atol) else 0.0

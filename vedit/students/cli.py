@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from vedit.clibase import VeditGroup
+from vedit.clibase import VeditGroup, show_progress
 from vedit.extras import require_extras
 
 STUDENT_CHOICES = ("t5", "llama", "t5-lora", "llama-base")
@@ -108,6 +108,7 @@ def demo(ctx: click.Context, home: Path | None, quick: bool, seed: int, force: b
 def build_cmd(ctx: click.Context, home: Path | None, quick: bool, seed: int | None, force: bool) -> None:
     """Generate the demo dataset and train the students (seeded; cached)."""
     require_extras("export")
+    show_progress()
     seed = group_value(ctx, "seed", seed)
     _build(group_value(ctx, "home", home), bool(group_value(ctx, "force", force)),
            bool(group_value(ctx, "quick", quick)), seed or 0)
@@ -124,6 +125,7 @@ def metrics_cmd(ctx: click.Context, home: Path | None, students: tuple[str, ...]
                 force: bool) -> None:
     """Score demo students on the test split with the PyTorch reference predictor."""
     require_extras("export")
+    show_progress()
     _metrics(group_value(ctx, "home", home), students or DEFAULT_STUDENTS, as_json,
              bool(group_value(ctx, "force", force)))
 

@@ -22,10 +22,10 @@ the predictions and the report under ``reports/``, keyed the same way.
 
 from __future__ import annotations
 
+import logging
 import hashlib
 import json
 import shutil
-import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -35,6 +35,8 @@ from vedit import paths
 from vedit.atomicio import TMP_SUFFIX, atomic_dir, atomic_open
 from vedit.errors import ModelDirError
 from vedit.students.train import TrainConfig, TrainInfo
+
+log = logging.getLogger(__name__)
 
 #: Bump when the recipe changes in a way the hashed configs and sources do not show.
 RECIPE_VERSION = 1
@@ -229,7 +231,7 @@ def _clean_stray(parent: Path) -> None:
 
 def _progress(msg: str, on: bool) -> None:
     if on:
-        print(msg, file=sys.stderr, flush=True)
+        log.info(msg)
 
 
 def _build_data(cfg: DemoConfig, out: Path) -> dict[str, Any]:
@@ -369,7 +371,7 @@ def build(home: str | Path | None = None, *, force: bool = False, quick: bool = 
             skipped.append(stage)
             infos[stage] = _read_json(target / INFO_FILE) or {}
             continue
-        _progress(f"[demo] building {stage} ...", progress)
+        _progress(f"building {stage} ...", progress)
         began = time.perf_counter()
         with atomic_dir(target) as tmp:
             info = _run_stage(stage, cfg, home, tmp, progress)
@@ -377,7 +379,7 @@ def build(home: str | Path | None = None, *, force: bool = False, quick: bool = 
             _write_json(tmp / INFO_FILE, info)
         infos[stage] = info
         built.append(stage)
-        _progress(f"[demo] {stage} done in {time.perf_counter() - began:.1f} s", progress)
+        _progress(f"{stage} done in {time.perf_counter() - began:.1f} s", progress)
     seconds = time.perf_counter() - start
     if stages != STAGES:
         return BuildResult(home=home, key=keys["all"], cached=False, built=built, skipped=skipped,

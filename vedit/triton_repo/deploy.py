@@ -48,7 +48,7 @@ from vedit.triton_repo.config import (
     parse_config,
 )
 from vedit.triton_repo.front import body_limit
-from vedit.triton_repo.profiles import GIB, PROFILES, get_profile
+from vedit.triton_repo.profiles import PROFILES, get_profile
 
 TARGETS = ("k8s", "kserve")
 SCALE_SIGNALS = ("cpu", "queue")
