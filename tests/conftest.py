@@ -19,6 +19,19 @@ def _random_call(tool, rng: random.Random) -> ToolCall:
     return ToolCall(tool, tuple(rng.randint(p.min, p.max) for p in tool.slot_params))
 
 
+@pytest.fixture(autouse=True)
+def _vedit_logging_isolated():
+    """Commands route vedit's logging to their own handler (clibase.show_progress); put it back
+    after each test, so that caplog sees the records in the next one."""
+    import logging
+
+    yield
+    logger = logging.getLogger("vedit")
+    logger.propagate = True
+    logger.handlers[:] = [h for h in logger.handlers if type(h).__name__ != "EchoHandler"]
+    logger.setLevel(logging.NOTSET)
+
+
 @pytest.fixture(scope="session")
 def registry():
     return default_registry()

@@ -40,12 +40,16 @@ def show_progress(formatter: logging.Formatter | None = None) -> None:
 
     The library only logs; commands that do long work call this, the main job with its own
     indented format. An application embedding vedit configures ``logging`` as it likes instead.
+    The records stop at the ``vedit`` logger: a root handler that a library installed on the way
+    (onnxruntime's quantizer logs through ``logging.warning``, which calls ``basicConfig``) would
+    print every line twice.
     """
     logger = logging.getLogger("vedit")
     handler = next((h for h in logger.handlers if isinstance(h, EchoHandler)), None)
     if handler is None:
         handler = EchoHandler()
         logger.addHandler(handler)
+    logger.propagate = False
     handler.setFormatter(formatter or StageFormatter())
     logger.setLevel(logging.INFO)
 
