@@ -82,14 +82,22 @@ def test_library_progress_is_logging_shown_by_commands(caplog):
     with caplog.at_level(logging.INFO, logger="vedit"):
         logging.getLogger("vedit.export.pipeline").info("library only")
     assert [r.getMessage() for r in caplog.records] == ["library only"]
-    root = logging.getLogger()
-    before = list(root.handlers)
-    root.addHandler(logging.StreamHandler())  # what onnxruntime's quantizer leaves (logging.warning())
+    class Collect(logging.Handler):
+        def __init__(self):
+            super().__init__()
+            self.records = []
+
+        def emit(self, record):
+            self.records.append(record)
+
+    root, seen = logging.getLogger(), Collect()
+    root.addHandler(seen)  # like the handler onnxruntime's quantizer leaves (logging.warning())
     try:
         res = CliRunner().invoke(_demo_group, ["work"])
     finally:
-        root.handlers[:] = before
+        root.removeHandler(seen)
     assert res.exit_code == 0 and res.output == "[export] exporting to ONNX\n"
+    assert seen.records == []  # printed once, by the command's handler only
 
 
 @pytest.mark.parametrize("kind, line", [
