@@ -193,10 +193,11 @@ class ReferencePredictor:
 
     def prompt_builder(self, longest_output: int) -> PromptBuilder:
         """The runtime's prompt builder for this tokenizer, with the runtime's input limit."""
-        limit = input_limit(self.family, self.model.config.to_dict(), longest_output)
-        if limit not in self._builders:
-            self._builders[limit] = PromptBuilder(self.registry, self.tokenizer.backend_tokenizer, self.family, limit)
-        return self._builders[limit]
+        if longest_output not in self._builders:  # built once: predict() is on the timed path
+            limit = input_limit(self.family, self.model.config.to_dict(), longest_output)
+            self._builders[longest_output] = PromptBuilder(self.registry, self.tokenizer.backend_tokenizer,
+                                                           self.family, limit)
+        return self._builders[longest_output]
 
     @classmethod
     def load(cls, student_dir: str | Path, adapter_dir: str | Path | None = None, *,

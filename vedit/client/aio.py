@@ -24,14 +24,6 @@ class AsyncTritonClient(TritonClientBase):
     :class:`vedit.client.TritonClient`'s)."""
 
     # -- I/O -------------------------------------------------------------------------------
-    def _connection(self, k: int) -> Any:
-        """Created lazily: the aio clients bind to the running event loop."""
-        if self._closed:
-            raise ClientError("the client is closed")
-        client = self._clients.get(k)
-        if client is None:
-            client = self._clients[k] = self._open(self.endpoints[k])
-        return client
 
     def _open(self, ep: base.Endpoint) -> Any:
         tls = self._tls

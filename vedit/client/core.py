@@ -7,12 +7,14 @@ and :class:`~vedit.client.AsyncTritonClient` add only their I/O.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import Any
 
 from vedit.client import base
 from vedit.client.replicas import Replicas, resolve_endpoints
 from vedit.client.retry import RetryPolicy
+from vedit.errors import ClientError
 
 
 class TritonClientBase:
@@ -45,6 +47,7 @@ class TritonClientBase:
         self._info: base.ModelInfo | None = None
         self._tls = tls or base.TLS()
         self._clients: dict[int, Any] = {}
+        self._lock = threading.Lock()  # sync callers share the connections across threads
         self._closed = False
         if self.endpoints[0].protocol == "http":
             import tritonclient.http as module
@@ -56,6 +59,20 @@ class TritonClientBase:
     def endpoint(self) -> base.Endpoint:
         """The first replica (the only one for a single URL)."""
         return self.endpoints[0]
+
+    def _connection(self, k: int) -> Any:
+        """Replica ``k``'s tritonclient, created on first use (the aio clients bind to the running
+        event loop, so they cannot be made earlier). ``_open`` is each twin's own."""
+        if self._closed:
+            raise ClientError("the client is closed")
+        with self._lock:
+            client = self._clients.get(k)
+            if client is None:
+                client = self._clients[k] = self._open(self.endpoints[k])
+            return client
+
+    def _open(self, ep: base.Endpoint) -> Any:
+        raise NotImplementedError
 
 
 __all__ = ["TritonClientBase"]

@@ -9,7 +9,6 @@ greenlet pool; gRPC: callbacks), so Triton batches them on the server; each goes
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
 from typing import Any
 
 import tenacity
@@ -33,19 +32,7 @@ class TritonClient(TritonClientBase):
     failing replica is skipped. ``stats`` counts what the client did. A context manager.
     """
 
-    def __init__(self, url: str | Sequence[str], **options: Any) -> None:
-        super().__init__(url, **options)
-        self._lock = threading.Lock()
-
     # -- I/O -------------------------------------------------------------------------------
-    def _connection(self, k: int) -> Any:
-        if self._closed:
-            raise ClientError("the client is closed")
-        with self._lock:
-            client = self._clients.get(k)
-            if client is None:
-                client = self._clients[k] = self._open(self.endpoints[k])
-            return client
 
     def _open(self, ep: base.Endpoint) -> Any:
         tls = self._tls
