@@ -14,6 +14,7 @@ Hierarchy (catch the base that fits)::
     ├── TritonRepoError             a Triton repository cannot be built or served
     ├── MissingExtraError           a command needs an extra that is not installed (pip install 'vedit[...]')
     ├── ProviderError               a requested onnxruntime execution provider (CUDA) is not active
+    ├── PeerError                   a peer engine (benchmark comparison) cannot be installed or its worker failed
     └── ClientError                 talking to a server failed
         ├── ServerUnavailableError  nothing answers at the URL (after bounded retries)
         └── ServerResponseError     the server answered with an error
@@ -92,3 +93,7 @@ class MissingExtraError(VeditError):
 
 class ProviderError(VeditError):
     """onnxruntime did not start a requested accelerator (it would silently run on CPU)."""
+
+
+class PeerError(VeditError):
+    """A peer engine the benchmark compares with: its environment cannot be built, or its worker died or hung."""
