@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,9 @@ FAMILIES: dict[str, Family] = {"t5": "t5", "llama": "llama"}
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
 #: a student directory may carry the registry it was trained against
 REGISTRY_FILE = "registry.json"
+#: Added to a scripted token's logit (see :class:`ScriptLogitsProcessor`): far above any logit a
+#: model produces (random base-shaped models reach tens), small enough to keep fp32 exact there.
+SCRIPT_BIAS = 1.0e4
 
 
 
@@ -50,6 +53,8 @@ class ReferenceResult:
     new_tokens: dict[str, int]
     #: generate steps (decoder calls) of the batch that answered this intent
     decoder_calls: int
+    #: the generated token ids per tool, the end-of-sequence token included
+    tokens: dict[str, list[int]] = field(default_factory=dict)
 
     def outputs(self) -> dict[str, ToolCall | str]:
         """Per tool: the call, or the raw text when it did not parse (the metrics score both)."""
@@ -120,6 +125,41 @@ class GrammarLogitsProcessor:
             allowed = self._eos if m.is_finished() else m.allowed_tokens()
             mask[i, torch.from_numpy(np.asarray(allowed, dtype=np.int64))] = False
         return scores.masked_fill(mask, float("-inf"))
+
+
+class ScriptLogitsProcessor:
+    """Steers greedy ``generate`` to scripted answers: adds :data:`SCRIPT_BIAS` to row ``i``'s token
+    ``rows[i][p]`` at generated position ``p`` (nothing past the row's end).
+
+    ``offset`` is where generated tokens start in ``input_ids`` (1 for T5's start token, the padded
+    prompt width for decoder-only models). A random-weight model then answers what a trained one
+    would, at the same compute: the latency bench's realistic workload on every path. Works with
+    any ``generate`` that takes transformers logits processors (optimum's ORT models too).
+    """
+
+    def __init__(self, rows: Sequence[Sequence[int]], offset: int, *, bias: float = SCRIPT_BIAS):
+        import torch
+
+        self.offset = offset
+        self.bias = bias
+        longest = max((len(r) for r in rows), default=0)
+        # per position: the rows still scripted there and their tokens, as index tensors (built once)
+        self._at = []
+        for p in range(longest):
+            live = [i for i, r in enumerate(rows) if p < len(r)]
+            self._at.append((torch.tensor(live, dtype=torch.long),
+                             torch.tensor([int(rows[i][p]) for i in live], dtype=torch.long)))
+        self.rows = len(rows)
+
+    def __call__(self, input_ids, scores):
+        if input_ids.shape[0] != self.rows:
+            raise GrammarError("ScriptLogitsProcessor: batch size differs from the scripted rows (beam search is not supported)")
+        p = input_ids.shape[1] - self.offset
+        if 0 <= p < len(self._at):
+            live, toks = self._at[p]
+            scores = scores.clone()
+            scores[live, toks] += self.bias
+        return scores
 
 
 def _longest_call(tool: Tool, tokenizer) -> int:
@@ -250,11 +290,12 @@ class ReferencePredictor:
                                 pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, **extra)
 
     def generate(self, rows: Sequence[Sequence[int]], *, tools: Sequence[str] | None = None,
-                 grammar: CompiledGrammar | None = None,
+                 grammar: CompiledGrammar | None = None, script: Sequence[Sequence[int]] | None = None,
                  logits_processor: Sequence[Any] = ()) -> tuple[list[list[int]], int]:
         """Greedy-generate one batch of prompt id rows; return the new token ids per row (up to and
         including ``</s>``) and the number of decoder steps. ``grammar`` (with ``tools``, the
-        tool of each row) constrains every row to its tool's grammar."""
+        tool of each row) constrains every row to its tool's grammar; ``script`` (token ids per
+        row) steers each row to its scripted answer (:class:`ScriptLogitsProcessor`)."""
         import torch
         from transformers import LogitsProcessorList
 
@@ -268,6 +309,10 @@ class ReferencePredictor:
         skip = 1 if self.family == "t5" else width
         counter = _StepCounter()
         processors = [counter, *logits_processor]
+        if script is not None:
+            if len(script) != len(rows):
+                raise GrammarError(f"generate(script=...) needs one scripted row per prompt ({len(script)} != {len(rows)})")
+            processors.append(ScriptLogitsProcessor(script, offset=skip))
         if grammar is not None:
             if tools is None or len(tools) != len(rows):
                 raise GrammarError("generate(grammar=...) needs the tool of every row")
@@ -275,6 +320,8 @@ class ReferencePredictor:
         config = self._generation_config()
         if grammar is not None:  # the longest path through the grammar, EOS included
             config.max_new_tokens = max(grammar.automata[t].max_tokens() for t in set(tools))
+        if script is not None:  # room for the whole script (it ends with EOS, which stops the row)
+            config.max_new_tokens = max(config.max_new_tokens, max(len(r) for r in script))
         with torch.inference_mode():
             out = self.model.generate(input_ids=ids, attention_mask=mask, generation_config=config,
                                       logits_processor=LogitsProcessorList(processors))
@@ -293,10 +340,13 @@ class ReferencePredictor:
         return new, counter.steps
 
     def predict(self, intents: Sequence[str], *, batch_size: int = 8, grammar: CompiledGrammar | None = None,
-                logits_processor: Sequence[Any] = (), progress: bool = False) -> list[ReferenceResult]:
+                script: Sequence[Any] | None = None, logits_processor: Sequence[Any] = (),
+                progress: bool = False) -> list[ReferenceResult]:
         """Answer every intent: its three prompts go in one batch (``batch_size`` intents per
         ``generate`` call, i.e. ``3 * batch_size`` sequences). ``grammar``: constrained by the
-        runtime's compiled grammar (raw texts are then exactly the grammar's bytes)."""
+        runtime's compiled grammar (raw texts are then exactly the grammar's bytes). ``script``:
+        one per intent, a mapping tool name -> token ids (or an object with such a ``tokens``
+        attribute, e.g. :class:`vedit.bench.scripted.Script`): each row is steered to those ids."""
         import sys
 
         from tqdm.auto import tqdm
@@ -310,6 +360,8 @@ class ReferencePredictor:
         else:
             longest = self.max_new_tokens
         builder = self.prompt_builder(longest)
+        if script is not None and len(script) != len(intents):
+            raise GrammarError(f"predict(script=...) needs one script per intent ({len(script)} != {len(intents)})")
         results: list[ReferenceResult] = []
         bar = tqdm(total=len(intents), desc="predict", file=sys.stderr, disable=not progress,
                    mininterval=1.0, dynamic_ncols=True)
@@ -318,8 +370,12 @@ class ReferencePredictor:
                 chunk = list(intents[start : start + batch_size])
                 prompts = [ids for i in chunk for ids in builder.build(i).ids]
                 row_tools = [t.name for _ in chunk for t in tools]
+                rows = None
+                if script is not None:
+                    scripted = [getattr(x, "tokens", x) for x in script[start : start + batch_size]]
+                    rows = [s[t.name] for s in scripted for t in tools]
                 began = time.perf_counter()
-                ids, steps = self.generate(prompts, tools=row_tools, grammar=grammar,
+                ids, steps = self.generate(prompts, tools=row_tools, grammar=grammar, script=rows,
                                            logits_processor=logits_processor)
                 self.stats.seconds += time.perf_counter() - began
                 self.stats.batches += 1
@@ -354,6 +410,7 @@ class ReferencePredictor:
             intent=intent, calls=calls, raw=raw, errors=errors,
             new_tokens={t.name: len(seq) for t, seq in zip(self.registry.tools, ids)},
             decoder_calls=steps,
+            tokens={t.name: list(seq) for t, seq in zip(self.registry.tools, ids)},
         )
 
 
@@ -363,6 +420,8 @@ __all__ = [
     "GrammarLogitsProcessor",
     "ReferencePredictor",
     "ReferenceResult",
+    "SCRIPT_BIAS",
+    "ScriptLogitsProcessor",
     "detect_family",
     "output_token_budget",
 ]

@@ -16,9 +16,14 @@ rows can share a call (:meth:`Backend.schedule`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol, Sequence
+from typing import Callable, Protocol, Sequence
 
 import numpy as np
+
+#: ``bias(row, position, logits) -> logits``: a per-row adjustment of the model's logits at a free
+#: step (``position`` = tokens the row has generated so far), applied before the grammar's choice.
+#: The latency bench steers every path to the same scripted answers with it.
+Bias = Callable[[int, int, np.ndarray], np.ndarray]
 
 
 class Matcher(Protocol):
@@ -59,8 +64,10 @@ def pick(logits: np.ndarray, allowed: np.ndarray) -> int:
 
 
 def decode(backend: Backend, matchers: Sequence[Matcher], prefixes: Sequence[list[int]], *,
-           jump_forward: bool = True) -> list[RowTrace]:
+           jump_forward: bool = True, bias: Bias | None = None) -> list[RowTrace]:
     """Decode every row to completion; ``prefixes[i]`` is what row ``i`` feeds before its output.
+
+    ``bias`` (see :data:`Bias`) adjusts a row's logits at its free steps (forced tokens need none).
 
     The grammar is acyclic, so every row ends (with EOS) after at most its longest path.
     """
@@ -83,7 +90,8 @@ def decode(backend: Backend, matchers: Sequence[Matcher], prefixes: Sequence[lis
             m, tr = matchers[r], traces[r]
             tr.calls.append(call_id)
             allowed = m.allowed_tokens()
-            tok = pick(logits[k], allowed)
+            row_logits = logits[k] if bias is None or len(allowed) == 1 else bias(r, len(tr.tokens), logits[k])
+            tok = pick(row_logits, allowed)
             if len(allowed) > 1:
                 tr.free += 1
             else:
@@ -115,4 +123,4 @@ def _take_forced(m: Matcher, tr: RowTrace, pending: list[int]) -> None:
             pending.append(t)
 
 
-__all__ = ["Backend", "RowTrace", "decode", "pick"]
+__all__ = ["Backend", "Bias", "RowTrace", "decode", "pick"]

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from vedit.decoding.decoder_only import DecoderOnlyModel
 from vedit.decoding.grammar import CompiledGrammar, load_grammar
-from vedit.decoding.loop import RowTrace, decode
+from vedit.decoding.loop import Bias, RowTrace, decode
 from vedit.decoding.prompts import PromptBuilder, input_limit
 from vedit.decoding.seq2seq import Seq2SeqModel
 from vedit.decoding.vocab import load_tokenizer
@@ -22,6 +22,10 @@ from vedit.manifest import Family, read_manifest
 from vedit.registry.calls import ToolCall, parse_call
 from vedit.registry.model import Registry, load_registry
 
+#: ``bias(request, tool, position, logits) -> logits``: adjusts the logits of one request's tool row
+#: at a free step (``request`` indexes the ``intents`` given to ``predict``; ``position`` = tokens
+#: that row has generated so far). The latency bench steers the model to scripted answers with it.
+RequestBias = Callable[[int, str, int, Any], Any]
 
 
 @dataclass(frozen=True)
@@ -125,16 +129,19 @@ class Predictor:
     def providers(self) -> list[str]:
         return self.model.providers
 
-    def predict(self, intents: Sequence[str]) -> list[Prediction]:
-        """One prediction per intent, in order; batches of ``batch_size`` requests (3 rows each)."""
+    def predict(self, intents: Sequence[str], *, bias: RequestBias | None = None) -> list[Prediction]:
+        """One prediction per intent, in order; batches of ``batch_size`` requests (3 rows each).
+
+        ``bias`` (see :data:`RequestBias`) adjusts the model's logits before the grammar's choice."""
         if isinstance(intents, str):
             raise TypeError("predict() takes a list of intents, not one string")
         out: list[Prediction] = []
         for i in range(0, len(intents), self.batch_size):
-            out.extend(self._predict_batch(list(intents[i : i + self.batch_size])))
+            rows_bias = _rows_bias(bias, i, self.registry.tool_names)
+            out.extend(self._predict_batch(list(intents[i : i + self.batch_size]), bias=rows_bias))
         return out
 
-    def _predict_batch(self, intents: list[str]) -> list[Prediction]:
+    def _predict_batch(self, intents: list[str], *, bias: Bias | None = None) -> list[Prediction]:
         import numpy as np
 
         built = [self.prompts.build(s) for s in intents]
@@ -153,7 +160,7 @@ class Predictor:
         else:
             backend = self.model.backend(row_ids)
             prefixes = row_ids
-        traces = decode(backend, matchers, prefixes, jump_forward=self.jump_forward)
+        traces = decode(backend, matchers, prefixes, jump_forward=self.jump_forward, bias=bias)
         n = len(tools)
         return [self._prediction(b, traces[k * n : (k + 1) * n]) for k, b in enumerate(built)]
 
@@ -175,4 +182,12 @@ class Predictor:
         return Prediction(built.intent, calls, raw, stats)
 
 
-__all__ = ["DecodeStats", "Prediction", "Predictor"]
+def _rows_bias(bias: RequestBias | None, first: int, tools: Sequence[str]) -> Bias | None:
+    """The loop's per-row hook for a batch whose first request is ``intents[first]`` (rows: request-major)."""
+    if bias is None:
+        return None
+    n = len(tools)
+    return lambda row, position, logits: bias(first + row // n, tools[row % n], position, logits)
+
+
+__all__ = ["DecodeStats", "Prediction", "Predictor", "RequestBias"]
