@@ -16,7 +16,11 @@ from typing import Any, Literal
 from vedit.errors import ModelDirError
 
 FORMAT = "vedit-export"
-VERSION = 1
+#: v2: the T5 with-past decoder takes the decoder self-attention mask (rows of different cache
+#: lengths share a call, :mod:`vedit.decoding.seq2seq`); Llama exports did not change.
+VERSION = 2
+#: manifest versions this vedit serves, per family (an older T5 export must be exported again)
+READABLE = {"t5": (2,), "llama": (1, 2)}
 FILE = "manifest.json"
 FAMILIES = ("t5", "llama")
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -57,13 +61,14 @@ def read_manifest(export_dir: str | Path) -> Manifest:
         raise ModelDirError(f"{d}: no {FILE}; is this a vedit export directory? (run `vedit export ...`)") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ModelDirError(f"{path}: not valid JSON ({exc}); export the model again") from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("version") != VERSION:
+    family = data.get("family") if isinstance(data, dict) else None
+    if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("version") not in READABLE.get(family, (VERSION,)):
         got = (data.get("format"), data.get("version")) if isinstance(data, dict) else (type(data).__name__, None)
         raise ModelDirError(
             f"{path}: not a {FORMAT} v{VERSION} manifest (format {got[0]!r}, version {got[1]!r}); "
             "export the model again with this vedit"
         )
-    family, precision = data.get("family"), data.get("precision")
+    precision = data.get("precision")
     if family not in FAMILIES:
         raise ModelDirError(f"{path}: unknown model family {family!r}; supported: {', '.join(FAMILIES)}")
     if precision not in PRECISIONS:
@@ -103,4 +108,4 @@ def _check_files(d: Path, files: dict[str, str], sizes: dict[str, int]) -> None:
             )
 
 
-__all__ = ["DEFAULT_FILES", "FAMILIES", "FILE", "FORMAT", "Family", "Manifest", "PRECISIONS", "VERSION", "read_manifest"]
+__all__ = ["DEFAULT_FILES", "FAMILIES", "FILE", "FORMAT", "Family", "Manifest", "PRECISIONS", "READABLE", "VERSION", "read_manifest"]

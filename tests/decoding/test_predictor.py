@@ -6,7 +6,10 @@ import json
 
 import pytest
 
+import numpy as np
+
 from vedit.decoding import Prediction, Predictor
+from vedit.decoding import predictor as predictor_module
 from vedit.errors import GrammarError, ModelDirError
 from vedit.registry.schema import validator
 
@@ -95,9 +98,9 @@ def test_load_errors(tmp_path, t5_export):
     d = tmp_path / "copy"
     shutil.copytree(t5_export, d)
     manifest = json.loads((d / "manifest.json").read_text())
-    for broken, message in (({**manifest, "version": 99}, "not a vedit-export v1 manifest"),
+    for broken, message in (({**manifest, "version": 99}, "not a vedit-export v2 manifest"),
                             ({**manifest, "family": "gpt2"}, "unknown model family 'gpt2'"),
-                            ("[1, 2]", "not a vedit-export v1 manifest")):
+                            ("[1, 2]", "not a vedit-export v2 manifest")):
         (d / "manifest.json").write_text(broken if isinstance(broken, str) else json.dumps(broken))
         with pytest.raises(ModelDirError, match=message):
             Predictor.load(d)
@@ -156,3 +159,66 @@ def test_prompt_prefix_cache_changes_nothing_but_the_prefill(llama_export, regis
     shortest, longest = min(map(len, prefixes)), max(map(len, prefixes))
     assert widths["full"][0] - longest <= widths["cache"][0] <= widths["full"][0] - shortest
     assert widths["cache"][1:] == widths["full"][1:]
+
+
+def _record_masks(session, masks: list):
+    """Record the decoder self-attention mask of every with-past call."""
+    original = session.run
+
+    def run(feeds, **kw):
+        masks.append(np.asarray(feeds["attention_mask"]).copy())
+        return original(feeds, **kw)
+
+    session.run = run
+    return original
+
+
+def test_t5_rows_of_different_lengths_share_every_call(t5_predictors, t5_export):
+    """Joined rows (the default) give the outputs of step-by-step decoding and of the grouped
+    scheduler, while rows whose caches differ in length (masked holes) share one call, so a request
+    costs as many calls as its longest row has model decisions."""
+    joined = t5_predictors[True]
+    grouped = Predictor.load(t5_export, threads=2, join_rows=False)
+    assert joined.model.join_rows and not grouped.model.join_rows
+    masks: list = []
+    original = _record_masks(joined.model.decoder_with_past, masks)
+    try:
+        got = joined.predict(INTENTS)
+    finally:
+        joined.model.decoder_with_past.run = original
+    assert [p.raw for p in got] == [p.raw for p in t5_predictors[False].predict(INTENTS)]
+    assert [p.raw for p in got] == [p.raw for p in grouped.predict(INTENTS)]
+    # some calls carried rows with holes (different cache lengths), masked out
+    assert any((m == 0).any() for m in masks)
+    for intent in INTENTS[:4]:
+        a, b = joined.predict([intent])[0].stats, grouped.predict([intent])[0].stats
+        assert (a.free_tokens, a.forced_tokens) == (b.free_tokens, b.forced_tokens)
+        assert a.decoder_calls <= b.decoder_calls
+    traces = {}
+    original_decode = predictor_module.decode
+
+    def spy(*args, **kw):
+        traces["rows"] = original_decode(*args, **kw)
+        return traces["rows"]
+
+    predictor_module.decode = spy
+    try:
+        stats = joined.predict(["golden hour"])[0].stats
+    finally:
+        predictor_module.decode = original_decode
+    # every row took part in every call until it finished: calls = the longest row's calls
+    rows = traces["rows"]
+    assert stats.decoder_calls == max(len(t.calls) for t in rows)
+    assert all(t.calls == list(range(len(t.calls))) for t in rows)
+
+
+def test_joining_rows_needs_the_decoder_mask(t5_export):
+    """A with-past decoder without the self-attention mask (exports before manifest v2) is served
+    grouped; asking it to join rows is a one-line error. (Played by the first-step decoder, which
+    takes no such mask.)"""
+    from vedit.decoding.seq2seq import Seq2SeqModel
+
+    files = {"decoder_with_past": "decoder_model.onnx"}
+    assert not Seq2SeqModel(t5_export, files, threads=1).join_rows
+    with pytest.raises(ModelDirError, match="takes no decoder attention mask.*export the model again"):
+        Seq2SeqModel(t5_export, files, threads=1, join_rows=True)

@@ -24,7 +24,7 @@ def _sess(path):
 def test_t5_fp32_directory_and_manifest(t5_fp32, tiny_t5_dir, registry):
     out = t5_fp32.out_dir
     m = json.loads((out / "manifest.json").read_text())
-    assert m["format"] == "vedit-export" and m["version"] == 1
+    assert m["format"] == "vedit-export" and m["version"] == 2
     assert (m["family"], m["precision"], m["opset"]) == ("t5", "fp32", 18)
     assert m["files"] == {"encoder": "encoder_model.onnx", "decoder": "decoder_model.onnx",
                           "decoder_with_past": "decoder_with_past_model.onnx"}
@@ -36,6 +36,7 @@ def test_t5_fp32_directory_and_manifest(t5_fp32, tiny_t5_dir, registry):
     assert "present.1.encoder.value" in io["decoder_model.onnx"]["outputs"]
     past_in = io["decoder_with_past_model.onnx"]["inputs"]
     assert "past_key_values.0.encoder.key" in past_in and "past_key_values.1.decoder.value" in past_in
+    assert "attention_mask" in past_in  # the decoder self-attention mask: rows of different lengths join a call
     assert not any("encoder" in o for o in io["decoder_with_past_model.onnx"]["outputs"])
     # source, versions, validation
     import hashlib
@@ -83,17 +84,54 @@ def test_t5_with_past_decoder_takes_several_tokens(t5_fp32, tiny_t5_dir):
     with_past = _sess(out / "decoder_with_past_model.onnx")
     pnames = [o.name for o in with_past.get_outputs()]
 
-    multi = dict(zip(pnames, with_past.run(None, {"input_ids": dec[:, 2:], "encoder_attention_mask": mask, **past})))
+    ones = np.ones((2, 5), dtype=np.int64)  # decoder self-attention mask: past + new, no holes
+    multi = dict(zip(pnames, with_past.run(None, {"input_ids": dec[:, 2:], "encoder_attention_mask": mask,
+                                                  "attention_mask": ones, **past})))
     assert multi["logits"].shape == (2, 3, ref.shape[-1])
     np.testing.assert_allclose(multi["logits"], ref[:, 2:], atol=2e-4)
     assert multi["present.0.decoder.key"].shape[2] == 5
 
     singles, p = [], dict(past)
     for j in range(2, 5):
-        o = dict(zip(pnames, with_past.run(None, {"input_ids": dec[:, j:j + 1], "encoder_attention_mask": mask, **p})))
+        o = dict(zip(pnames, with_past.run(None, {"input_ids": dec[:, j:j + 1], "encoder_attention_mask": mask,
+                                                  "attention_mask": ones[:, : j + 1], **p})))
         p.update({k.replace("present", "past_key_values"): v for k, v in o.items() if k.startswith("present")})
         singles.append(o["logits"])
     np.testing.assert_allclose(np.concatenate(singles, 1), multi["logits"], atol=1e-5)
+
+
+def test_t5_with_past_decoder_honours_the_decoder_mask(t5_fp32, tiny_t5_dir):
+    """Rows of different lengths share a call with holes in front of the shorter caches: masked
+    holes change nothing (== PyTorch on the row alone), unmasked ones do (the mask reaches the graph)."""
+    import torch
+    from transformers import AutoTokenizer, T5ForConditionalGeneration
+
+    out = t5_fp32.out_dir
+    model = T5ForConditionalGeneration.from_pretrained(tiny_t5_dir).eval()
+    enc = AutoTokenizer.from_pretrained(tiny_t5_dir)(["golden hour"], return_tensors="np")
+    ids, mask = enc["input_ids"].astype(np.int64), enc["attention_mask"].astype(np.int64)
+    dec = np.array([[0, 17, 42, 99, 7]], dtype=np.int64)
+    with torch.no_grad():
+        ref = model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask),
+                    decoder_input_ids=torch.from_numpy(dec)).logits.numpy()
+    hidden = _sess(out / "encoder_model.onnx").run(None, {"input_ids": ids, "attention_mask": mask})[0]
+    first = _sess(out / "decoder_model.onnx")
+    res = dict(zip([o.name for o in first.get_outputs()],
+                   first.run(None, {"input_ids": dec[:, :2], "encoder_attention_mask": mask, "encoder_hidden_states": hidden})))
+    holes = 3
+    past = {}
+    for k, v in res.items():
+        if k.startswith("present"):
+            if ".decoder." in k:  # a hole is any finite value: these are another row's keys/values
+                v = np.concatenate([np.random.default_rng(0).standard_normal(v.shape[:2] + (holes,) + v.shape[3:]).astype(v.dtype), v], 2)
+            past[k.replace("present", "past_key_values")] = v
+    with_past = _sess(out / "decoder_with_past_model.onnx")
+    feeds = {"input_ids": dec[:, 2:], "encoder_attention_mask": mask, **past}
+    masked = np.array([[0] * holes + [1] * 5], dtype=np.int64)
+    got = with_past.run(["logits"], {**feeds, "attention_mask": masked})[0]
+    np.testing.assert_allclose(got, ref[:, 2:], atol=2e-4)
+    unmasked = with_past.run(["logits"], {**feeds, "attention_mask": np.ones_like(masked)})[0]
+    assert np.abs(unmasked - ref[:, 2:]).max() > 1e-2
 
 
 def test_t5_int8_smaller_and_reported(t5_int8, t5_fp32):

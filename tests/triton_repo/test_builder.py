@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from vedit.errors import ModelDirError, OutputError, TritonRepoError
+from vedit.manifest import VERSION
 from vedit.triton_repo import build_repository
 from vedit.triton_repo import config as cfgmod
 from vedit.triton_repo.cli import triton
@@ -104,10 +105,10 @@ def test_damaged_or_foreign_export_is_refused(export_dir, tmp_path):
     onnx.write_bytes(b"\0" * 1000)
     with pytest.raises(ModelDirError, match="decoder_model.onnx: 1000 bytes, the manifest says"):
         build_repository(export_dir, out=tmp_path / "repo")
-    for changes, message in (({"version": None}, "not a vedit-export v1 manifest"),
-                             ({"format": "other"}, "not a vedit-export v1 manifest"),
+    for changes, message in (({"version": None}, f"not a vedit-export v{VERSION} manifest"),
+                             ({"format": "other"}, f"not a vedit-export v{VERSION} manifest"),
                              ({"precision": "int4"}, "unknown precision 'int4'")):
-        _rewrite_manifest(export_dir, **{"format": "vedit-export", "version": 1, "precision": "fp32", **changes})
+        _rewrite_manifest(export_dir, **{"format": "vedit-export", "version": VERSION, "precision": "fp32", **changes})
         with pytest.raises(ModelDirError, match=message):
             build_repository(export_dir, out=tmp_path / "repo")
     assert not (tmp_path / "repo").exists()

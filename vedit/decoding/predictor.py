@@ -81,7 +81,7 @@ class Predictor:
     def load(cls, export_dir: str | Path, *, providers: Sequence | None = None, threads: int | None = None,
              jump_forward: bool = True, max_input_tokens: int | None = None, batch_size: int = 8,
              allow_cpu_fallback: bool = False, io_binding: bool | None = None,
-             prefix_cache: bool = True) -> "Predictor":
+             prefix_cache: bool = True, join_rows: bool | None = None) -> "Predictor":
         """Open an export directory.
 
         ``providers``: onnxruntime providers (default: CUDA when onnxruntime-gpu offers it, else
@@ -94,7 +94,9 @@ class Predictor:
         request starts from it (same outputs, less prefill; see :mod:`vedit.decoding.decoder_only`). A requested accelerator
         (CUDA) that onnxruntime did not start is an error unless ``allow_cpu_fallback``;
         ``io_binding`` keeps the KV cache on the device (default: on when running on CUDA), see
-        :mod:`vedit.decoding.session`.
+        :mod:`vedit.decoding.session`. ``join_rows`` (T5): every active row joins every decoder call
+        (default); ``False`` shares a call only between rows of equal cache length, the previous
+        scheduler, kept to measure against (see :mod:`vedit.decoding.seq2seq`).
         """
         d = Path(export_dir)
         man = read_manifest(d)
@@ -111,7 +113,7 @@ class Predictor:
             start = int(config.get("decoder_start_token_id", tok.pad_token_id))
             model: Seq2SeqModel | DecoderOnlyModel = Seq2SeqModel(
                 d, files, providers=providers, threads=threads, decoder_start_token_id=start, pad_token_id=tok.pad_token_id,
-                allow_cpu_fallback=allow_cpu_fallback, io_binding=io_binding)
+                allow_cpu_fallback=allow_cpu_fallback, io_binding=io_binding, join_rows=join_rows)
         else:
             start = -1
             model = DecoderOnlyModel(d, files, providers=providers, threads=threads, pad_token_id=tok.pad_token_id,

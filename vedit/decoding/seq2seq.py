@@ -1,34 +1,50 @@
 """Encoder-decoder (T5) backend: encoder once, first-step decoder, then the with-past decoder.
 
-Why rows are grouped by cache length: the exported with-past decoder has no decoder attention
-mask, and T5's relative position bias is computed from cache positions, so a row cannot carry
-padding holes in its self-attention cache. Rows therefore only share a call when their caches
-have the same length. Within a call, rows may feed different numbers of tokens: shorter ones are
-right-padded with the pad token, which is exact because attention is causal (real positions never
-see the padding) and the padded positions are cut from the returned cache. The scheduler always
-feeds the rows with the shortest cache, so rows that reach the same length are fed together; the
-number of calls is the number of distinct cache lengths at which some row needs the model.
+Two ways to share decoder calls between rows (``Seq2SeqModel(join_rows=...)``):
+
+Joined (the default; needs an export whose with-past decoder takes the decoder self-attention mask,
+``attention_mask``, which vedit exports since manifest v2): every active row joins every call.
+Rows feed runs of different lengths, right-padded with the pad token; after the call, each row's
+cache is shifted so that its real tokens are contiguous and end at the last position, the holes
+(padding) in front and masked in the next call. T5's relative position bias depends only on the
+distance between query and key, so right-aligned real tokens see exactly the distances they would
+see alone: the outputs equal step-by-step decoding of each row on its own. Within a call the
+causal mask keeps real positions from seeing the padding that follows them. Columns that are holes
+in every row are cut off. Calls per request = the longest row's model decisions.
+
+Grouped (``join_rows=False``, the previous scheduler, kept to measure against): rows share a call
+only when their caches have the same length (no holes ever, an all-ones mask), shorter runs
+right-padded and the padding cut from the returned cache; the scheduler feeds the rows with the
+shortest cache, so the number of calls is the number of distinct cache lengths at which some row
+needs the model.
 
 Everything is driven by the names the sessions declare (``get_inputs()``), so an export that also
 wants ``encoder_hidden_states`` in the with-past decoder is served too.
 
 Where the caches live (see :mod:`vedit.decoding.session`): with IO binding (on CUDA), the decoder's
-``present`` outputs stay on the device and are bound as the next call's ``past`` inputs when the same
-rows are fed together again with exact (unpadded) caches, which is the common case: a row that runs
-alone after the rows diverge keeps its cache on the device from call to call. The cross-attention
-cache is computed once by the first decoder call and stays on the device for that group of rows; a
-new group (rows regrouped after they diverged) gets its caches assembled on the host from per-row
-slices and uploaded once. Only the logits come back to the host on every call.
+``present`` outputs stay on the device and are bound as the next call's ``past`` inputs as long as
+they need no rearranging. Joined: a call in which every row fed the same number of tokens (and no
+row finished) keeps the cache on the device; a call with runs of different lengths, or a finished
+row, brings the self-attention cache to the host to be shifted (numpy) and uploads it again: one
+round trip of the self cache per such call (on the CPU provider the same code runs on host memory,
+with no copy but the shift itself). Grouped: rows that are fed together again with exact caches
+keep them on the device; a new group gets its caches assembled on the host and uploaded once. The
+cross-attention cache is computed once by the first decoder call and is re-sliced only when rows
+finish (joined) or regroup (grouped). Only the logits come back to the host on every call.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from vedit.decoding.session import Session
+from vedit.errors import ModelDirError
+
+#: the with-past decoder's decoder self-attention mask (optimum's name in a decoder file)
+SELF_MASK = "attention_mask"
 
 
 class Seq2SeqModel:
@@ -36,7 +52,9 @@ class Seq2SeqModel:
 
     def __init__(self, export_dir: Path, files: dict[str, str], *, providers=None, threads=None,
                  decoder_start_token_id: int = 0, pad_token_id: int = 0, allow_cpu_fallback: bool = False,
-                 io_binding: bool | None = None):
+                 io_binding: bool | None = None, join_rows: bool | None = None):
+        """``join_rows``: every active row joins every decoder call (default: whenever the export's
+        with-past decoder takes the self-attention mask); ``False`` keeps the grouped scheduler."""
         kw = dict(providers=providers, threads=threads, allow_cpu_fallback=allow_cpu_fallback, io_binding=io_binding)
         self.encoder = Session(export_dir / files.get("encoder", "encoder_model.onnx"), **kw)
         self.decoder = Session(export_dir / files.get("decoder", "decoder_model.onnx"), **kw)
@@ -47,6 +65,11 @@ class Seq2SeqModel:
         self.pad_id = pad_token_id
         self.self_names = [n for n in self.decoder.output_names if n.startswith("present.") and ".decoder." in n]
         self.cross_names = [n for n in self.decoder.output_names if n.startswith("present.") and ".encoder." in n]
+        self.masked = SELF_MASK in self.decoder_with_past.inputs
+        if join_rows and not self.masked:
+            raise ModelDirError(f"{export_dir}: the with-past decoder takes no decoder attention mask, so rows cannot "
+                                "join one call; export the model again with this vedit (or pass join_rows=False)")
+        self.join_rows = self.masked if join_rows is None else bool(join_rows)
 
     @property
     def providers(self) -> list[str]:
@@ -57,8 +80,9 @@ class Seq2SeqModel:
         feeds = {"input_ids": input_ids, "attention_mask": attention_mask}
         return self.encoder.run(feeds, keep=("last_hidden_state",) if keep else ())["last_hidden_state"]
 
-    def backend(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> "Seq2SeqBackend":
-        return Seq2SeqBackend(self, input_ids, attention_mask)
+    def backend(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> "JoinedSeq2SeqBackend | Seq2SeqBackend":
+        cls = JoinedSeq2SeqBackend if self.join_rows else Seq2SeqBackend
+        return cls(self, input_ids, attention_mask)
 
 
 def _past(name: str) -> str:
@@ -86,7 +110,8 @@ class _Caches:
 
 
 class Seq2SeqBackend:
-    """Per-row KV caches for one batch of prompts (see module docstring for the grouping rule)."""
+    """Grouped: per-row KV caches for one batch of prompts, rows of equal cache length fed together
+    (see module docstring)."""
 
     def __init__(self, model: Seq2SeqModel, input_ids: np.ndarray, attention_mask: np.ndarray):
         self.m = model
@@ -123,6 +148,8 @@ class Seq2SeqBackend:
                 feeds["encoder_hidden_states"] = self._hidden(key)
             feeds.update(self._self_past(key))
             feeds.update(self._cross_past(key))
+            if self.m.masked:  # no holes in this path: every past and new position is real
+                feeds[SELF_MASK] = np.ones((len(rows), self.length[rows[0]] + width), dtype=np.int64)
             out = self.m.decoder_with_past.run(feeds, keep=self.m.self_names, last=last)
         result = out["last_logits"]
         new_len = self.length[rows[0]] + width
@@ -185,4 +212,96 @@ class Seq2SeqBackend:
         self._cross = {k: c for k, c in self._cross.items() if row not in k}
 
 
-__all__ = ["Seq2SeqBackend", "Seq2SeqModel"]
+class JoinedSeq2SeqBackend:
+    """Joined: every active row in every call, one batched cache with each row's real tokens
+    right-aligned and the holes in front masked (see module docstring)."""
+
+    def __init__(self, model: Seq2SeqModel, input_ids: np.ndarray, attention_mask: np.ndarray):
+        self.m = model
+        self.enc_mask = attention_mask.astype(np.int64)
+        self.hidden = model.encode(input_ids.astype(np.int64), self.enc_mask, keep=True)
+        n = len(input_ids)
+        self.all_rows = tuple(range(n))
+        self.rows: tuple[int, ...] = self.all_rows  # the rows the batched caches hold, in this order
+        self.length = [0] * n  # real self-attention cache length per row
+        self.width = 0  # cache positions (the longest row's length; shorter rows have holes in front)
+        self.self_past: dict[str, Any] = {}  # past name -> (rows, heads, width, head dim)
+        self.cross_past: dict[str, Any] = {}
+
+    def schedule(self, active: list[int]) -> list[int]:
+        return list(active)
+
+    def feed(self, rows: list[int], tokens: Sequence[list[int]]) -> np.ndarray:
+        key = tuple(rows)
+        if self.width and key != self.rows:
+            self._select(key)
+        width = max(len(t) for t in tokens)
+        ids = np.full((len(rows), width), self.m.pad_id, dtype=np.int64)
+        for i, t in enumerate(tokens):
+            ids[i, : len(t)] = t
+        last = np.array([len(t) - 1 for t in tokens])  # each row's last real token: what the grammar needs
+        feeds = {"input_ids": ids, "encoder_attention_mask": self.enc_mask[np.array(rows)]}
+        if not self.width:
+            feeds["encoder_hidden_states"] = self._hidden(key)
+            out = self.m.decoder.run(feeds, keep=self.m.self_names + self.m.cross_names, last=last)
+            self.cross_past = {_past(n): out[n] for n in self.m.cross_names}
+        else:
+            if "encoder_hidden_states" in self.m.decoder_with_past.inputs:
+                feeds["encoder_hidden_states"] = self._hidden(key)
+            mask = np.zeros((len(rows), self.width + width), dtype=np.int64)
+            for i, r in enumerate(rows):
+                mask[i, self.width - self.length[r] :] = 1  # holes in front; the new positions all count
+            feeds[SELF_MASK] = mask
+            feeds.update(self.self_past)
+            feeds.update(self.cross_past)
+            out = self.m.decoder_with_past.run(feeds, keep=self.m.self_names, last=last)
+        ends = [self.width + len(t) for t in tokens]  # where each row's real tokens end now
+        for i, r in enumerate(rows):
+            self.length[r] += len(tokens[i])
+        self.rows = key
+        self.self_past = self._align({_past(n): out[n] for n in self.m.self_names}, ends, self.width + width)
+        return out["last_logits"]
+
+    def _align(self, values: dict, ends: list[int], total: int) -> dict:
+        """Right-align each row's real tokens (they end at ``ends[i]`` of ``total`` positions) and cut
+        the columns that are holes in every row; untouched (and left on the device) when nothing moves."""
+        lengths = [self.length[r] for r in self.rows]
+        self.width = max(lengths)
+        if self.width == total and all(e == total for e in ends):
+            return values
+        s = self.m.decoder_with_past
+        out = {}
+        for name, value in values.items():
+            a = s.to_host(value)
+            if self.width == total and a.flags.writeable:  # shift in place; the front keeps finite old values
+                for i, (e, n) in enumerate(zip(ends, lengths)):
+                    if e != total:
+                        a[i, :, total - n :] = a[i, :, e - n : e]
+            else:  # holes are zeros: masked, but they must be finite (0 * inf is not 0)
+                b = np.zeros(a.shape[:2] + (self.width,) + a.shape[3:], dtype=a.dtype)
+                for i, (e, n) in enumerate(zip(ends, lengths)):
+                    b[i, :, self.width - n :] = a[i, :, e - n : e]
+                a = b
+            out[name] = s.upload(a)
+        return out
+
+    def _select(self, key: tuple[int, ...]) -> None:
+        """Keep only ``key``'s rows (others finished): slice the caches, cut common holes."""
+        index = np.array([self.rows.index(r) for r in key])
+        width = max(self.length[r] for r in key)
+        s = self.m.decoder_with_past
+        self.self_past = {n: s.upload(np.ascontiguousarray(s.to_host(v)[index][:, :, self.width - width :]))
+                          for n, v in self.self_past.items()}
+        self.cross_past = {n: s.upload(s.to_host(v)[index]) for n, v in self.cross_past.items()}
+        self.rows, self.width = key, width
+
+    def _hidden(self, key: tuple[int, ...]):
+        if key == self.all_rows:
+            return self.hidden
+        return self.m.encoder.to_host(self.hidden)[np.array(key)]
+
+    def release(self, row: int) -> None:
+        self.length[row] = -1  # never fed again; its cache rows go at the next call
+
+
+__all__ = ["JoinedSeq2SeqBackend", "Seq2SeqBackend", "Seq2SeqModel"]

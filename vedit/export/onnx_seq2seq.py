@@ -4,13 +4,21 @@ optimum traces the with-past decoder with ONE new token and names the logits' se
 T5's causal-mask code then takes a Python branch for length 1 at trace time. Constrained decoding
 feeds runs of forced tokens in one call, so :class:`MultiTokenT5OnnxConfig` traces the with-past
 decoder with several new tokens and declares the decoder sequence axis of ``input_ids`` and
-``logits`` dynamic. Input/output names stay optimum's standard ones.
+``logits`` dynamic.
+
+The with-past decoder also takes the decoder self-attention mask (ONNX input ``attention_mask``,
+``(batch, past + new)``; optimum's name for ``decoder_attention_mask`` in a decoder file), which
+optimum leaves out for T5. With it, rows whose caches have different lengths share one call: the
+runtime keeps each row's real tokens right-aligned in a common cache and masks the holes in front
+(see :mod:`vedit.decoding.seq2seq`). The first-step decoder needs none (every row starts empty).
+Other input/output names stay optimum's standard ones.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from optimum.exporters.onnx.base import ConfigBehavior
 from optimum.exporters.onnx.model_configs import T5OnnxConfig
 
 from vedit.export.onnx_common import DEFAULT_OPSET, io_names, move_onnx, optimum_export
@@ -29,9 +37,18 @@ class MultiTokenT5OnnxConfig(T5OnnxConfig):
 
     #: new tokens in the dummy input of the with-past decoder (any value > 1 keeps the axis generic)
     TRACE_NEW_TOKENS = 3
+    #: the dummy decoder mask covers past + new tokens (optimum pads it after generating it)
+    PAD_ATTENTION_MASK_TO_PAST = True
+
+    @property
+    def inputs(self):
+        inputs = super().inputs
+        if self._behavior is ConfigBehavior.DECODER and self.use_past_in_inputs:
+            inputs["decoder_attention_mask"] = {0: "batch_size", 1: "past_decoder_sequence_length + decoder_sequence_length"}
+        return inputs
 
     def overwrite_shape_and_generate_input(self, dummy_input_gen, input_name, framework, input_shapes):
-        if self.use_past_in_inputs and input_name == "decoder_input_ids":
+        if self.use_past_in_inputs and input_name in ("decoder_input_ids", "decoder_attention_mask"):
             saved = dummy_input_gen.sequence_length
             dummy_input_gen.sequence_length = self.TRACE_NEW_TOKENS
             try:

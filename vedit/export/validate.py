@@ -36,7 +36,7 @@ import onnxruntime as ort
 from vedit.decoding.decoder_only import DecoderOnlyModel
 from vedit.decoding.grammar import FreeMatcher
 from vedit.decoding.loop import decode
-from vedit.decoding.seq2seq import Seq2SeqModel
+from vedit.decoding.seq2seq import SELF_MASK, Seq2SeqModel
 from vedit.decoding.session import CPU, CUDA
 from vedit.errors import ValidationError
 from vedit.export.reference import Batch, encode, llama_position_ids, probe_tokens
@@ -169,10 +169,20 @@ def _t5_first(m: Seq2SeqModel, dec_ids, attention_mask, hidden) -> dict[str, np.
                           "encoder_hidden_states": hidden})
 
 
-def _t5_step(m: Seq2SeqModel, dec_ids, attention_mask, hidden, past: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Feed one or more new tokens after ``past`` (encoder entries are reused as they are)."""
-    return m.decoder_with_past.run({"input_ids": dec_ids, "encoder_attention_mask": attention_mask,
-                                    "encoder_hidden_states": hidden, **past})
+def _t5_step(m: Seq2SeqModel, dec_ids, attention_mask, hidden, past: dict[str, np.ndarray],
+             holes: int = 0) -> dict[str, np.ndarray]:
+    """Feed one or more new tokens after ``past`` (encoder entries are reused as they are); with
+    ``holes``, the self-attention past gets that many zero positions in front, masked (as rows that
+    join a call with a longer row carry them; see :mod:`vedit.decoding.seq2seq`)."""
+    feeds = {"input_ids": dec_ids, "encoder_attention_mask": attention_mask, "encoder_hidden_states": hidden, **past}
+    if SELF_MASK in m.decoder_with_past.inputs:
+        b, new = dec_ids.shape
+        own = next(v for k, v in past.items() if ".decoder." in k).shape[2]
+        feeds[SELF_MASK] = np.concatenate([np.zeros((b, holes), np.int64), np.ones((b, own + new), np.int64)], 1)
+        for k, v in past.items():
+            if holes and ".decoder." in k:
+                feeds[k] = np.concatenate([np.zeros(v.shape[:2] + (holes,) + v.shape[3:], v.dtype), v], 2)
+    return m.decoder_with_past.run(feeds)
 
 
 def _llama_run(m: DecoderOnlyModel, input_ids, attention_mask, position_ids, past) -> dict[str, np.ndarray]:
@@ -215,6 +225,11 @@ def _t5_outputs(model, tokenizer, runner: Seq2SeqModel, batch: Batch, tol: Toler
         for kind, t in (("decoder.key", dk), ("decoder.value", dv)):
             name = f"present.{i}.{kind}"
             diffs.append(_compare(f"{call}:{name}", multi[name], t.numpy(), tol))
+
+    if SELF_MASK in runner.decoder_with_past.inputs:  # holes in front change nothing when masked
+        held = _t5_step(runner, new, batch.attention_mask, h, ref_past, holes=2)
+        diffs.append(_compare(f"{past_f}[+{MULTI_TOKENS} tokens, 2 masked holes]:logits", held["logits"],
+                              full.logits[:, 1:].numpy(), tol))
 
     past, singles = dict(ref_past), []
     for j in range(MULTI_TOKENS):
