@@ -1,0 +1,112 @@
+"""CTranslate2 on the T5 student: what a user who wants a fast CPU seq2seq engine would pick.
+
+Setup, as its documentation has it: ``ct2-transformers-converter`` on the student folder (in the
+``ctranslate2`` peer env: ctranslate2 4.8.5 with torch and transformers pinned like the main venv),
+one float32 conversion loaded twice, as ``compute_type="float32"`` and ``"int8"`` (CTranslate2
+quantizes at load), ``inter_threads=1, intra_threads=threads``, greedy (``beam_size=1``), the
+request's three tool rows in one ``translate_batch``, prompt ids identical to vedit's.
+
+It cannot be constrained: CTranslate2's Python API has no logits hook. What it offers, checked
+here: ``target_prefix`` forces a fixed start per row (it could force the whole scripted answer,
+but then the answer is read, not generated: a different, smaller workload); a step ``callback``
+sees each token and may stop a row but cannot change it; ``suppress_sequences`` / ``end_token`` /
+``disable_unk`` are fixed for the whole call, not grammar states; ``return_alternatives`` gives
+choices at one position only. A grammar could only be emulated by one call per free token (the
+encoder and the prefix re-run each time). So these rows decode each row for exactly its scripted
+length (same token count as the constrained paths, EOS step included) and their texts are the
+random model's own: they report no ``texts``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import subprocess
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from vedit.atomicio import atomic_dir, sha256_file
+from vedit.bench.latency import Call, Cost
+from vedit.bench.peers.env import TORCH_PIN, peer_env, peers_dir, venv_python
+from vedit.bench.peers.requests import Requests
+from vedit.bench.peers.worker import WORKERS, Worker
+from vedit.errors import PeerError
+
+if TYPE_CHECKING:
+    from vedit.bench.scripted import Script
+
+log = logging.getLogger(__name__)
+
+VERSION = "4.8.5"
+REQUIREMENTS = (f"ctranslate2=={VERSION}", TORCH_PIN, "transformers==4.57.6")
+#: row label -> CTranslate2 compute_type
+PRECISIONS = {"fp32": "float32", "int8": "int8"}
+
+
+def model_key(student_dir: Path) -> str:
+    """Content key of a student: its config and weights (a rebuilt student gets a new conversion)."""
+    h = hashlib.sha256((student_dir / "config.json").read_bytes())
+    for w in sorted(student_dir.glob("*.safetensors")):
+        h.update(sha256_file(w).encode())
+    return h.hexdigest()[:12]
+
+
+def convert(env: Path, student_dir: Path) -> Path:
+    """The student converted with ``ct2-transformers-converter`` (float32), cached under ``<home>/peers/models``."""
+    student_dir = Path(student_dir)
+    if not (student_dir / "config.json").is_file():
+        raise PeerError(f"ctranslate2: {student_dir} is not a saved student (no config.json)")
+    target = peers_dir() / "models" / f"ctranslate2-{VERSION}-{student_dir.name}-{model_key(student_dir)}"
+    if (target / "model.bin").is_file():
+        return target
+    log.info(f"ctranslate2: converting {student_dir} (ct2-transformers-converter)")
+    with atomic_dir(target, first_wins=True) as tmp:
+        done = subprocess.run([str(env / "bin" / "ct2-transformers-converter"), "--model", str(student_dir),
+                               "--output_dir", str(tmp), "--force"],
+                              capture_output=True, text=True, env=_offline())
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
+            raise PeerError(f"ctranslate2: converting {student_dir} failed: {last}")
+    return target
+
+
+def _offline() -> dict[str, str]:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    return env
+
+
+def paths(*, student_dir: Path, exports: dict[str, Path], scripts: dict[str, "Script"], threads: int) -> dict[str, Call]:
+    """``ctranslate2-fp32`` and ``ctranslate2-int8``, one worker each (loaded now, reused per request)."""
+    env = peer_env("ctranslate2", REQUIREMENTS)
+    model = convert(env, Path(student_dir))
+    requests = Requests.load(exports, scripts)
+    out: dict[str, Call] = {}
+    for label, compute in PRECISIONS.items():
+        worker = Worker(venv_python(env), WORKERS / "ctranslate2_worker.py",
+                        ["--model", model, "--compute-type", compute, "--threads", threads], name=f"ctranslate2-{label}")
+        out[f"ctranslate2-{label}"] = _call(worker, requests, label, threads)
+    return out
+
+
+def _call(worker: Worker, requests: Requests, label: str, threads: int) -> Call:
+    def call(intent: str) -> Cost:
+        rows = requests.rows(intent)
+        if rows.script is not None:
+            reply = worker.run(rows=rows.prompts, lengths=[len(r) for r in rows.script])
+        else:
+            reply = worker.run(rows=rows.prompts, max_length=requests.max_tokens)
+        call.inner_ms.append(reply["ms"])
+        return Cost(decoder_calls=int(reply["steps"]))
+
+    call.worker = worker  # type: ignore[attr-defined]  # kept alive as long as the path
+    call.inner_ms = []  # type: ignore[attr-defined]  # generation time measured inside the worker
+    call.info = (f"{label} (compute_type {worker.info.get('compute_type')}), {worker.info.get('engine')}, "  # type: ignore[attr-defined]
+                 f"intra_threads {threads}, inter_threads 1, greedy, 3 rows per translate_batch; "
+                 "unconstrained (no logits hook in its API): each row decoded for its scripted length")
+    return call
+
+
+__all__ = ["PRECISIONS", "REQUIREMENTS", "convert", "paths"]
