@@ -99,3 +99,25 @@ def test_cuda_provider_options():
 def test_cpu_session_reports_its_device(t5_export):
     s = Session(t5_export / "encoder_model.onnx", providers=[CPU], threads=1)
     assert s.device == "cpu" and s.providers == [CPU] and not s.use_binding and s.fallback == []
+
+
+def test_joined_rows_keep_the_cache_on_the_device(t5_export, monkeypatch):
+    """Joined T5 rows: runs of different lengths and finished rows are rearranged where the cache is
+    (the align graph), so no cache tensor is brought to the host or uploaded; outputs unchanged."""
+    plain = Predictor.load(t5_export, threads=1, batch_size=3, io_binding=False)
+    bound = Predictor.load(t5_export, threads=1, batch_size=3, io_binding=True)
+    assert bound.model.join_rows
+    session = bound.model.decoder_with_past
+    moved = []
+    monkeypatch.setattr(session, "upload", lambda a: moved.append(("upload", a.shape)))
+    monkeypatch.setattr(session, "to_host", lambda v: moved.append(("to_host", None)))
+    aligned = []
+    real_aligner = bound.model.aligner
+
+    def aligner(value):
+        aligned.append(1)
+        return real_aligner(value)
+
+    monkeypatch.setattr(bound.model, "aligner", aligner)
+    assert _outputs(bound) == _outputs(plain)
+    assert aligned and not moved

@@ -23,14 +23,15 @@ wants ``encoder_hidden_states`` in the with-past decoder is served too.
 
 Where the caches live (see :mod:`vedit.decoding.session`): with IO binding (on CUDA), the decoder's
 ``present`` outputs stay on the device and are bound as the next call's ``past`` inputs as long as
-they need no rearranging. Joined: a call in which every row fed the same number of tokens (and no
-row finished) keeps the cache on the device; a call with runs of different lengths, or a finished
-row, brings the self-attention cache to the host to be shifted (numpy) and uploads it again: one
-round trip of the self cache per such call (on the CPU provider the same code runs on host memory,
-with no copy but the shift itself). Grouped: rows that are fed together again with exact caches
-keep them on the device; a new group gets its caches assembled on the host and uploaded once. The
-cross-attention cache is computed once by the first decoder call and is re-sliced only when rows
-finish (joined) or regroup (grouped). Only the logits come back to the host on every call.
+they need no rearranging. Joined: the caches never leave the device. After a call with runs of
+different lengths (or when rows finish) a tiny gather graph (:class:`AlignRows`) shifts the rows,
+drops finished ones and cuts common holes where the cache is: one device-side copy of the self cache
+per such call, and a small int64 index uploaded; without IO binding numpy does the same on the host
+arrays, in place when only shifts are needed. Grouped: rows that are fed together again with exact
+caches keep them on the device; a new group gets its caches assembled on the host and uploaded once.
+The cross-attention cache is computed once by the first decoder call and is re-sliced only when rows
+finish (joined, on the device) or regroup (grouped, on the host). Only the logits come back to the
+host on every call.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+import onnxruntime as ort
 
 from vedit.decoding.session import Session
 from vedit.errors import ModelDirError
@@ -70,6 +72,16 @@ class Seq2SeqModel:
             raise ModelDirError(f"{export_dir}: the with-past decoder takes no decoder attention mask, so rows cannot "
                                 "join one call; export the model again with this vedit (or pass join_rows=False)")
         self.join_rows = self.masked if join_rows is None else bool(join_rows)
+        self._aligners: dict[str, AlignRows] = {}
+
+    def aligner(self, value: Any) -> AlignRows:
+        """The :class:`AlignRows` for a cache value of the with-past decoder (by its float type)."""
+        dtype = np.dtype(np.float16) if "float16" in value.data_type() else np.dtype(np.float32)
+        if dtype.name not in self._aligners:
+            s = self.decoder_with_past
+            opts = s.session.get_provider_options()
+            self._aligners[dtype.name] = AlignRows(dtype, s.device, s.device_id, [(p, opts.get(p, {})) for p in s.providers])
+        return self._aligners[dtype.name]
 
     @property
     def providers(self) -> list[str]:
@@ -83,6 +95,46 @@ class Seq2SeqModel:
     def backend(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> "JoinedSeq2SeqBackend | Seq2SeqBackend":
         cls = JoinedSeq2SeqBackend if self.join_rows else Seq2SeqBackend
         return cls(self, input_ids, attention_mask)
+
+
+class AlignRows:
+    """Rearrange a batched self-attention cache where it is (on the device with IO binding): keep
+    some rows, right-align each one's real positions, cut to a width.
+
+    The graph (``ops/align_rows_<dtype>.onnx``: Reshape, Gather, Reshape) is built and checked by
+    tests/decoding/test_align_rows.py; the runtime needs no ``onnx`` package to use it. Only a small
+    int64 index goes up per call; the cache never leaves the device.
+    """
+
+    def __init__(self, dtype: np.dtype, device: str, device_id: int, providers: Sequence):
+        self.dtype = np.dtype(dtype)
+        self.device, self.device_id = device, device_id
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        opts.intra_op_num_threads = 1
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        path = Path(__file__).with_name("ops") / f"align_rows_{self.dtype.name}.onnx"
+        self.session = ort.InferenceSession(str(path), opts, providers=list(providers))
+
+    def __call__(self, cache: Any, rows: Sequence[int], ends: Sequence[int], lengths: Sequence[int], width: int) -> Any:
+        """(len(rows), heads, width, dim): row ``rows[i]``'s positions ``ends[i] - lengths[i]`` to
+        ``ends[i]`` at the end; the positions in front repeat a real value (masked, finite)."""
+        b, h, t, d = cache.shape() if isinstance(cache, ort.OrtValue) else cache.shape
+        src, n = np.asarray(rows, dtype=np.int64), np.asarray(lengths, dtype=np.int64)
+        start = np.asarray(ends, dtype=np.int64) - n
+        pos = start[:, None] + np.maximum(np.arange(width)[None, :] - (width - n)[:, None], 0)
+        index = ((src[:, None, None] * h + np.arange(h)[None, :, None]) * t + pos[:, None, :]).reshape(-1)
+        binding = self.session.io_binding()
+        if isinstance(cache, ort.OrtValue):
+            binding.bind_ortvalue_input("cache", cache)
+        else:
+            binding.bind_cpu_input("cache", np.ascontiguousarray(cache))
+        binding.bind_cpu_input("flat_shape", np.array([-1, d], dtype=np.int64))
+        binding.bind_cpu_input("index", index)
+        binding.bind_cpu_input("shape", np.array([len(src), h, width, d], dtype=np.int64))
+        binding.bind_output("aligned", self.device, self.device_id)
+        self.session.run_with_iobinding(binding)
+        return binding.get_outputs()[0]
 
 
 def _past(name: str) -> str:
@@ -264,36 +316,43 @@ class JoinedSeq2SeqBackend:
 
     def _align(self, values: dict, ends: list[int], total: int) -> dict:
         """Right-align each row's real tokens (they end at ``ends[i]`` of ``total`` positions) and cut
-        the columns that are holes in every row; untouched (and left on the device) when nothing moves."""
+        the columns that are holes in every row; untouched when nothing moves."""
         lengths = [self.length[r] for r in self.rows]
         self.width = max(lengths)
         if self.width == total and all(e == total for e in ends):
             return values
-        s = self.m.decoder_with_past
-        out = {}
-        for name, value in values.items():
-            a = s.to_host(value)
-            if self.width == total and a.flags.writeable:  # shift in place; the front keeps finite old values
-                for i, (e, n) in enumerate(zip(ends, lengths)):
-                    if e != total:
-                        a[i, :, total - n :] = a[i, :, e - n : e]
-            else:  # holes are zeros: masked, but they must be finite (0 * inf is not 0)
-                b = np.zeros(a.shape[:2] + (self.width,) + a.shape[3:], dtype=a.dtype)
-                for i, (e, n) in enumerate(zip(ends, lengths)):
-                    b[i, :, self.width - n :] = a[i, :, e - n : e]
-                a = b
-            out[name] = s.upload(a)
-        return out
+        return {n: self._rearrange(v, range(len(ends)), ends, lengths, self.width) for n, v in values.items()}
 
     def _select(self, key: tuple[int, ...]) -> None:
-        """Keep only ``key``'s rows (others finished): slice the caches, cut common holes."""
-        index = np.array([self.rows.index(r) for r in key])
-        width = max(self.length[r] for r in key)
-        s = self.m.decoder_with_past
-        self.self_past = {n: s.upload(np.ascontiguousarray(s.to_host(v)[index][:, :, self.width - width :]))
+        """Keep only ``key``'s rows (the others finished) and cut the holes they all have."""
+        index = [self.rows.index(r) for r in key]
+        lengths = [self.length[r] for r in key]
+        width = max(lengths)
+        self.self_past = {n: self._rearrange(v, index, [self.width] * len(key), lengths, width)
                           for n, v in self.self_past.items()}
-        self.cross_past = {n: s.upload(s.to_host(v)[index]) for n, v in self.cross_past.items()}
+        self.cross_past = {n: self._rearrange(v, index, None, None, None) for n, v in self.cross_past.items()}
         self.rows, self.width = key, width
+
+    def _rearrange(self, value: Any, rows: Sequence[int], ends: Sequence[int] | None,
+                   lengths: Sequence[int] | None, width: int | None) -> Any:
+        """Rows ``rows`` of a (rows, heads, positions, dim) cache, each row's ``lengths[i]`` positions
+        ending at ``ends[i]`` moved to the end of ``width`` (``ends=None``: the rows as they are).
+        Device values stay on the device (:class:`AlignRows`); host arrays are rearranged by numpy."""
+        if ends is None:
+            ends = lengths = [value.shape()[2] if isinstance(value, ort.OrtValue) else value.shape[2]] * len(rows)
+            width = ends[0]
+        if isinstance(value, ort.OrtValue):
+            return self.m.aligner(value)(value, rows, ends, lengths, width)
+        rows = list(rows)
+        if rows == list(range(len(value))) and width == value.shape[2] and value.flags.writeable:
+            for i, (e, n) in enumerate(zip(ends, lengths)):  # in place; the front keeps finite old values
+                if e != width:
+                    value[i, :, width - n :] = value[i, :, e - n : e]
+            return value
+        out = np.zeros((len(rows), value.shape[1], width) + value.shape[3:], dtype=value.dtype)  # holes: finite zeros
+        for i, (r, e, n) in enumerate(zip(rows, ends, lengths)):
+            out[i, :, width - n :] = value[r, :, e - n : e]
+        return out
 
     def _hidden(self, key: tuple[int, ...]):
         if key == self.all_rows:
