@@ -1,0 +1,126 @@
+"""llama.cpp peer end to end on a tiny random Llama: GGUF F32 and Q8_0, GBNF, steered to the scripts.
+
+Needs the ``llamacpp`` peer env (llama-cpp-python built from its sdist: minutes on two cores, plus
+torch and transformers for the converter). Runs when that env already exists under the home, or
+with ``VEDIT_PEER_TESTS=1`` (which builds it). The default run never builds a peer env.
+The GBNF rendering is checked here against vedit's own grammar by llama.cpp itself: steered to
+the truth answers the rows must write exactly them; steered to invalid answers, and unsteered,
+everything they write must be accepted by vedit's compiled grammar.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from vedit.bench.peers import llamacpp
+from vedit.bench.peers.env import env_path, is_ready
+from vedit.bench.peers.gbnf import literal, tool_gbnf
+from vedit.bench.scripted import Script, load_scripts, steer
+from vedit.data.rows import write_jsonl
+from vedit.data.synth import generate
+from vedit.decoding import Predictor, load_grammar
+from vedit.decoding.vocab import load_tokenizer
+
+
+def test_gbnf_literals_escape_quotes_backslashes_and_controls():
+    assert literal('{"a":1}') == r'"{\"a\":1}"'
+    assert literal("a\\b\n\t\x01é") == r'"a\\b\n\t\x01é"'
+
+
+def test_gbnf_names_every_preset_and_one_rule_per_range(registry):
+    filt = next(t for t in registry.tools if t.kind == "preset")
+    g = tool_gbnf(filt)
+    assert g.startswith('root ::= (" ")? body\n')
+    assert all(literal(f'"{p}"') in g for p in filt.presets)
+    adjust = next(t for t in registry.tools if t.kind == "flat")
+    ranges = {(p.min, p.max) for p in adjust.params}
+    assert tool_gbnf(adjust).count("::=") == 2 + len(ranges)
+
+
+@pytest.fixture(scope="module")
+def env_ready():
+    """Skip (before any model is built) unless the peer env exists or may be built."""
+    if os.environ.get("VEDIT_PEER_TESTS") == "1":
+        return
+    if not is_ready(env_path("llamacpp", llamacpp.REQUIREMENTS)):
+        pytest.skip("no llamacpp peer env under the home (VEDIT_PEER_TESTS=1 builds it: llama-cpp-python from source)")
+
+
+@pytest.fixture(scope="module")
+def scripts(env_ready, tmp_path_factory, llama_fp32):
+    rows = generate(seed=5, n_intents=60, n_test=3).test
+    path = tmp_path_factory.mktemp("llamacpp-scripts") / "test.jsonl"
+    write_jsonl(path, [r.to_json() for r in rows])
+    return load_scripts(llama_fp32.out_dir, 3, truth=path)
+
+
+@pytest.fixture(scope="module")
+def rows(env_ready, tmp_path_factory, tiny_llama_dir, llama_fp32, scripts):
+    """Both llama.cpp rows on the tiny Llama (GGUFs cached in a temp dir, the env under the home)."""
+    mp = pytest.MonkeyPatch()
+    gguf = tmp_path_factory.mktemp("gguf")
+    mp.setattr(llamacpp, "gguf_dir", lambda: gguf)
+    got = {}
+    try:
+        got = llamacpp.paths(student_dir=tiny_llama_dir, exports={"fp32": llama_fp32.out_dir},
+                             scripts={s.intent: s for s in scripts}, threads=1)
+        yield got
+    finally:
+        for call in got.values():
+            call.worker.close()
+        mp.undo()
+
+
+@pytest.mark.slow
+def test_both_precisions_write_the_scripts_like_vedit(rows, llama_fp32, scripts):
+    assert set(rows) == {"llama.cpp+gbnf-fp32", "llama.cpp+gbnf-q8_0"}
+    vedit = Predictor.load(llama_fp32.out_dir, threads=1)
+    for name, call in rows.items():
+        assert "GBNF" in call.info and "1 threads" in call.info and "not batched" in call.info
+        for s in scripts:
+            cost = call(s.intent)
+            assert cost.texts == s.text_tuple(), name  # llama.cpp's own bytes for its tokens
+            assert cost.texts == tuple(vedit.predict([s.intent], bias=steer([s]))[0].raw.values())
+            n = sum(len(t) for t in s.tokens.values())
+            # one prefill per row, then one llama_decode per token but the last (EOS): no jump-forward
+            assert cost.decoder_calls == n and (cost.free_tokens, cost.forced_tokens) == (n, 0)
+
+
+@pytest.mark.slow
+def test_the_grammar_holds_against_steering_to_invalid_answers(rows, llama_fp32, scripts):
+    export = llama_fp32.out_dir
+    grammar = load_grammar(export)
+    tok = load_tokenizer(export).tokenizer
+    bad_texts = {"adjust": '{"exposure":101,"contrast":0}', "selective_adjust": '{"red":{}}',
+                 "filter": '{"name":"nope","intensity":-5}'}
+    bad = Script("hostile steering", {t: tuple(tok.encode(x, add_special_tokens=False).ids) for t, x in bad_texts.items()},
+                 bad_texts)
+    call = rows["llama.cpp+gbnf-fp32"]
+    call_rows = llamacpp.LlamaRows.load({"fp32": export}, {bad.intent: bad})
+    reply = call.worker.run(rows=call_rows.rows(bad.intent))
+    for tool, text, ids in zip(call_rows.tools, reply["texts"], reply["tokens"]):
+        assert grammar.accepts_text(tool, text), (tool, text)
+        assert text != bad_texts[tool] and ids[-1] == grammar.eos_token_id
+    free = call("an unscripted intent")  # unsteered: whatever the random model picks, still valid
+    for tool, text in zip(call_rows.tools, free.texts):
+        assert grammar.accepts_text(tool, text), (tool, text)
+
+
+@pytest.mark.slow
+def test_the_gguf_vocabulary_writes_vedits_bytes(rows, llama_fp32):
+    grammar = load_grammar(llama_fp32.out_dir)
+    ids = sorted(grammar.token_bytes)
+    pieces = rows["llama.cpp+gbnf-q8_0"].worker.request("pieces", ids=ids)["pieces"]
+    assert {i: bytes.fromhex(p) for i, p in zip(ids, pieces)} == {i: grammar.token_bytes[i] for i in ids}
+
+
+@pytest.mark.slow
+def test_gguf_is_cached_by_content(rows, tiny_llama_dir):
+    python = llamacpp.peer_python()
+    first = llamacpp.gguf_model(tiny_llama_dir, "q8_0", python=python)
+    stamp = first.stat().st_mtime_ns
+    assert llamacpp.gguf_model(tiny_llama_dir, "q8_0", python=python) == first
+    assert first.stat().st_mtime_ns == stamp and Path(first).parent == llamacpp.gguf_dir()
