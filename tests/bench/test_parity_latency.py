@@ -83,6 +83,9 @@ def test_latency_report_has_every_path(tiny_t5_dir, t5_fp32, tmp_path):
     assert by["pytorch"].free_tokens_per_request is None  # plain generate cannot tell free from forced
     # a request's rows each need one call per free token: the calls can be shared, never fewer
     assert free and by["onnx-fp32"].decoder_calls_per_request >= free / 3
+    assert by["onnx-fp32"].forced_tokens_per_request > 0
+    # unscripted: the constrained paths answer alike (fp32 parity); plain generate is not compared
+    assert run.texts.paths == ["pytorch+grammar", "onnx-fp32-step", "onnx-fp32"] and run.texts.ok
     assert run.machine["cores"] and "onnxruntime" in run.machine["packages"]
     files = write([run], tmp_path)
     assert files["png"].read_bytes()[:4] == b"\x89PNG"

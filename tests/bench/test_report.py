@@ -31,9 +31,26 @@ def test_speedups_are_ratios_of_medians_among_compared_paths():
     assert run.speedup("onnx-fp32", "pytorch+grammar") == pytest.approx(0.400 / 0.050)
     assert run.speedup("triton-grpc") is None
     row = next(line for line in markdown([run]).splitlines() if "| onnx-fp32 |" in line)
-    assert row.endswith("| 10.0x | 8.0x |")
+    assert row.endswith("| 10.0x | 8.0x | - |")
     served = next(line for line in markdown([run]).splitlines() if "| 1 | triton-grpc |" in line)
-    assert served.endswith("| - | - |")
+    assert served.endswith("| - | - | - |")
+
+
+def test_report_shows_tokens_texts_check_and_path_info():
+    from vedit.bench.latency import check_texts
+
+    run = _run(with_levels=False)
+    run.stats[2].forced_tokens_per_request = 120.0
+    texts = {"pytorch+grammar": {"a": ("x",), "b": ("y",)}, "onnx-fp32": {"a": ("x",), "b": ("z",)}}
+    run.texts = check_texts(texts, ["a", "b"], {"a": ("x",), "b": ("y",)})
+    run.info = {"onnx-fp32": "fp32, 2 threads"}
+    md = markdown([run])
+    onnx = next(line for line in md.splitlines() if "| onnx-fp32 |" in line)
+    assert "| 40.0 / 120.0 |" in onnx and onnx.endswith("| NO (1/2 differ) |")
+    assert next(line for line in md.splitlines() if "| pytorch+grammar |" in line).endswith("| yes |")
+    assert next(line for line in md.splitlines() if "| pytorch |" in line).endswith("| - |")
+    assert "- `onnx-fp32`: fp32, 2 threads" in md
+    assert not run.texts.ok and "onnx-fp32 differs on 1 of 2" in run.texts.describe()
 
 
 @pytest.mark.parametrize("with_levels", [True, False])
@@ -43,4 +60,5 @@ def test_report_files(tmp_path, with_levels):
     data = json.loads(files["json"].read_text())[0]
     assert data["compared"] == ["pytorch", "pytorch+grammar", "onnx-fp32"]
     assert data["stats"][2]["p50_ms"] == pytest.approx(50.0)
+    assert "forced_tokens_per_request" in data["stats"][2] and "texts_check" in data
     assert not list(tmp_path.glob("*.tmp"))

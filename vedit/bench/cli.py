@@ -69,7 +69,13 @@ def parity(reference: Path, adapter: Path | None, candidate: Path | None, url: s
 @click.option("--export", "exports", multiple=True, metavar="LABEL=DIR",
               help="Export to time (repeatable; default: demo flan-t5 fp32 and int8 exports).")
 @click.option("--base-shape/--no-base-shape", default=False,
-              help="Also time the flan-t5-base-shaped random model (built and exported once, cached).")
+              help="Also time the real-size random models, flan-t5-base and TinyLlama-1.1B shapes, scripted to "
+                   "the demo test set's answers (built and exported once, cached; the Llama takes many minutes).")
+@click.option("--shape-requests", type=click.IntRange(min=1), default=None,
+              help="Requests per base-shape run (default: a third of --requests, at least 5).")
+@click.option("--peers/--no-peers", default=False,
+              help="Also time peer engines (optimum ORT, CTranslate2, onnxruntime-genai, llama.cpp) in the same "
+                   "interleaved runs; their environments are built and cached on first use.")
 @click.option("--triton/--no-triton", default=True, help="Also time a real tritonserver (HTTP, gRPC).")
 @click.option("-n", "--requests", type=click.IntRange(min=3), default=30, show_default=True,
               help="Requests per path at concurrency 1.")
@@ -78,7 +84,8 @@ def parity(reference: Path, adapter: Path | None, candidate: Path | None, url: s
 @click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Report directory (default: $VEDIT_HOME/reports).")
 def latency(student: Path | None, adapter: Path | None, exports: tuple[str, ...], base_shape: bool,
-            triton: bool, requests: int, concurrency: str, threads: int, out: Path | None) -> None:
+            shape_requests: int | None, peers: bool, triton: bool, requests: int, concurrency: str, threads: int,
+            out: Path | None) -> None:
     """Per-request latency and throughput of every path; writes latency.md/.json/.png."""
     require_extras("export", "bench", *(("triton",) if triton else ()))
     from vedit.bench.latency_cli import run_latency_command
@@ -86,7 +93,7 @@ def latency(student: Path | None, adapter: Path | None, exports: tuple[str, ...]
     show_progress()
     files = run_latency_command(student=student, adapter=adapter, exports=exports, base_shape=base_shape,
                                 triton=triton, requests=requests, concurrency=concurrency, threads=threads,
-                                out=out)
+                                out=out, peers=peers, shape_requests=shape_requests)
     click.echo(files["md"].read_text(encoding="utf-8"))
     click.echo(f"report: {files['md']}  {files['json']}  {files['png']}")
 

@@ -1,11 +1,22 @@
 """Per-request latency of every serving path, measured side by side in one run.
 
 Paths (one request = one intent = its three tool prompts as one batch):
-- ``pytorch``: the PyTorch original, plain greedy ``generate`` (what the paper served);
-- ``pytorch+grammar``: the original with the export's grammar as a logits processor;
+- ``pytorch``: the PyTorch original, plain greedy ``generate`` (what the paper served); in a
+  scripted run it is steered to the script, so it is the lower bound of any PyTorch path;
+- ``pytorch+grammar``: the original with the export's grammar as a logits processor (+ script);
 - ``onnx-<label>-step``: the ONNX runtime, constrained, one decoder call per token;
 - ``onnx-<label>``: the ONNX runtime, constrained, with jump-forward (the default);
+- peers (``--peers``): other engines a user could pick (:mod:`vedit.bench.peers`);
 - ``triton-http`` / ``triton-grpc``: the same runtime behind a real tritonserver.
+
+Models and grammars are loaded once, before timing; a PyTorch request times ``generate`` alone
+(prompt ids are built beforehand), while an ONNX request times the whole ``predict`` (prompts,
+decoding and parsing the calls): the baselines get the better of the deal.
+
+*Scripted* runs (:mod:`vedit.bench.scripted`) steer every path to the same realistic answers, so a
+random-weight model of a real size does the work a trained student does. Every path that is
+constrained or steered returns its texts, and the run checks that they are identical per intent
+(:class:`TextCheck`).
 
 At concurrency 1 the paths are interleaved request by request (round robin over the same
 intents), so load on a shared machine hits every path alike and the ratios stay meaningful.
@@ -17,24 +28,66 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from vedit.bench.timing import LatencyStats, summarize
 
+if TYPE_CHECKING:
+    from vedit.bench.scripted import Script
+
 log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class Cost:
-    """What one request cost a path: decoder calls, and model-decided tokens where the path knows."""
+    """What one request cost a path, and what it answered (one text per tool row, registry order)."""
 
     decoder_calls: int
     free_tokens: int | None = None
+    forced_tokens: int | None = None
+    texts: tuple[str, ...] | None = None
 
 
-#: A path: answers one intent and says what it cost.
+#: A path: answers one intent and says what it cost. It may carry a string attribute ``info``
+#: (precision, threads, what constrains it) that the report prints.
 Call = Callable[[str], Cost]
+
+
+@dataclass
+class TextCheck:
+    """Did every path that returns texts produce the same texts per intent?
+
+    Compared with the scripts when the run is scripted, else with the first path that returned
+    texts. ``differing[path]`` counts the intents where ``path`` differs.
+    """
+
+    reference: str
+    paths: list[str]
+    intents: int
+    differing: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not any(self.differing.values())
+
+    def verdict(self, path: str) -> str:
+        if path not in self.paths:
+            return "-"
+        n = self.differing.get(path, 0)
+        return "yes" if n == 0 else f"NO ({n}/{self.intents} differ)"
+
+    def describe(self) -> str:
+        if not self.paths:
+            return "same texts: no path returned texts"
+        head = "same texts on every path: yes" if self.ok else "same texts on every path: NO"
+        bad = [f"{p} differs on {n} of {self.intents}" for p, n in self.differing.items() if n]
+        return (f"{head} ({len(self.paths)} paths x {self.intents} intents, compared with {self.reference})"
+                + (": " + "; ".join(bad) if bad else ""))
+
+    def to_json(self) -> dict:
+        return {**asdict(self), "ok": self.ok}
 
 
 @dataclass
@@ -45,6 +98,12 @@ class LatencyRun:
     notes: list[str] = field(default_factory=list)
     #: Paths timed side by side on the same intents; speed-ups are only meaningful among them.
     compared: list[str] = field(default_factory=list)
+    #: the same-texts check over the compared paths (None when no path returned texts)
+    texts: TextCheck | None = None
+    #: path -> what it is (precision, threads, what constrains it)
+    info: dict[str, str] = field(default_factory=dict)
+    #: scripted runs: free and forced tokens per request of the scripts themselves
+    scripted: dict | None = None
 
     def at(self, concurrency: int) -> list[LatencyStats]:
         return [s for s in self.stats if s.concurrency == concurrency]
@@ -57,90 +116,156 @@ class LatencyRun:
 
     def to_json(self, *, samples: bool = False) -> dict:
         return {"model": self.model, "machine": self.machine, "notes": self.notes, "compared": self.compared,
-                "stats": [s.to_json(samples=samples) for s in self.stats]}
+                "texts_check": self.texts.to_json() if self.texts else None, "info": self.info,
+                "scripted": self.scripted, "stats": [s.to_json(samples=samples) for s in self.stats]}
 
 
-class _StepCounter:
-    """Counts forward calls of a PyTorch model (one per generate step)."""
-
-    def __init__(self, module) -> None:
-        self.calls = 0
-        module.register_forward_hook(self._hook)
-
-    def _hook(self, *_):
-        self.calls += 1
+def _with_info(call: Call, info: str) -> Call:
+    call.info = info  # type: ignore[attr-defined]
+    return call
 
 
-def pytorch_paths(student_dir: Path, adapter_dir: Path | None, export_dir: Path, *, threads: int) -> dict[str, Call]:
-    """The unconstrained and constrained PyTorch paths of one student."""
+def pytorch_paths(student_dir: Path, adapter_dir: Path | None, export_dir: Path, *, threads: int,
+                  scripts: dict[str, "Script"] | None = None) -> dict[str, Call]:
+    """The plain and the constrained PyTorch paths of one student, loaded once.
+
+    Each request times ``generate`` alone: prompt ids are built before timing for the scripted
+    intents (and cached on first use for others), the grammar is loaded once. With ``scripts``
+    both paths are steered to them (:class:`vedit.reference.ScriptLogitsProcessor`).
+    """
+    import torch
+
     from vedit.decoding import load_grammar
     from vedit.reference import ReferencePredictor
 
     ref = ReferencePredictor.load(student_dir, adapter_dir, threads=threads)
-    grammar = load_grammar(export_dir)  # prepared once, like the model: only generation is timed
-    # generate() of a peft model runs the wrapped transformers model: count that one's forwards
-    counter = _StepCounter(ref.model.get_base_model() if hasattr(ref.model, "get_base_model") else ref.model)
+    grammar = load_grammar(export_dir)
+    tools = ref.registry.tool_names
+    # the runtime's prompts, with the runtime's input limit (same truncation of long intents)
+    builder = ref.prompt_builder(max(a.max_tokens() for a in grammar.automata.values()))
+    prompts: dict[str, list[list[int]]] = {}
 
-    def plain(intent: str) -> Cost:
-        before = counter.calls
-        ref.predict([intent], batch_size=1)
-        return Cost(counter.calls - before)
+    def rows(intent: str) -> list[list[int]]:
+        if intent not in prompts:
+            prompts[intent] = builder.build(intent).ids
+        return prompts[intent]
 
-    def constrained(intent: str) -> Cost:
-        before = counter.calls
-        ref.predict([intent], batch_size=1, grammar=grammar)
-        return Cost(counter.calls - before)
+    for intent in scripts or {}:
+        rows(intent)
 
-    return {"pytorch": plain, "pytorch+grammar": constrained}
+    def run(intent: str, constrained: bool) -> Cost:
+        script = scripts.get(intent) if scripts else None
+        ids, steps = ref.generate(rows(intent), tools=tools, grammar=grammar if constrained else None,
+                                  script=[script.tokens[t] for t in tools] if script else None)
+        steered = constrained or script is not None
+        return Cost(steps, texts=tuple(grammar.text(x) for x in ids) if steered else None)
+
+    how = f"PyTorch {torch.__version__} fp32 eager, {threads} threads, greedy generate, 3 rows per call"
+    steer = "; steered by the script" if scripts else ""
+    return {"pytorch": _with_info(lambda i: run(i, False), how + ", unconstrained" + steer),
+            "pytorch+grammar": _with_info(lambda i: run(i, True),
+                                          how + ", vedit's grammar as a logits processor (prepared once)" + steer)}
 
 
-def onnx_paths(exports: dict[str, Path], *, threads: int, step_for: Sequence[str] = ("fp32",)) -> dict[str, Call]:
+def onnx_paths(exports: dict[str, Path], *, threads: int, step_for: Sequence[str] = ("fp32",),
+               scripts: dict[str, "Script"] | None = None) -> dict[str, Call]:
     """In-process ONNX paths: jump-forward for every export, step-by-step for ``step_for`` labels."""
+    import onnxruntime
+
+    from vedit.bench.scripted import steer
     from vedit.decoding import Predictor
 
     paths: dict[str, Call] = {}
 
     def wrap(p) -> Call:
         def call(intent: str) -> Cost:
-            stats = p.predict([intent])[0].stats
-            return Cost(stats.decoder_calls, stats.free_tokens)
+            script = scripts.get(intent) if scripts else None
+            pred = p.predict([intent], bias=steer([script]) if script else None)[0]
+            st = pred.stats
+            return Cost(st.decoder_calls, st.free_tokens, st.forced_tokens, tuple(pred.raw.values()))
         return call
 
+    how = f"onnxruntime {onnxruntime.__version__} CPU, {threads} threads, vedit's grammar"
+    steered = "; steered by the script" if scripts else ""
     for label, d in exports.items():
         if label in step_for:
-            paths[f"onnx-{label}-step"] = wrap(Predictor.load(d, threads=threads, jump_forward=False))
-        paths[f"onnx-{label}"] = wrap(Predictor.load(d, threads=threads, jump_forward=True))
+            paths[f"onnx-{label}-step"] = _with_info(wrap(Predictor.load(d, threads=threads, jump_forward=False)),
+                                                     f"{label}, {how}, one decoder call per token{steered}")
+        paths[f"onnx-{label}"] = _with_info(wrap(Predictor.load(d, threads=threads, jump_forward=True)),
+                                            f"{label}, {how}, jump-forward over forced tokens{steered}")
     return paths
 
 
-def interleaved(paths: dict[str, Call], intents: Sequence[str], *, warmup: int = 2,
-                progress: Callable[[int], None] | None = None) -> list[LatencyStats]:
-    """Concurrency-1 latency of every path, round robin per intent.
+def _mean(xs: list[int | None]) -> float | None:
+    known = [x for x in xs if x is not None]
+    return sum(known) / len(known) if known else None
 
-    Free tokens are each path's own (an int8 export may answer differently from fp32); paths that
-    cannot tell (PyTorch ``generate``) report none.
+
+def interleaved(paths: dict[str, Call], intents: Sequence[str], *, warmup: int = 2,
+                progress: Callable[[int], None] | None = None, expected: dict[str, tuple[str, ...]] | None = None,
+                fragile: Sequence[str] = (), notes: list[str] | None = None) -> tuple[list[LatencyStats], TextCheck]:
+    """Concurrency-1 latency of every path, round robin per intent, and the same-texts check.
+
+    Free and forced tokens are each path's own (an unscripted int8 export may answer differently
+    from fp32); paths that cannot tell (PyTorch ``generate``) report none. ``expected``: intent ->
+    texts every path must return (scripted runs); else paths are compared with the first path that
+    returned texts. A ``fragile`` path (a peer engine in another process) that fails is dropped
+    from the run with a note instead of ending it.
     """
-    for call in paths.values():
+    paths = dict(paths)
+    notes = notes if notes is not None else []
+
+    def guarded(name: str, intent: str) -> Cost | None:
+        try:
+            return paths[name](intent)
+        except Exception as exc:  # noqa: BLE001 -- only for fragile paths, reported in the run's notes
+            if name not in fragile:
+                raise
+            log.warning(f"{name} failed ({exc}); dropped from this run")
+            notes.append(f"{name} failed and was dropped: {type(exc).__name__}: {exc}")
+            del paths[name]
+            return None
+
+    for name in list(paths):
         for intent in intents[:warmup]:
-            call(intent)
+            if name in paths:
+                guarded(name, intent)
     samples: dict[str, list[float]] = {k: [] for k in paths}
     costs: dict[str, list[Cost]] = {k: [] for k in paths}
+    texts: dict[str, dict[str, tuple[str, ...]]] = {k: {} for k in paths}
     for intent in intents:
-        for name, call in paths.items():
+        for name in list(paths):
             t0 = time.perf_counter()
-            cost = call(intent)
-            samples[name].append(time.perf_counter() - t0)
+            cost = guarded(name, intent)
+            dt = time.perf_counter() - t0
+            if cost is None:
+                continue
+            samples[name].append(dt)
             costs[name].append(cost)
+            if cost.texts is not None:
+                texts[name][intent] = tuple(cost.texts)
         if progress:
             progress(1)
     out = []
     for name in paths:
-        c = [x.decoder_calls for x in costs[name]]
-        free = [x.free_tokens for x in costs[name] if x.free_tokens is not None]
+        c = costs[name]
         out.append(summarize(name, samples[name], sum(samples[name]), 1,
-                             decoder_calls_per_request=(sum(c) / len(c)) if c else None,
-                             free_tokens_per_request=(sum(free) / len(free)) if free else None))
-    return out
+                             decoder_calls_per_request=_mean([x.decoder_calls for x in c]),
+                             free_tokens_per_request=_mean([x.free_tokens for x in c]),
+                             forced_tokens_per_request=_mean([x.forced_tokens for x in c])))
+    return out, check_texts({k: v for k, v in texts.items() if k in paths and v}, intents, expected)
+
+
+def check_texts(texts: dict[str, dict[str, tuple[str, ...]]], intents: Sequence[str],
+                expected: dict[str, tuple[str, ...]] | None = None) -> TextCheck:
+    """Compare every path's texts per intent with ``expected`` (or with the first path's)."""
+    names = list(texts)
+    if expected is None and names:
+        reference, want = names[0], texts[names[0]]
+    else:
+        reference, want = "the scripts", expected or {}
+    differing = {p: sum(1 for i in intents if texts[p].get(i) != want.get(i)) for p in names}
+    return TextCheck(reference, names, len(intents), differing)
 
 
 def measure_model(
@@ -148,33 +273,63 @@ def measure_model(
     *,
     student_dir: Path,
     exports: dict[str, Path],
-    intents: Sequence[str],
+    intents: Sequence[str] | None = None,
     adapter_dir: Path | None = None,
     threads: int = 2,
     pytorch: bool = True,
     triton: bool = False,
     triton_requests: int = 200,
     concurrencies: Sequence[int] = (1, 4, 16),
+    scripts: Sequence["Script"] | None = None,
+    peers: Callable[..., dict[str, Call]] | None = None,
+    step_for: Sequence[str] = ("fp32",),
+    warmup: int = 2,
 ) -> LatencyRun:
-    """Every path of one student, side by side; Triton (if asked) on the first export."""
+    """Every path of one student, side by side; Triton (if asked) on the first export.
+
+    ``scripts``: a scripted run on the scripts' intents (every path steered to them);
+    ``peers``: ``peers(family, student_dir=, exports=, scripts=, threads=) -> {name: Call}`` adds
+    other engines' paths to the same interleaved run (:func:`vedit.bench.peers.peer_paths`); a peer
+    that fails during the run is dropped with a note.
+    """
     from tqdm.auto import tqdm
 
     from vedit.bench.machine import machine_info
+    from vedit.manifest import read_manifest
 
     info = machine_info(threads)
     first = next(iter(exports.values()))
+    by_intent = {s.intent: s for s in scripts} if scripts else None
+    if scripts:
+        intents = [s.intent for s in scripts]
+    if not intents:
+        raise ValueError("measure_model needs intents or scripts")
     paths: dict[str, Call] = {}
+    notes: list[str] = []
     if pytorch:
         log.info(f"{name}: loading the PyTorch original")
-        paths.update(pytorch_paths(student_dir, adapter_dir, first, threads=threads))
-    paths.update(onnx_paths(exports, threads=threads))
+        paths.update(pytorch_paths(student_dir, adapter_dir, first, threads=threads, scripts=by_intent))
+    paths.update(onnx_paths(exports, threads=threads, scripts=by_intent, step_for=step_for))
+    fragile: list[str] = []
+    if peers is not None:
+        found = peers(read_manifest(first).family, student_dir=student_dir, exports=exports,
+                      scripts=by_intent or {}, threads=threads)
+        fragile = list(found)
+        paths.update(found)
     log.info(f"{name}: {len(intents)} requests x {len(paths)} paths, interleaved")
     with tqdm(total=len(intents), desc=name, unit="req", mininterval=2.0, dynamic_ncols=True) as bar:
-        stats = interleaved(paths, intents, progress=bar.update)
+        stats, check = interleaved(paths, intents, warmup=warmup, progress=bar.update, fragile=fragile, notes=notes,
+                                   expected={i: s.text_tuple() for i, s in by_intent.items()} if by_intent else None)
     compared = [s.path for s in stats]
-    notes = [f"{len(intents)} requests per path at concurrency 1, interleaved; {threads} threads",
-             "free (model-decided) tokens per request: " + ", ".join(
-                 f"{x.path} {x.free_tokens_per_request:.1f}" for x in stats if x.free_tokens_per_request is not None)]
+    notes[:0] = [f"{len(intents)} requests per path at concurrency 1, interleaved; {threads} threads; "
+                 f"load average at the end {machine_info(threads)['load_average']}", check.describe()]
+    scripted = None
+    if scripts:
+        scripted = _script_summary(first, scripts)
+        notes.insert(1, f"scripted answers (the demo test set's, every path steered to them): "
+                        f"{scripted['free_tokens_per_request']:.1f} free + {scripted['forced_tokens_per_request']:.1f} "
+                        "forced tokens per request")
+    run_info = {p: str(getattr(c, "info", "")) for p, c in paths.items() if getattr(c, "info", "")}
     if triton:
         from vedit.bench import serving as tbench
 
@@ -186,4 +341,16 @@ def measure_model(
         notes.append(f"Triton: {triton_requests} distinct requests per level (no cache hits), cpu profile, "
                      "one intent per request; in-process uses the profile's threads. These rows use other "
                      "intents than the rows above, so no speed-up is given for them")
-    return LatencyRun(name, stats, info, notes, compared)
+    return LatencyRun(name, stats, info, notes, compared, check if check.paths else None, run_info, scripted)
+
+
+def _script_summary(export_dir: Path, scripts: Sequence["Script"]) -> dict:
+    from vedit.bench.scripted import script_cost
+    from vedit.decoding import load_grammar
+
+    grammar = load_grammar(export_dir)
+    costs = [script_cost(grammar, s) for s in scripts]
+    return {"requests": len(scripts),
+            "free_tokens_per_request": sum(c.free for c in costs) / len(costs),
+            "forced_tokens_per_request": sum(c.forced for c in costs) / len(costs)}
+

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import click
 
 from vedit import paths
-from vedit.bench.latency import LatencyRun, measure_model
+from vedit.bench.latency import Call, LatencyRun, measure_model
 from vedit.bench.report import write
 from vedit.errors import ModelDirError
+
+log = logging.getLogger(__name__)
 
 
 def _parse_exports(specs: Sequence[str]) -> dict[str, Path]:
@@ -56,7 +59,14 @@ class Subject:
 
 def run_latency_command(*, student: Path | None, adapter: Path | None, exports: Sequence[str], base_shape: bool,
                         triton: bool, requests: int, concurrency: str, threads: int, out: Path | None,
-                        triton_requests: int = 200, others: Sequence[Subject] = ()) -> dict[str, Path]:
+                        triton_requests: int = 200, others: Sequence[Subject] = (), peers: bool = False,
+                        shape_requests: int | None = None) -> dict[str, Path]:
+    """The demo students' runs, then (``base_shape``) the scripted runs of both real-size shapes.
+
+    ``peers``: every run also times the peer engines of its family, in the same interleaved run.
+    ``shape_requests``: requests per base-shape run (default: a third of ``requests``, at least 5).
+    """
+    peer_factory = _peers() if peers else None
     try:
         levels = sorted({int(x) for x in concurrency.split(",") if x.strip()})
     except ValueError:
@@ -69,16 +79,38 @@ def run_latency_command(*, student: Path | None, adapter: Path | None, exports: 
     runs: list[LatencyRun] = [
         measure_model(f"demo student ({student.name})", student_dir=student, adapter_dir=adapter, exports=chosen,
                       intents=intents, threads=threads, triton=triton, concurrencies=levels,
-                      triton_requests=triton_requests)
+                      triton_requests=triton_requests, peers=peer_factory)
     ]
     for o in others:
         runs.append(measure_model(o.name, student_dir=o.student, adapter_dir=o.adapter, exports=o.exports,
-                                  intents=intents, threads=threads))
+                                  intents=intents, threads=threads, peers=peer_factory))
     if base_shape:
-        from vedit.bench.base_shape import ensure_base_shape
-
-        b_student, b_exports = ensure_base_shape(precisions=("fp32", "int8"))
-        runs.append(measure_model("flan-t5-base shape (random weights)", student_dir=b_student,
-                                  exports=b_exports, intents=intents[: max(5, requests // 3)],
-                                  threads=threads))
+        runs.extend(shape_runs(shape_requests or max(5, requests // 3), threads=threads, peers=peer_factory))
     return write(runs, out or paths.reports_dir())
+
+
+def _peers() -> Callable[..., dict[str, Call]] | None:
+    """:func:`vedit.bench.peers.peer_paths`, or ``None`` (logged) when that package is not there."""
+    try:
+        from vedit.bench.peers import peer_paths
+    except ImportError as exc:
+        log.warning(f"--peers: peer engines skipped, vedit.bench.peers cannot be imported ({exc})")
+        return None
+    return peer_paths
+
+
+def shape_runs(n: int, *, threads: int, peers: Callable[..., dict[str, Call]] | None = None,
+               shapes: Sequence[str] = ("t5", "llama")) -> list[LatencyRun]:
+    """Scripted runs of the real-size random models (built and exported once, cached): ``n`` requests each."""
+    from vedit.bench.base_shape import LLAMA_BASE, T5_BASE, ensure_base_shape, ensure_llama_shape
+    from vedit.bench.scripted import load_scripts
+
+    runs = []
+    for family in shapes:
+        shape, ensure = (T5_BASE, ensure_base_shape) if family == "t5" else (LLAMA_BASE, ensure_llama_shape)
+        b_student, b_exports = ensure(precisions=("fp32", "int8"))
+        scripts = load_scripts(b_exports["fp32"], n)
+        runs.append(measure_model(shape.title, student_dir=b_student, exports=b_exports, scripts=scripts,
+                                  threads=threads, peers=peers, step_for=("fp32",) if family == "t5" else (),
+                                  warmup=1))
+    return runs

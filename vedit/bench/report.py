@@ -15,23 +15,38 @@ def _fmt(x: float | None, spec: str = ".1f") -> str:
     return "-" if x is None else format(x, spec)
 
 
+def _tokens(s) -> str:
+    if s.free_tokens_per_request is None and s.forced_tokens_per_request is None:
+        return "-"
+    return f"{_fmt(s.free_tokens_per_request)} / {_fmt(s.forced_tokens_per_request)}"
+
+
+def _x(v: float | None) -> str:
+    return "-" if v is None else f"{v:.1f}x"
+
+
 def markdown(runs: Sequence[LatencyRun]) -> str:
     lines = ["# vedit latency report", ""]
     if runs:
         lines += [f"Machine: {describe(runs[0].machine)}", ""]
     for run in runs:
         lines += [f"## {run.model}", "",
-                  "| concurrency | path | p50 ms | p95 ms | p99 ms | mean ms | req/s | decoder calls/req | p50 speed-up vs pytorch | vs pytorch+grammar |",
+                  "| concurrency | path | p50 ms | p95 ms | req/s | decoder calls/req | free / forced tokens/req "
+                  "| p50 speed-up vs pytorch | vs pytorch+grammar | same texts |",
                   "|---|---|---|---|---|---|---|---|---|---|"]
         for s in run.stats:
-            sp = run.speedup(s.path) if s.concurrency == 1 else None
-            spc = run.speedup(s.path, "pytorch+grammar") if s.concurrency == 1 else None
+            one = s.concurrency == 1
+            sp = run.speedup(s.path) if one else None
+            spc = run.speedup(s.path, "pytorch+grammar") if one else None
+            same = run.texts.verdict(s.path) if run.texts and one and s.path in run.compared else "-"
             lines.append(
-                f"| {s.concurrency} | {s.path} | {s.p50_ms:.1f} | {s.p95_ms:.1f} | {s.p99_ms:.1f} | "
-                f"{s.mean_ms:.1f} | {s.throughput_rps:.2f} | {_fmt(s.decoder_calls_per_request)} | "
-                f"{_fmt(sp, '.1f') + 'x' if sp else '-'} | {_fmt(spc, '.1f') + 'x' if spc else '-'} |"
+                f"| {s.concurrency} | {s.path} | {s.p50_ms:.1f} | {s.p95_ms:.1f} | {s.throughput_rps:.2f} | "
+                f"{_fmt(s.decoder_calls_per_request)} | {_tokens(s)} | {_x(sp)} | {_x(spc)} | {same} |"
             )
-        lines += [""] + [f"- {n}" for n in run.notes] + [""]
+        lines += [""] + [f"- {n}" for n in run.notes]
+        if run.info:
+            lines += ["", "Paths:"] + [f"- `{p}`: {i}" for p, i in run.info.items()]
+        lines += [""]
     return "\n".join(lines)
 
 

@@ -27,6 +27,7 @@ class LatencyStats:
     throughput_rps: float
     decoder_calls_per_request: float | None = None
     free_tokens_per_request: float | None = None
+    forced_tokens_per_request: float | None = None
     samples_ms: list[float] = field(default_factory=list, repr=False)
 
     def to_json(self, *, samples: bool = False) -> dict:

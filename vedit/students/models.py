@@ -1,7 +1,8 @@
 """Student architectures, built from a config (never downloaded).
 
 Sizes are data: ``tiny`` for tests, ``demo`` for the trained demo students, ``base`` for the
-flan-t5-base-shaped latency model (random weights; only its shape matters).
+latency models of a real size (random weights; only their shape matters): flan-t5-base for T5,
+TinyLlama-1.1B for Llama.
 """
 
 from __future__ import annotations
@@ -23,6 +24,10 @@ LLAMA_SIZES: dict[str, dict] = {
     # trained by `vedit demo build` (briefly: the Llama demo only has to be real enough to merge)
     "demo": dict(hidden_size=128, intermediate_size=384, num_hidden_layers=3, num_attention_heads=4,
                  num_key_value_heads=2),
+    # TinyLlama-1.1B: hidden 2048, 22 layers, intermediate 5632, 32 heads, 4 KV heads (vocab 32000
+    # is the caller's), 2048 positions
+    "base": dict(hidden_size=2048, intermediate_size=5632, num_hidden_layers=22, num_attention_heads=32,
+                 num_key_value_heads=4, max_position_embeddings=2048),
 }
 
 #: LoRA targets for the Llama demo student (attention and MLP projections).
@@ -51,19 +56,19 @@ def new_t5(vocab_size: int, size: Literal["tiny", "demo", "base"] = "demo", *, s
     return T5ForConditionalGeneration(cfg).eval()
 
 
-def new_llama(vocab_size: int, size: Literal["tiny", "demo"] = "demo", *, seed: int = 0):
+def new_llama(vocab_size: int, size: Literal["tiny", "demo", "base"] = "demo", *, seed: int = 0):
     """A randomly initialised Llama-architecture decoder."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
+    shape = {"max_position_embeddings": 1024, **LLAMA_SIZES[size]}
     cfg = LlamaConfig(
         vocab_size=vocab_size,
-        max_position_embeddings=1024,
         pad_token_id=0,
         eos_token_id=1,
         bos_token_id=3,
         tie_word_embeddings=False,
-        **LLAMA_SIZES[size],
+        **shape,
     )
     return LlamaForCausalLM(cfg).eval()
