@@ -97,12 +97,15 @@ def export_model(
     max_new_tokens: int | None = None,
     opset: int = DEFAULT_OPSET,
     tolerance: Tolerance | None = None,
+    fused: bool = True,
 ) -> ExportResult:
     """Export a T5 or Llama student (optionally merging a LoRA adapter) into a validated export dir.
 
     ``family`` (``"t5"``/``"llama"``), when given, must match the model's architecture. ``intents``
     default to the demo test set's first three (see :mod:`vedit.export.prompts`). ``tolerance``
     overrides the per-precision default of :func:`vedit.export.validate.tolerance_for`.
+    ``fused``: Llama students get vedit's fused decoder graph (:mod:`vedit.export.fuse`) at fp32 and
+    int8 instead of optimum's traced one (fp16 keeps optimum's graph).
     ``max_new_tokens`` defaults to the longest canonical answer the registry allows (plus EOS).
     """
     check_format(to)
@@ -118,12 +121,12 @@ def export_model(
     with torch_threads(threads_for_files(md.weight_files)):
         return _export_model(md, target, adapter_dir=adapter_dir, precision=precision, force=force,
                              allow_pickle=allow_pickle, registry=registry, intents=intents,
-                             max_new_tokens=max_new_tokens, opset=opset, tolerance=tolerance)
+                             max_new_tokens=max_new_tokens, opset=opset, tolerance=tolerance, fused=fused)
 
 
 def _export_model(md: checks.ModelDir, target: Path, *, adapter_dir: Path | None, precision: str, force: bool,
                   allow_pickle: bool, registry: Registry | None, intents: list[str] | None, max_new_tokens: int | None,
-                  opset: int, tolerance: Tolerance | None) -> ExportResult:
+                  opset: int, tolerance: Tolerance | None, fused: bool = True) -> ExportResult:
     registry = registry or default_registry()
     intents = intents or held_out_intents(3)
     batches = prompt_batches(registry, md.family.name, intents)
@@ -153,6 +156,10 @@ def _export_model(md: checks.ModelDir, target: Path, *, adapter_dir: Path | None
         else:
             from vedit.export.onnx_decoder import export_llama as export_fn
         files = _export(export_fn, model, staging, opset)
+        if fused and md.family.name == "llama" and precision != "fp16":
+            from vedit.export.fuse import replace_with_fused
+
+            replace_with_fused(model, staging / "fp32" / files["decoder"])
         _convert(staging / "fp32", tmp, list(files.values()), precision, md.family.name)
         for name in ("config.json", "generation_config.json"):
             if (staging / name).exists():

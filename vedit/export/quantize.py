@@ -72,7 +72,11 @@ def to_int8(src: Path, dst: Path, *, per_channel: bool = True, reduce_range: boo
 
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.registry import IntegerOpsRegistry
 
+    # The quantizer takes any node named "Attention" for its contrib op (QAttention); the fused Llama
+    # graph (vedit.export.fuse) has the standard ONNX Attention, which must stay float.
+    op_types = [t for t in IntegerOpsRegistry if t != "Attention"]
     # onnxruntime's quantizer logs "consider pre-processing" on the root logger at every call: drop
     # that one record while it runs, without changing the level of a logger the application owns.
     root = logging.getLogger()
@@ -86,6 +90,7 @@ def to_int8(src: Path, dst: Path, *, per_channel: bool = True, reduce_range: boo
             per_channel=per_channel,
             reduce_range=reduce_range,
             weight_type=QuantType.QInt8,
+            op_types_to_quantize=op_types,
             use_external_data_format=True,
         )
         _save(onnx.load(str(scratch / dst.name), load_external_data=True), dst)
