@@ -60,8 +60,8 @@ class Subject:
 def run_latency_command(*, student: Path | None, adapter: Path | None, exports: Sequence[str], base_shape: bool,
                         triton: bool, requests: int, concurrency: str, threads: int, out: Path | None,
                         triton_requests: int = 200, others: Sequence[Subject] = (), peers: bool = False,
-                        shape_requests: int | None = None) -> dict[str, Path]:
-    """The demo students' runs, then (``base_shape``) the scripted runs of both real-size shapes.
+                        shape_requests: int | None = None, shapes: Sequence[str] = ("t5", "llama")) -> dict[str, Path]:
+    """The demo students' runs, then (``base_shape``) the scripted runs of the real-size ``shapes``.
 
     ``peers``: every run also times the peer engines of its family, in the same interleaved run.
     ``shape_requests``: requests per base-shape run (default: a third of ``requests``, at least 5).
@@ -85,7 +85,8 @@ def run_latency_command(*, student: Path | None, adapter: Path | None, exports: 
         runs.append(measure_model(o.name, student_dir=o.student, adapter_dir=o.adapter, exports=o.exports,
                                   intents=intents, threads=threads, peers=peer_factory))
     if base_shape:
-        runs.extend(shape_runs(shape_requests or max(5, requests // 3), threads=threads, peers=peer_factory))
+        runs.extend(shape_runs(shape_requests or max(5, requests // 3), threads=threads, peers=peer_factory,
+                               shapes=shapes))
     return write(runs, out or paths.reports_dir())
 
 
