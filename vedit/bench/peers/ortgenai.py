@@ -30,7 +30,7 @@ import shutil
 import statistics
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -44,6 +44,7 @@ from vedit.decoding.prompts import PromptBuilder, input_limit
 from vedit.decoding.vocab import load_tokenizer
 from vedit.errors import ModelDirError, PeerError
 from vedit.manifest import read_manifest
+from vedit.reference import SCRIPT_BIAS
 from vedit.registry.model import load_registry
 
 if TYPE_CHECKING:
@@ -91,6 +92,11 @@ def unigram_as_bpe(tokenizer_json: dict) -> dict:
     return out
 
 
+def models_dir() -> Path:
+    """Where genai's built models are cached (one folder per student, precision, threads and recipe)."""
+    return peers_dir() / "ortgenai-models"
+
+
 def _student_key(student_dir: Path) -> str:
     h = hashlib.sha256()
     for name in ("config.json", "tokenizer.json"):
@@ -109,7 +115,7 @@ def genai_model(student_dir: Path, precision: str, *, threads: int, python: Path
     if not (student_dir / "config.json").is_file() or not list(student_dir.glob("*.safetensors")):
         raise ModelDirError(f"{student_dir}: not a merged HF Llama folder (config.json + *.safetensors)")
     key = f"{student_dir.name}-{precision}-t{threads}-{_student_key(student_dir)}-r{RECIPE}"
-    out = peers_dir() / "ortgenai-models" / key
+    out = models_dir() / key
     if (out / "genai_config.json").is_file():
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -158,6 +164,11 @@ class LlamaRequests:
     regex: list[str]
     scripts: dict[str, "Script"]
     max_new: int
+    cache: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for intent in self.scripts:  # built before any timing: tokenizing is not the peer's work
+            self.rows(intent)
 
     @classmethod
     def load(cls, exports: dict[str, Path], scripts: dict[str, "Script"]) -> "LlamaRequests":
@@ -176,6 +187,12 @@ class LlamaRequests:
         return cls(builder, tools, [char_regex(registry.tool(t)) for t in tools], dict(scripts), longest)
 
     def rows(self, intent: str) -> list[dict[str, Any]]:
+        """One request per tool row: vedit's prompt ids, the tool's regex and (if scripted) the script."""
+        if intent not in self.cache:
+            self.cache[intent] = self._rows(intent)
+        return self.cache[intent]
+
+    def _rows(self, intent: str) -> list[dict[str, Any]]:
         ids = self.builder.build(intent).ids
         script = self.scripts.get(intent)
         out = []
@@ -214,7 +231,7 @@ def paths(*, student_dir: Path, exports: dict[str, Path], scripts: dict[str, "Sc
 def _call(worker: Worker, requests: LlamaRequests, precision: str, threads: int) -> Call:
     def call(intent: str) -> Cost:
         rows = requests.rows(intent)
-        r = worker.run(rows=rows)
+        r = worker.run(rows=rows, bias=SCRIPT_BIAS)
         scripted = all(row["text"] is not None for row in rows)
         return Cost(decoder_calls=int(r["calls"]), free_tokens=int(r["free"]), forced_tokens=int(r["forced"]),
                     texts=tuple(r["texts"]) if scripted else None)
@@ -310,5 +327,5 @@ def step_costs(*, student_dir: Path, exports: dict[str, Path], intents: Sequence
     return out
 
 
-__all__ = ["GENAI_VERSION", "LlamaRequests", "REQUIREMENTS", "StepCost", "genai_model", "paths", "step_costs",
-           "unigram_as_bpe"]
+__all__ = ["GENAI_VERSION", "LlamaRequests", "REQUIREMENTS", "StepCost", "genai_model", "models_dir", "paths",
+           "step_costs", "unigram_as_bpe"]

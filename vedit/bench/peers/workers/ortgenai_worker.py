@@ -12,7 +12,7 @@ writes a prompt; genai uses it only inside guidance (llguidance tokenizes fast-f
   way genai offers: a new generator re-reads ``tokenizer.json`` and rebuilds llguidance's token table. Rows are not batched: genai turns
   fast-forward off for batch > 1, and its batched guidance aborts when one row finishes
   ("compute_mask() called after stop"). With ``script``, the scripted token gets +``BIAS`` before
-  genai's guidance mask and greedy choice (``get_logits`` / ``set_logits``), so genai answers the
+  genai's guidance mask and greedy choice (``"bias"`` in the request, else ``BIAS``) (``get_logits`` / ``set_logits``), so genai answers the
   script; once genai's own token split of a fast-forward run differs from the script's, the
   scripted *text* steers instead (the longest token that continues it).
   Reply: ``{"ms", "texts": [...], "tokens": [[ids]...], "calls", "free", "forced", "setup_ms"}``:
@@ -52,6 +52,12 @@ def token_bytes(model_dir: Path) -> dict[int, bytes]:
     return out
 
 
+def byte_tokens(model_dir: Path) -> list[int]:
+    """Ids of the byte-fallback pieces (``<0xXX>``): steering prefers a real piece writing the same bytes."""
+    tj = json.loads((model_dir / "tokenizer.json").read_text(encoding="utf-8"))
+    return [i for p, i in tj["model"]["vocab"].items() if len(p) == 6 and p.startswith("<0x") and p.endswith(">")]
+
+
 def setup(argv: list[str]):
     import numpy as np
     import onnxruntime_genai as og
@@ -66,8 +72,9 @@ def setup(argv: list[str]):
     pad = int(cfg["model"].get("pad_token_id", 0))
     model = og.Model(og.Config(str(model_dir)))
     table = token_bytes(model_dir)
-    by_first: dict[int, list[tuple[int, bytes]]] = {}  # first byte -> tokens, longest first
-    for i, b in sorted(table.items(), key=lambda kv: -len(kv[1])):
+    byte_ids = set(byte_tokens(model_dir))
+    by_first: dict[int, list[tuple[int, bytes]]] = {}  # first byte -> tokens, longest first, <0xXX> last
+    for i, b in sorted(table.items(), key=lambda kv: (-len(kv[1]), kv[0] in byte_ids, kv[0])):
         if b:
             by_first.setdefault(b[0], []).append((i, b))
 
@@ -104,7 +111,7 @@ def setup(argv: list[str]):
             generators[regex] = g
         return g
 
-    def run_row(row: dict, reuse: bool) -> dict:
+    def run_row(row: dict, reuse: bool, bias: float) -> dict:
         prompt = [int(t) for t in row["prompt"]]
         script = [int(t) for t in row["script"]] if row.get("script") is not None else None
         text = row["text"].encode("utf-8") if row.get("text") is not None else None
@@ -125,15 +132,15 @@ def setup(argv: list[str]):
                 want = steer_token(gen, script, text)
                 if want is not None:
                     logits = np.array(logits, dtype=np.float32, copy=True)
-                    logits[0, -1, want] += BIAS
+                    logits[0, -1, want] += bias
                     g.set_logits(logits)
                 g.generate_next_token()
-                ff = g.token_count() - 1 - before
             else:
                 g.generate_next_token()
-                ff = g.token_count() - 1 - before
                 if not first:
                     calls += 1
+            # the sequence grew by the fast-forward run and the pick (genai does not append a picked EOS)
+            ff = g.token_count() - before - (0 if int(g.get_next_tokens()[0]) == eos else 1)
             if ff > 0:  # llguidance's forced tokens were fed in one more run
                 calls += 1
                 forced += ff
@@ -153,7 +160,8 @@ def setup(argv: list[str]):
             return steps(req)
         t0 = time.perf_counter()
         reuse = bool(req.get("reuse", True))
-        rows = [run_row(r, reuse) for r in req["rows"]]
+        bias = float(req.get("bias", BIAS))
+        rows = [run_row(r, reuse, bias) for r in req["rows"]]
         ms = (time.perf_counter() - t0) * 1000
         return {"ms": ms, "texts": [r["text"] for r in rows], "tokens": [r["tokens"] for r in rows],
                 "calls": sum(r["calls"] for r in rows), "free": sum(r["free"] for r in rows),
