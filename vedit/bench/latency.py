@@ -316,6 +316,7 @@ def measure_model(
                       scripts=by_intent or {}, threads=threads)
         fragile = list(found)
         paths.update(found)
+        notes.extend(getattr(found, "notes", lambda: [])())  # peers skipped, with their reasons
     log.info(f"{name}: {len(intents)} requests x {len(paths)} paths, interleaved")
     with tqdm(total=len(intents), desc=name, unit="req", mininterval=2.0, dynamic_ncols=True) as bar:
         stats, check = interleaved(paths, intents, warmup=warmup, progress=bar.update, fragile=fragile, notes=notes,
