@@ -148,3 +148,21 @@ def test_export_is_fused_and_matches_unfused(llama_fp32, llama_int8, export_root
     for name in b:
         if name.startswith("present"):
             np.testing.assert_allclose(a[name], b[name], atol=1e-5)
+
+
+def test_large_models_write_external_data_tensor_by_tensor(gqa_llama, tmp_path, monkeypatch):
+    """Over the size limit the weights go to ``model.onnx_data`` (found by the exporter's mover) and the
+    graph computes the same logits as the inline one."""
+    from vedit.export import fuse
+    from vedit.export.onnx_common import external_data_files
+
+    model, inline = gqa_llama
+    monkeypatch.setattr(fuse, "EXTERNAL_DATA_BYTES", 0)
+    path = tmp_path / "model.onnx"
+    fuse.export_fused(model, path)
+    assert external_data_files(path) == ["model.onnx_data"]
+    assert path.stat().st_size < 64 * 1024 < (tmp_path / "model.onnx_data").stat().st_size
+    empty = {i.name: np.zeros((1, 2, 0, 16), np.float32) for i in inline.get_inputs() if i.name.startswith("past")}
+    feeds = {"input_ids": np.array([[3, 9, 27]]), "attention_mask": np.ones((1, 3), np.int64),
+             "position_ids": np.arange(3)[None], **empty}
+    np.testing.assert_array_equal(_run(_session(path), feeds)["logits"], _run(inline, feeds)["logits"])

@@ -73,15 +73,33 @@ def _rope_cache(model) -> tuple[np.ndarray, np.ndarray]:
 
 
 class _Graph:
-    """Nodes and initializers, named like the module they come from."""
+    """Nodes and initializers, named like the module they come from.
 
-    def __init__(self):
+    With ``data`` (an open binary file), every tensor of 1 KiB or more is appended to it as it is
+    made and the graph keeps only a reference (ONNX external data): a 1.1B-parameter model is then
+    never held twice in memory (once by PyTorch, once as protobuf bytes).
+    """
+
+    def __init__(self, data=None, location: str = ""):
         self.nodes, self.inits = [], []
+        self.data, self.location = data, location
 
     def init(self, name: str, array: np.ndarray) -> str:
-        from onnx import numpy_helper
+        from onnx import TensorProto, numpy_helper
 
-        self.inits.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
+        array = np.ascontiguousarray(array)
+        if self.data is None or array.nbytes < 1024:
+            self.inits.append(numpy_helper.from_array(array, name))
+            return name
+        offset = self.data.seek(0, 2)
+        pad = -offset % 4096  # aligned, as onnx's own writer does, so onnxruntime can map it
+        self.data.write(b"\0" * pad)
+        self.data.write(array.tobytes())
+        t = TensorProto(name=name, data_type=numpy_helper.helper.np_dtype_to_tensor_dtype(array.dtype),
+                        dims=array.shape, data_location=TensorProto.EXTERNAL)
+        for key, value in (("location", self.location), ("offset", offset + pad), ("length", array.nbytes)):
+            t.external_data.add(key=key, value=str(value))
+        self.inits.append(t)
         return name
 
     def node(self, op: str, inputs: list[str], name: str, n_out: int = 1, domain: str = "", **attrs) -> list[str]:
@@ -117,8 +135,9 @@ def _weight(t) -> np.ndarray:
     return t.detach().float().cpu().numpy()
 
 
-def build(model):
-    """The fused ``onnx.ModelProto`` of a ``LlamaForCausalLM`` (fp32 weights)."""
+def build(model, graph: "_Graph | None" = None):
+    """The fused ``onnx.ModelProto`` of a ``LlamaForCausalLM`` (fp32 weights); ``graph`` decides where
+    the tensors go (default: inside the model)."""
     from onnx import TensorProto, helper
 
     reason = unsupported_reason(model)
@@ -130,7 +149,7 @@ def build(model):
     heads, kv_heads = cfg.num_attention_heads, cfg.num_key_value_heads
     hd = getattr(cfg, "head_dim", None) or cfg.hidden_size // heads
     eps = float(cfg.rms_norm_eps)
-    g = _Graph()
+    g = graph or _Graph()
     f32, i64 = TensorProto.FLOAT, TensorProto.INT64
     inputs = [helper.make_tensor_value_info("input_ids", i64, ["batch", "sequence"]),
               helper.make_tensor_value_info("attention_mask", i64, ["batch", "total"]),
@@ -207,22 +226,21 @@ def build(model):
     return model_proto
 
 
-def save(model_proto, path: Path) -> None:
-    """Write the graph; tensors go to ``<name>_data`` when the file would pass protobuf's limit."""
+def export_fused(model, path: Path) -> None:
+    """Build and write the fused graph of ``model`` to ``path``; when its weights would pass protobuf's
+    2 GiB limit they are written to ``<name>_data`` beside it, one tensor at a time."""
     import onnx
 
-    size = sum(t.ByteSize() for t in model_proto.graph.initializer)
-    if size > EXTERNAL_DATA_BYTES:
-        onnx.save(model_proto, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
-                  location=path.name + "_data", size_threshold=1024)
-    else:
-        onnx.save(model_proto, str(path))
-
-
-def export_fused(model, path: Path) -> None:
-    """Build and write the fused graph of ``model`` to ``path``."""
+    path = Path(path)
     log.info("writing the fused decoder graph (Attention, RotaryEmbedding, SkipSimplifiedLayerNorm)")
-    save(build(model), Path(path))
+    large = sum(p.numel() for p in model.parameters()) * 4 > EXTERNAL_DATA_BYTES
+    if not large:
+        onnx.save(build(model), str(path))
+        return
+    data = path.with_name(path.name + "_data")
+    with open(data, "wb") as f:
+        proto = build(model, _Graph(f, data.name))
+    onnx.save(proto, str(path))
 
 
 def replace_with_fused(model, onnx_path: Path) -> bool:
@@ -243,4 +261,4 @@ def replace_with_fused(model, onnx_path: Path) -> bool:
     return True
 
 
-__all__ = ["build", "export_fused", "replace_with_fused", "save", "unsupported_reason"]
+__all__ = ["build", "export_fused", "replace_with_fused", "unsupported_reason"]
