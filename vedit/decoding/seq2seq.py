@@ -115,15 +115,19 @@ class AlignRows:
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         path = Path(__file__).with_name("ops") / f"align_rows_{self.dtype.name}.onnx"
         self.session = ort.InferenceSession(str(path), opts, providers=list(providers))
+        self._index: tuple[Any, np.ndarray | None] = (None, None)
 
     def __call__(self, cache: Any, rows: Sequence[int], ends: Sequence[int], lengths: Sequence[int], width: int) -> Any:
         """(len(rows), heads, width, dim): row ``rows[i]``'s positions ``ends[i] - lengths[i]`` to
         ``ends[i]`` at the end; the positions in front repeat a real value (masked, finite)."""
         b, h, t, d = cache.shape() if isinstance(cache, ort.OrtValue) else cache.shape
-        src, n = np.asarray(rows, dtype=np.int64), np.asarray(lengths, dtype=np.int64)
-        start = np.asarray(ends, dtype=np.int64) - n
-        pos = start[:, None] + np.maximum(np.arange(width)[None, :] - (width - n)[:, None], 0)
-        index = ((src[:, None, None] * h + np.arange(h)[None, :, None]) * t + pos[:, None, :]).reshape(-1)
+        key = (h, t, tuple(rows), tuple(ends), tuple(lengths), width)
+        if self._index[0] != key:  # every layer's key and value of one call share it
+            src, n = np.asarray(rows, dtype=np.int64), np.asarray(lengths, dtype=np.int64)
+            start = np.asarray(ends, dtype=np.int64) - n
+            pos = start[:, None] + np.maximum(np.arange(width)[None, :] - (width - n)[:, None], 0)
+            self._index = (key, ((src[:, None, None] * h + np.arange(h)[None, :, None]) * t + pos[:, None, :]).reshape(-1))
+        index = self._index[1]
         binding = self.session.io_binding()
         if isinstance(cache, ort.OrtValue):
             binding.bind_ortvalue_input("cache", cache)
@@ -131,7 +135,7 @@ class AlignRows:
             binding.bind_cpu_input("cache", np.ascontiguousarray(cache))
         binding.bind_cpu_input("flat_shape", np.array([-1, d], dtype=np.int64))
         binding.bind_cpu_input("index", index)
-        binding.bind_cpu_input("shape", np.array([len(src), h, width, d], dtype=np.int64))
+        binding.bind_cpu_input("shape", np.array([len(rows), h, width, d], dtype=np.int64))
         binding.bind_output("aligned", self.device, self.device_id)
         self.session.run_with_iobinding(binding)
         return binding.get_outputs()[0]
