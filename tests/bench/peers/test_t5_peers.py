@@ -78,7 +78,7 @@ def test_ctranslate2_decodes_each_row_for_its_scripted_length_like_pytorch_greed
 
     from vedit.bench.peers.requests import Requests
 
-    monkeypatch.setattr(ctranslate2_peer, "peers_dir", lambda: tmp_path)  # the conversion goes here
+    monkeypatch.setattr(ctranslate2_peer, "models_dir", lambda: tmp_path)  # the conversion goes here
     export = t5_fp32.out_dir
     by_intent = {s.intent: s for s in scripts}
     calls = ctranslate2_peer.paths(student_dir=tiny_t5_dir, exports={"fp32": export}, scripts=by_intent, threads=1)

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING
 from vedit.errors import VeditError
 
 if TYPE_CHECKING:
-    from vedit.bench.latency import Call
     from vedit.bench.scripted import Script
 
 log = logging.getLogger(__name__)

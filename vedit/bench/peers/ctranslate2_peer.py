@@ -19,15 +19,14 @@ random model's own: they report no ``texts``.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from vedit.atomicio import atomic_dir, sha256_file
+from vedit.atomicio import atomic_dir
 from vedit.bench.latency import Call, Cost
-from vedit.bench.peers.env import TORCH_PIN, peer_env, peers_dir, venv_python
+from vedit.bench.peers.env import TORCH_PIN, models_dir, peer_env, student_key, venv_python
 from vedit.bench.peers.requests import Requests
 from vedit.bench.peers.worker import WORKERS, Worker
 from vedit.errors import PeerError
@@ -43,20 +42,12 @@ REQUIREMENTS = (f"ctranslate2=={VERSION}", TORCH_PIN, "transformers==4.57.6")
 PRECISIONS = {"fp32": "float32", "int8": "int8"}
 
 
-def model_key(student_dir: Path) -> str:
-    """Content key of a student: its config and weights (a rebuilt student gets a new conversion)."""
-    h = hashlib.sha256((student_dir / "config.json").read_bytes())
-    for w in sorted(student_dir.glob("*.safetensors")):
-        h.update(sha256_file(w).encode())
-    return h.hexdigest()[:12]
-
-
 def convert(env: Path, student_dir: Path) -> Path:
     """The student converted with ``ct2-transformers-converter`` (float32), cached under ``<home>/peers/models``."""
     student_dir = Path(student_dir)
     if not (student_dir / "config.json").is_file():
         raise PeerError(f"ctranslate2: {student_dir} is not a saved student (no config.json)")
-    target = peers_dir() / "models" / f"ctranslate2-{VERSION}-{student_dir.name}-{model_key(student_dir)}"
+    target = models_dir() / f"ctranslate2-{VERSION}-{student_dir.name}-{student_key(student_dir)}"
     if (target / "model.bin").is_file():
         return target
     log.info(f"ctranslate2: converting {student_dir} (ct2-transformers-converter)")

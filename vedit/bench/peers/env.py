@@ -33,6 +33,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from vedit import paths
+from vedit.atomicio import sha256_file
 from vedit.errors import PeerError
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,19 @@ RECIPE = 1
 def peers_dir() -> Path:
     """Where peer environments and converted peer models live."""
     return paths.home() / "peers"
+
+
+def models_dir() -> Path:
+    """Where peers keep their own conversions of a student (optimum's export, CTranslate2's model)."""
+    return peers_dir() / "models"
+
+
+def student_key(student_dir: Path) -> str:
+    """Content key of a student (config and weights): a rebuilt student gets new conversions."""
+    h = hashlib.sha256((Path(student_dir) / "config.json").read_bytes())
+    for w in sorted(Path(student_dir).glob("*.safetensors")):
+        h.update(sha256_file(w).encode())
+    return h.hexdigest()[:12]
 
 
 def env_key(name: str, requirements: Sequence[str]) -> str:
@@ -161,4 +175,5 @@ def _pip(name: str, cmd: list[str], log_path: Path, extra_env: Mapping[str, str]
         raise PeerError(f"peer env {name}: pip install failed (exit {rc}): {reason}; full log: {log_path}")
 
 
-__all__ = ["MARKER", "TORCH_PIN", "env_key", "env_path", "is_ready", "peer_env", "peers_dir", "venv_python"]
+__all__ = ["MARKER", "TORCH_PIN", "env_key", "env_path", "is_ready", "models_dir", "peer_env", "peers_dir",
+           "student_key", "venv_python"]

@@ -22,8 +22,7 @@ from typing import TYPE_CHECKING
 
 from vedit.atomicio import atomic_dir
 from vedit.bench.latency import Call, Cost
-from vedit.bench.peers.ctranslate2_peer import model_key
-from vedit.bench.peers.env import peers_dir
+from vedit.bench.peers.env import models_dir, student_key
 from vedit.bench.peers.requests import Requests
 from vedit.errors import MissingExtraError, PeerError
 
@@ -42,7 +41,7 @@ def optimum_export(student_dir: Path) -> Path:
     student_dir = Path(student_dir)
     if not (student_dir / "config.json").is_file():
         raise PeerError(f"optimum: {student_dir} is not a saved student (no config.json)")
-    target = peers_dir() / "models" / f"optimum-{optimum.version.__version__}-{student_dir.name}-{model_key(student_dir)}"
+    target = models_dir() / f"optimum-{optimum.version.__version__}-{student_dir.name}-{student_key(student_dir)}"
     if (target / "config.json").is_file():
         return target
     log.info(f"optimum: exporting {student_dir} with optimum.exporters.onnx ({TASK})")
