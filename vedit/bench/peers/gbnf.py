@@ -50,6 +50,22 @@ def _int(part: Int) -> str:
     return branches[0] if len(branches) == 1 else "(" + " | ".join(branches) + ")"
 
 
+def longest_text(tool: Tool) -> int:
+    """Bytes of ``tool``'s longest valid output, leading space included.
+
+    A character-level grammar admits any tokenization, one byte per token at worst, so this (plus
+    EOS) bounds the tokens a row may take; vedit's canonical automaton bounds only its own tokenization.
+    """
+    def most(part) -> int:
+        if isinstance(part, Lit):
+            return len(part.text.encode("utf-8"))
+        if isinstance(part, Choice):
+            return max(len(o.encode("utf-8")) for o in part.options)
+        return max(len(str(part.lo)), len(str(part.hi)))
+
+    return max(len(s.encode("utf-8")) for s in LEADING) + max(sum(most(p) for p in alt) for alt in tool_language(tool))
+
+
 def tool_gbnf(tool: Tool) -> str:
     """A GBNF grammar (start symbol ``root``) for exactly the valid outputs of ``tool``."""
     rules: list[str] = []
@@ -75,4 +91,4 @@ def tool_gbnf(tool: Tool) -> str:
     return "\n".join([head, body, *rules]) + "\n"
 
 
-__all__ = ["literal", "tool_gbnf"]
+__all__ = ["literal", "longest_text", "tool_gbnf"]

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 from vedit.atomicio import atomic_dir
 from vedit.bench.latency import Call, Cost
 from vedit.bench.peers.env import peer_env, peers_dir, venv_python
-from vedit.bench.peers.gbnf import tool_gbnf
+from vedit.bench.peers.gbnf import longest_text, tool_gbnf
 from vedit.bench.peers.worker import WORKERS, Worker
 from vedit.decoding.grammar import load_grammar
 from vedit.decoding.prompts import PromptBuilder, input_limit
@@ -200,8 +200,11 @@ class LlamaRows:
         tok = load_tokenizer(d)
         longest = max(a.max_tokens() for a in grammar.automata.values())
         builder = PromptBuilder(registry, tok.tokenizer, "llama", input_limit("llama", man.config, longest))
-        context = int(man.config.get("max_position_embeddings") or 2048)
-        return cls(registry, builder, dict(scripts), longest, context)
+        # GBNF admits any tokenization: one byte per token at worst, then EOS
+        max_new = 1 + max(longest_text(registry.tool(t)) for t in registry.tool_names)
+        # the prompt limit leaves room for vedit's longest output; llama.cpp's may be longer
+        context = builder.limit + max(max_new, longest)
+        return cls(registry, builder, dict(scripts), max_new, context)
 
     def grammars(self) -> dict[str, str]:
         return {t: tool_gbnf(self.registry.tool(t)) for t in self.tools}

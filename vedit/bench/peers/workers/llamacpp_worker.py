@@ -46,8 +46,9 @@ def setup(argv: list[str]):
     a = p.parse_args(argv)
 
     began = time.perf_counter()
-    # n_batch = n_ubatch = n_ctx: any prompt is one llama_decode; logits of the last position only
-    llm = Llama(model_path=a.model, n_ctx=a.n_ctx, n_batch=a.n_ctx, n_ubatch=a.n_ctx, n_threads=a.threads,
+    # n_batch = n_ctx: any prompt is one llama_decode (in micro-batches of llama.cpp's default 512
+    # tokens inside it); logits of the last position only
+    llm = Llama(model_path=a.model, n_ctx=a.n_ctx, n_batch=a.n_ctx, n_ubatch=512, n_threads=a.threads,
                 n_threads_batch=a.threads, logits_all=False, verbose=False, seed=0)
     load_s = time.perf_counter() - began
     vocab = llm._model.vocab
