@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from vedit.atomicio import atomic_dir
 from vedit.bench.latency import Call, Cost
-from vedit.bench.peers.env import peer_env, peers_dir, venv_python
+from vedit.bench.peers.env import models_dir, peer_env, peers_dir, student_key, venv_python
 from vedit.bench.peers.gbnf import longest_text, tool_gbnf
 from vedit.bench.peers.worker import WORKERS, Worker
 from vedit.decoding.grammar import load_grammar
@@ -108,18 +108,15 @@ def converter_dir(python: Path) -> Path:
 
 def gguf_dir() -> Path:
     """Where converted GGUF files and the grammar files are cached."""
-    return peers_dir() / "gguf"
+    return models_dir() / "llamacpp"
 
 
-def _student_key(student_dir: Path) -> str:
-    """Content key of a student folder: config and tokenizer bytes, weights by name, size and mtime."""
-    h = hashlib.sha256()
-    for name in ("config.json", "tokenizer.json", "spiece.model", "tokenizer.model"):
+def _gguf_key(student_dir: Path) -> str:
+    """The student's content key plus its SentencePiece model (the GGUF carries the vocabulary too)."""
+    h = hashlib.sha256(student_key(student_dir).encode())
+    for name in ("tokenizer.model", "spiece.model", "tokenizer_config.json"):
         if (student_dir / name).is_file():
             h.update(name.encode() + (student_dir / name).read_bytes())
-    for w in sorted(student_dir.glob("*.safetensors")):
-        st = w.stat()
-        h.update(f"{w.name}:{st.st_size}:{st.st_mtime_ns}".encode())
     return h.hexdigest()[:12]
 
 
@@ -143,7 +140,7 @@ def gguf_model(student_dir: Path, precision: str, *, python: Path) -> Path:
         raise PeerError(f"llama.cpp: precision {precision!r} not offered here (only {', '.join(OUTTYPES)})")
     if not (student_dir / "config.json").is_file() or not list(student_dir.glob("*.safetensors")):
         raise ModelDirError(f"{student_dir}: not a merged HF Llama folder (config.json + *.safetensors)")
-    out = gguf_dir() / f"{student_dir.name}-{_student_key(student_dir)}-r{RECIPE}-{OUTTYPES[precision]}.gguf"
+    out = gguf_dir() / f"{student_dir.name}-{_gguf_key(student_dir)}-r{RECIPE}-{OUTTYPES[precision]}.gguf"
     if out.is_file():
         return out
     conv = converter_dir(python)
