@@ -106,3 +106,7 @@ def test_ctranslate2_decodes_each_row_for_its_scripted_length_like_pytorch_greed
                                          min_new_tokens=max(lengths), max_new_tokens=max(lengths))
                 want = [row[1 : 1 + n] for row, n in zip(out.tolist(), lengths)]
                 assert reply["tokens"] == want
+                # target_prefix imposes a row's start: the whole script can be forced, not constrained
+                forced = call.worker.run(rows=rows.prompts, prefix=[list(t[:-1]) for t in rows.script],
+                                         max_length=max(lengths))
+                assert [t[: n - 1] for t, n in zip(forced["tokens"], lengths)] == [list(t[:-1]) for t in rows.script]

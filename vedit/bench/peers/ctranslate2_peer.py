@@ -7,14 +7,17 @@ quantizes at load), ``inter_threads=1, intra_threads=threads``, greedy (``beam_s
 request's three tool rows in one ``translate_batch``, prompt ids identical to vedit's.
 
 It cannot be constrained: CTranslate2's Python API has no logits hook. What it offers, checked
-here: ``target_prefix`` forces a fixed start per row (it could force the whole scripted answer,
-but then the answer is read, not generated: a different, smaller workload); a step ``callback``
-sees each token and may stop a row but cannot change it; ``suppress_sequences`` / ``end_token`` /
-``disable_unk`` are fixed for the whole call, not grammar states; ``return_alternatives`` gives
-choices at one position only. A grammar could only be emulated by one call per free token (the
-encoder and the prefix re-run each time). So these rows decode each row for exactly its scripted
-length (same token count as the constrained paths, EOS step included) and their texts are the
-random model's own: they report no ``texts``.
+here (demo T5 and base shape, 2026-12-01): ``target_prefix`` forces a fixed start per row, and it
+is decoded step by step, so forcing the whole scripted answer costs the same as decoding that
+many tokens (base shape: 6.4 s vs 6.3 s under the same load) and yields the scripts' exact texts,
+but every token is then imposed (no model choice, no grammar); a step ``callback`` sees each token
+and may end a row but cannot change it; ``suppress_sequences`` / ``end_token`` / ``disable_unk``
+are fixed for the whole call, not grammar states; ``return_alternatives`` gives choices at one
+position only. A grammar can only be emulated by one call per free token with the answer so far
+as prefix (encoder and prefix re-run each time): 34 calls, ~13x the plain decode, for one demo
+request on the base shape. So these rows decode each row freely for exactly its scripted length
+(same token count as the constrained paths, EOS step included; the worker's ``prefix`` option
+is there to re-check the above) and report no ``texts``: they are the random model's own.
 """
 
 from __future__ import annotations
@@ -94,9 +97,10 @@ def _call(worker: Worker, requests: Requests, label: str, threads: int) -> Call:
 
     call.worker = worker  # type: ignore[attr-defined]  # kept alive as long as the path
     call.inner_ms = []  # type: ignore[attr-defined]  # generation time measured inside the worker
-    call.info = (f"{label} (compute_type {worker.info.get('compute_type')}), {worker.info.get('engine')}, "  # type: ignore[attr-defined]
-                 f"intra_threads {threads}, inter_threads 1, greedy, 3 rows per translate_batch; "
-                 "unconstrained (no logits hook in its API): each row decoded for its scripted length")
+    call.info = (f"{label}: {worker.info.get('engine')}, ct2-transformers-converter float32 model loaded with "  # type: ignore[attr-defined]
+                 f"compute_type {worker.info.get('compute_type')}, intra_threads {threads}, inter_threads 1, greedy, "
+                 "3 rows per translate_batch; unconstrained (its API has no logits hook; target_prefix could only "
+                 "impose the whole answer): each row decoded for exactly its scripted length")
     return call
 
 
