@@ -100,7 +100,9 @@ def _call(worker: Worker, requests: Requests, label: str, threads: int) -> Call:
     call.info = (f"{label}: {worker.info.get('engine')}, ct2-transformers-converter float32 model loaded with "  # type: ignore[attr-defined]
                  f"compute_type {worker.info.get('compute_type')}, intra_threads {threads}, inter_threads 1, greedy, "
                  "3 rows per translate_batch; unconstrained (its API has no logits hook; target_prefix could only "
-                 "impose the whole answer): each row decoded for exactly its scripted length")
+                 "impose the whole answer): " + (
+                     "each row decoded for exactly its scripted length" if requests.scripts else
+                     f"unscripted, each row decoded until EOS or the grammar's longest output ({requests.max_tokens} tokens)"))
     return call
 
 
