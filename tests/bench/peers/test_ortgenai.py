@@ -113,7 +113,10 @@ def test_both_precisions_write_the_scripts_like_vedit(rows, llama_fp32, scripts)
             assert reply["free"] <= reply["calls"] <= 2 * reply["free"] and reply["forced"] > 0
             assert (cost.decoder_calls, cost.free_tokens, cost.forced_tokens) == (
                 reply["calls"], reply["free"], reply["forced"])
-            assert reply["setup_ms"] < reply["ms"]
+            # the kept generators start from the shared prompt prefix (vedit's prefix cache does the same)
+            prompts = requests.rows(s.intent)
+            assert 0 < reply["prefill_fed"] == sum(len(r["prompt"]) - r["prefix"] for r in prompts)
+            assert all(r["prefix"] == len(p) for r, p in zip(prompts, vedit.prompts.shared_prefixes()))
 
 
 @pytest.mark.slow
@@ -139,7 +142,7 @@ def test_the_guidance_holds_against_steering_to_invalid_answers(rows, llama_fp32
 
 
 @pytest.mark.slow
-def test_fresh_generators_answer_like_reused_ones(rows, llama_fp32, scripts):
+def test_fresh_generators_answer_like_kept_ones_that_start_from_the_shared_prefix(rows, llama_fp32, scripts):
     call = rows["ort-genai+guidance-int8"]
     requests = ortgenai.LlamaRequests.load({"fp32": llama_fp32.out_dir}, {s.intent: s for s in scripts})
     for s in scripts:
@@ -147,6 +150,7 @@ def test_fresh_generators_answer_like_reused_ones(rows, llama_fp32, scripts):
         fresh = call.worker.run(rows=requests.rows(s.intent), reuse=False)
         assert reused["texts"] == fresh["texts"] == list(s.text_tuple())
         assert reused["tokens"] == fresh["tokens"] and reused["calls"] == fresh["calls"]
+        assert reused["prefill_fed"] < fresh["prefill_fed"] == sum(len(r["prompt"]) for r in requests.rows(s.intent))
 
 
 @pytest.mark.slow

@@ -164,6 +164,7 @@ class LlamaRequests:
     regex: list[str]
     scripts: dict[str, "Script"]
     max_new: int
+    prefixes: list[list[int]]  # per tool: the prompt start every request shares (vedit's prefix cache)
     cache: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -184,7 +185,8 @@ class LlamaRequests:
         longest = max(a.max_tokens() for a in grammar.automata.values())
         builder = PromptBuilder(registry, tok.tokenizer, "llama", input_limit("llama", man.config, longest))
         tools = list(registry.tool_names)
-        return cls(builder, tools, [char_regex(registry.tool(t)) for t in tools], dict(scripts), longest)
+        return cls(builder, tools, [char_regex(registry.tool(t)) for t in tools], dict(scripts), longest,
+                   [list(p) for p in builder.shared_prefixes()])
 
     def rows(self, intent: str) -> list[dict[str, Any]]:
         """One request per tool row: vedit's prompt ids, the tool's regex and (if scripted) the script."""
@@ -196,10 +198,11 @@ class LlamaRequests:
         ids = self.builder.build(intent).ids
         script = self.scripts.get(intent)
         out = []
-        for tool, prompt, rx in zip(self.tools, ids, self.regex):
+        for tool, prompt, rx, pre in zip(self.tools, ids, self.regex, self.prefixes):
+            shared = len(pre) if list(prompt[: len(pre)]) == pre else 0
             # genai may split forced text into more tokens than vedit: bound by bytes (a token writes >= 1)
-            row: dict[str, Any] = {"prompt": list(prompt), "regex": rx, "script": None, "text": None,
-                                   "max_new": self.max_new * 4}
+            row: dict[str, Any] = {"prompt": list(prompt), "prefix": shared, "regex": rx, "script": None,
+                                   "text": None, "max_new": self.max_new * 4}
             if script is not None:
                 row.update(script=list(script.tokens[tool]), text=script.texts[tool],
                            max_new=len(script.texts[tool].encode("utf-8")) + 1)
@@ -240,7 +243,8 @@ def _call(worker: Worker, requests: LlamaRequests, precision: str, threads: int)
     call.info = (f"{worker.info.get('engine', 'onnxruntime-genai')}, {kind}, {threads} threads (no spinning); "
                  "guidance: llguidance regex = vedit's output language per tool, fast-forward on; "
                  "the 3 rows one after another at batch 1 (genai disables fast-forward above batch 1 and its "
-                 "batched guidance aborts when a row finishes); steered to the script with get_logits/set_logits; "
+                 "batched guidance aborts when a row finishes), one generator per tool rewound to the "
+                 "prompt's shared prefix (its KV kept, like vedit's prefix cache); steered to the script with get_logits/set_logits; "
                  "free = tokens genai's sampler picked")  # type: ignore[attr-defined]
     call.worker = worker  # type: ignore[attr-defined]
     return call

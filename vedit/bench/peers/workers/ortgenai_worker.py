@@ -5,20 +5,22 @@
 The model is loaded once. Requests carry vedit's prompt token *ids*, so genai's tokenizer never
 writes a prompt; genai uses it only inside guidance (llguidance tokenizes fast-forward text with it).
 
-- ``{"op": "run", "rows": [{"prompt": [ids], "regex": str, "script": [ids] | null, "text": str | null,
-  "max_new": int}, ...], "reuse": true}``: each row is one generator of batch 1 with genai's guidance
-  (llguidance regex, fast-forward tokens on), run one after another. With ``reuse`` (the default)
-  one generator per regex is kept and rewound (``rewind_to(0)``) for the next request, the cheapest
-  way genai offers: a new generator re-reads ``tokenizer.json`` and rebuilds llguidance's token table. Rows are not batched: genai turns
+- ``{"op": "run", "rows": [{"prompt": [ids], "prefix": int, "regex": str, "script": [ids] | null,
+  "text": str | null, "max_new": int}, ...], "reuse": true}``: each row is one generator of batch 1
+  with genai's guidance (llguidance regex, fast-forward tokens on), run one after another. With
+  ``reuse`` (the default) one generator per regex is kept and rewound for the next request, the
+  cheapest way genai offers: a new generator re-reads ``tokenizer.json`` and rebuilds llguidance's
+  token table; it is rewound to the row's shared ``prefix`` (the prompt template before the intent),
+  whose KV it keeps, as vedit's prompt-prefix cache does, so only the rest of the prompt is fed. Rows are not batched: genai turns
   fast-forward off for batch > 1, and its batched guidance aborts when one row finishes
   ("compute_mask() called after stop"). With ``script``, the scripted token gets +``BIAS`` before
   genai's guidance mask and greedy choice (``"bias"`` in the request, else ``BIAS``) (``get_logits`` / ``set_logits``), so genai answers the
   script; once genai's own token split of a fast-forward run differs from the script's, the
   scripted *text* steers instead (the longest token that continues it).
-  Reply: ``{"ms", "texts": [...], "tokens": [[ids]...], "calls", "free", "forced", "setup_ms"}``:
+  Reply: ``{"ms", "texts": [...], "tokens": [[ids]...], "calls", "free", "forced", "prefill_fed"}``:
   ``calls`` counts model runs (prefill, one per generated token, one more per fast-forward run),
-  ``free`` tokens genai's sampler picked, ``forced`` fast-forward tokens, ``setup_ms`` the part
-  of ``ms`` spent creating generators (genai builds its guidance tokenizer per generator).
+  ``free`` tokens genai's sampler picked, ``forced`` fast-forward tokens, ``prefill_fed`` prompt
+  tokens fed (the rest came from the kept prefix).
 - ``{"op": "steps", "rows": [[ids]...], "steps": N}``: plain batched greedy, no guidance: prefill
   the rows (left-padded with the pad id) and then ``N`` decoding steps; reply
   ``{"prefill_ms", "step_ms": [...]}`` (one model run per step for all rows).
@@ -93,23 +95,32 @@ def setup(argv: list[str]):
 
     context = int(cfg["search"].get("max_length") or cfg["model"]["context_length"])
     generators: dict[str, object] = {}  # regex -> a batch-1 generator with that guidance, reused
+    kept: dict[str, list[int]] = {}  # regex -> the prompt whose KV that generator holds
 
-    def generator(regex: str, need: int, reuse: bool):
-        """A guided generator at length 0: kept per regex and rewound (genai parses tokenizer.json and
-        builds llguidance's token table per generator, ~25 ms each here; rewinding keeps them)."""
+    def start(regex: str, prompt: list[int], prefix: int, need: int, reuse: bool):
+        """A guided generator fed ``prompt``. Kept per regex and rewound: genai parses tokenizer.json
+        and builds llguidance's token table per new generator (~25 ms here). When the kept KV starts
+        with the prompt's shared ``prefix`` (the template before the intent, as vedit's prefix cache
+        uses), it rewinds to there and feeds only the rest; rewinding also resets the guidance."""
         if need > context:
             raise ValueError(f"prompt + output ({need} tokens) exceed the context ({context})")
         g = generators.get(regex) if reuse else None
-        if g is not None:
-            g.rewind_to(0)  # also resets the guidance to the grammar's start
-            return g
-        params = og.GeneratorParams(model)
-        params.set_search_options(max_length=context, batch_size=1, do_sample=False)
-        params.set_guidance("regex", regex, True)
-        g = og.Generator(model, params)
+        if g is None:
+            params = og.GeneratorParams(model)
+            params.set_search_options(max_length=context, batch_size=1, do_sample=False)
+            params.set_guidance("regex", regex, True)
+            g = og.Generator(model, params)
+            if reuse:
+                generators[regex] = g
+            keep = 0
+        else:
+            old = kept.get(regex, [])
+            keep = prefix if 0 < prefix < len(prompt) and old[:prefix] == prompt[:prefix] else 0
+            g.rewind_to(keep)
         if reuse:
-            generators[regex] = g
-        return g
+            kept[regex] = prompt  # what the kept generator's KV starts with now
+        g.append_tokens(np.array([prompt[keep:]], dtype=np.int32))  # prefill: one model run
+        return g, keep
 
     def run_row(row: dict, reuse: bool, bias: float) -> dict:
         prompt = [int(t) for t in row["prompt"]]
@@ -117,9 +128,7 @@ def setup(argv: list[str]):
         text = row["text"].encode("utf-8") if row.get("text") is not None else None
         n0 = len(prompt)
         t0 = time.perf_counter()
-        g = generator(row["regex"], n0 + int(row["max_new"]) + 1, reuse)
-        setup_s = time.perf_counter() - t0
-        g.append_tokens(np.array([prompt], dtype=np.int32))  # prefill: one model run
+        g, kept_n = start(row["regex"], prompt, int(row.get("prefix", 0)), n0 + int(row["max_new"]) + 1, reuse)
         calls, free, forced = 1, 0, 0
         first = True
         while not g.is_done():
@@ -152,7 +161,7 @@ def setup(argv: list[str]):
             seq.append(eos)
         ms = (time.perf_counter() - t0) * 1000
         out = b"".join(table.get(t, b"") for t in seq if t != eos).decode("utf-8", errors="replace")
-        return {"ms": ms, "setup_ms": setup_s * 1000, "tokens": seq, "text": out, "calls": calls,
+        return {"ms": ms, "prefill_fed": n0 - kept_n, "tokens": seq, "text": out, "calls": calls,
                 "free": free, "forced": forced}
 
     def handle(req: dict) -> dict:
@@ -165,7 +174,7 @@ def setup(argv: list[str]):
         ms = (time.perf_counter() - t0) * 1000
         return {"ms": ms, "texts": [r["text"] for r in rows], "tokens": [r["tokens"] for r in rows],
                 "calls": sum(r["calls"] for r in rows), "free": sum(r["free"] for r in rows),
-                "forced": sum(r["forced"] for r in rows), "setup_ms": sum(r["setup_ms"] for r in rows)}
+                "forced": sum(r["forced"] for r in rows), "prefill_fed": sum(r["prefill_fed"] for r in rows)}
 
     def steps(req: dict) -> dict:
         rows = [[int(t) for t in r] for r in req["rows"]]
