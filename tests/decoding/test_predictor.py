@@ -6,8 +6,6 @@ import json
 
 import pytest
 
-import numpy as np
-
 from vedit.decoding import Prediction, Predictor
 from vedit.decoding import predictor as predictor_module
 from vedit.errors import GrammarError, ModelDirError
@@ -161,55 +159,32 @@ def test_prompt_prefix_cache_changes_nothing_but_the_prefill(llama_export, regis
     assert widths["cache"][1:] == widths["full"][1:]
 
 
-def _record_masks(session, masks: list):
-    """Record the decoder self-attention mask of every with-past call."""
-    original = session.run
-
-    def run(feeds, **kw):
-        masks.append(np.asarray(feeds["attention_mask"]).copy())
-        return original(feeds, **kw)
-
-    session.run = run
-    return original
-
-
-def test_t5_rows_of_different_lengths_share_every_call(t5_predictors, t5_export):
+def test_t5_rows_of_different_lengths_share_every_call(t5_predictors, t5_export, monkeypatch):
     """Joined rows (the default) give the outputs of step-by-step decoding and of the grouped
     scheduler, while rows whose caches differ in length (masked holes) share one call, so a request
     costs as many calls as its longest row has model decisions."""
     joined = t5_predictors[True]
     grouped = Predictor.load(t5_export, threads=2, join_rows=False)
     assert joined.model.join_rows and not grouped.model.join_rows
-    masks: list = []
-    original = _record_masks(joined.model.decoder_with_past, masks)
-    try:
-        got = joined.predict(INTENTS)
-    finally:
-        joined.model.decoder_with_past.run = original
+    masks, traces = [], []
+    session = joined.model.decoder_with_past
+    real_run, real_decode = session.run, predictor_module.decode
+    monkeypatch.setattr(session, "run", lambda feeds, **kw: (masks.append(feeds["attention_mask"].copy()),
+                                                             real_run(feeds, **kw))[1])
+    monkeypatch.setattr(predictor_module, "decode", lambda *a, **kw: traces.append(real_decode(*a, **kw)) or traces[-1])
+    got = joined.predict(INTENTS)
     assert [p.raw for p in got] == [p.raw for p in t5_predictors[False].predict(INTENTS)]
     assert [p.raw for p in got] == [p.raw for p in grouped.predict(INTENTS)]
-    # some calls carried rows with holes (different cache lengths), masked out
-    assert any((m == 0).any() for m in masks)
+    assert any((m == 0).any() for m in masks)  # some calls carried rows with holes, masked out
     for intent in INTENTS[:4]:
-        a, b = joined.predict([intent])[0].stats, grouped.predict([intent])[0].stats
+        a = joined.predict([intent])[0].stats
+        rows = traces[-1]
+        b = grouped.predict([intent])[0].stats
         assert (a.free_tokens, a.forced_tokens) == (b.free_tokens, b.forced_tokens)
         assert a.decoder_calls <= b.decoder_calls
-    traces = {}
-    original_decode = predictor_module.decode
-
-    def spy(*args, **kw):
-        traces["rows"] = original_decode(*args, **kw)
-        return traces["rows"]
-
-    predictor_module.decode = spy
-    try:
-        stats = joined.predict(["golden hour"])[0].stats
-    finally:
-        predictor_module.decode = original_decode
-    # every row took part in every call until it finished: calls = the longest row's calls
-    rows = traces["rows"]
-    assert stats.decoder_calls == max(len(t.calls) for t in rows)
-    assert all(t.calls == list(range(len(t.calls))) for t in rows)
+        # every row took part in every call until it finished: calls = the longest row's calls
+        assert a.decoder_calls == max(len(t.calls) for t in rows)
+        assert all(t.calls == list(range(len(t.calls))) for t in rows)
 
 
 def test_joining_rows_needs_the_decoder_mask(t5_export):
