@@ -87,6 +87,7 @@ def test_both_precisions_write_the_scripts_like_vedit(rows, llama_fp32, scripts)
             n = sum(len(t) for t in s.tokens.values())
             # one prefill per row, then one llama_decode per token but the last (EOS): no jump-forward
             assert cost.decoder_calls == n and (cost.free_tokens, cost.forced_tokens) == (n, 0)
+            assert 0 < call.last["decode_ms"] <= call.last["ms"]  # the model's share of the worker's time
 
 
 @pytest.mark.slow

@@ -247,6 +247,7 @@ def _call(worker: Worker, rows: LlamaRows, precision: str, threads: int) -> Call
     def call(intent: str) -> Cost:
         req = rows.rows(intent)
         r = worker.run(rows=req)
+        call.last = r  # type: ignore[attr-defined]  # the worker's reply (ms, decode_ms) for profiles
         tokens = [len(t) for t in r["tokens"]]
         return Cost(decoder_calls=int(r["calls"]), free_tokens=sum(tokens), forced_tokens=0, texts=tuple(r["texts"]))
 

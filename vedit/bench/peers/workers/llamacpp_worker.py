@@ -11,9 +11,11 @@ sampler and llama-cpp-python would crash on that later, mid-request. The model i
   with ``script``, a logits processor adding ``BIAS`` to the scripted token at each step (vedit's
   rule: the bias is applied to the model's logits before the grammar's choice), rows one after
   another. Prompts are vedit's ids: llama.cpp's tokenizer never writes a prompt.
-  Reply: ``{"ms", "tokens": [[ids]...], "texts": [...], "calls"}``: ``ms`` covers the rows'
-  generation only; ``calls`` counts ``llama_decode`` calls (prefill, then one per generated
-  token but the last: llama.cpp has no jump-forward); ``texts`` are the bytes llama.cpp's own
+  Reply: ``{"ms", "tokens": [[ids]...], "texts": [...], "calls", "decode_ms"}``: ``ms`` covers
+  the rows' generation only; ``calls`` counts ``llama_decode`` calls (prefill, then one per
+  generated token but the last: llama.cpp has no jump-forward) and ``decode_ms`` the part of
+  ``ms`` spent in them (the rest is sampling: the grammar over the whole vocabulary, the logits
+  processor, llama-cpp-python's Python loop); ``texts`` are the bytes llama.cpp's own
   vocabulary gives each token (a check that the GGUF vocabulary is vedit's).
 - ``{"op": "pieces", "ids": [...]}`` -> ``{"pieces": [hex]}``: the bytes of each token, as above.
 - ``{"op": "tokenize", "texts": [...], "add_bos": bool}`` -> ``{"ids": [[...]]}``: llama.cpp's own
@@ -64,13 +66,17 @@ def setup(argv: list[str]):
         llama_cpp.llama_sampler_free(sampler)
         grammars[tool] = LlamaGrammar.from_string(text, verbose=False)
 
-    calls = [0]
+    calls, decode_s = [0], [0.0]
     ctx = llm._ctx
     decode = ctx.decode
 
-    def counted(batch):  # every llama_decode: prefill chunks and generated tokens
+    def counted(batch):  # every llama_decode (prefill, generated tokens), and the time the model takes
         calls[0] += 1
-        return decode(batch)
+        t0 = time.perf_counter()
+        try:
+            return decode(batch)
+        finally:
+            decode_s[0] += time.perf_counter() - t0
 
     ctx.decode = counted
 
@@ -102,13 +108,13 @@ def setup(argv: list[str]):
 
     def run(req: dict) -> dict:
         rows = req["rows"]
-        calls[0] = 0
+        calls[0], decode_s[0] = 0, 0.0
         began = time.perf_counter()
         outs = [row(r["tool"], [int(t) for t in r["prompt"]], r.get("script"), int(r.get("max_new", 512)))
                 for r in rows]
         ms = (time.perf_counter() - began) * 1e3
         texts = [b"".join(piece(t) for t in o if t != eos).decode("utf-8", "replace") for o in outs]
-        return {"ms": ms, "calls": calls[0], "tokens": outs, "texts": texts}
+        return {"ms": ms, "calls": calls[0], "decode_ms": decode_s[0] * 1e3, "tokens": outs, "texts": texts}
 
     def handler(req: dict) -> dict:
         op = req.get("op")
