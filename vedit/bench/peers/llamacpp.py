@@ -255,7 +255,8 @@ def _call(worker: Worker, rows: LlamaRows, precision: str, threads: int) -> Call
     call.info = (f"{worker.info.get('engine', 'llama-cpp-python')} (llama.cpp CPU build from the sdist), GGUF {kind}, "
                  f"{threads} threads; constrained by a GBNF grammar of vedit's output language per tool "
                  "(LlamaGrammar, character-level: any tokenization of the valid texts), steered to the script by a "
-                 "logits processor; the 3 rows one after another (not batched), prompts as vedit's token ids; "
+                 "logits processor, greedy; the 3 rows one after another (not batched; llama-cpp-python reuses the KV of "
+                 "the prefix a row shares with the previous one), prompts as vedit's token ids; "
                  "no jump-forward: every output token is sampled (free) and costs one llama_decode")  # type: ignore[attr-defined]
     call.worker = worker  # type: ignore[attr-defined]
     return call
