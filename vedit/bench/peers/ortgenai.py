@@ -14,8 +14,10 @@ Tokenizer: genai 0.18 builds guidance's token table from ``tokenizer.json`` with
 reads only map-shaped (BPE) vocabularies, and the students' tokenizer is a SentencePiece Unigram
 (list-shaped). The genai folder therefore gets the same pieces with the same ids as a BPE
 ``tokenizer.json`` (:func:`unigram_as_bpe`): the token table (what guidance masks) is exact; only
-genai's own splitting of fast-forward text may differ from the Unigram's (more, shorter tokens),
-which the reply's token counts show. Prompts never go through genai's tokenizer.
+genai's own splitting of fast-forward text differs from the Unigram's (more, shorter tokens: on the
+demo test set's answers 113 forced tokens per request against vedit's 91), which the reply's token
+counts show. Prompts never go through genai's tokenizer. (Its Unigram loader, class ``T5Tokenizer``,
+reads the list-shaped vocabulary, but genai hands the same file to llguidance, which then fails.)
 
 :func:`step_costs` times genai's batched decoder step beside vedit's on the same model, precision
 and prompts (issue 11's per-step target).
