@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 
 import pytest
 
@@ -22,6 +23,7 @@ from vedit.data.rows import write_jsonl
 from vedit.data.synth import generate
 from vedit.decoding import Predictor, load_grammar
 from vedit.decoding.vocab import load_tokenizer
+from vedit.errors import ModelDirError
 
 
 def _worker_module():
@@ -50,6 +52,17 @@ def test_the_bpe_rendering_keeps_every_piece_id_and_writes_vedits_bytes(tiny_lla
     grammar = load_grammar(llama_fp32.out_dir)  # independent: vedit's own byte table
     assert {i: table[i] for i in grammar.token_bytes} == grammar.token_bytes
     assert ortgenai.unigram_as_bpe(bpe) is bpe  # already BPE: kept as is
+
+
+def test_the_base_of_a_lora_export_is_refused_before_any_env_is_built(tiny_llama_dir, llama_fp32, tmp_path):
+    export = tmp_path / "export"
+    shutil.copytree(llama_fp32.out_dir, export)
+    man = json.loads((export / "manifest.json").read_text(encoding="utf-8"))
+    man["source"] = {**man.get("source", {}), "model_dir": str(tiny_llama_dir), "adapter_dir": str(tmp_path / "lora")}
+    (export / "manifest.json").write_text(json.dumps(man), encoding="utf-8")
+    with pytest.raises(ModelDirError, match="give onnxruntime-genai the merged HF folder"):
+        ortgenai.paths(student_dir=tiny_llama_dir, exports={"fp32": export}, scripts={}, threads=1)
+    ortgenai.check_student(tiny_llama_dir, {"fp32": llama_fp32.out_dir})  # its own export: accepted
 
 
 @pytest.fixture(scope="module")

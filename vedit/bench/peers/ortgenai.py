@@ -212,6 +212,16 @@ class LlamaRequests:
         return out
 
 
+def check_student(student_dir: Path, exports: dict[str, Path]) -> None:
+    """Refuse the base folder of a LoRA export: genai would then run other weights than vedit does."""
+    for export in exports.values():
+        source = read_manifest(export).data.get("source") or {}
+        base = source.get("model_dir")
+        if source.get("adapter_dir") and base and Path(base).resolve() == Path(student_dir).resolve():
+            raise ModelDirError(f"{student_dir}: the base of {export}, which merged the adapter "
+                                f"{source['adapter_dir']}; give onnxruntime-genai the merged HF folder")
+
+
 def peer_python() -> Path:
     """The peer venv's interpreter (built on first use, minutes: transformers 5, torch CPU, genai)."""
     return venv_python(peer_env("ortgenai", REQUIREMENTS))
@@ -224,8 +234,9 @@ def start_worker(model_dir: Path, python: Path, precision: str) -> Worker:
 def paths(*, student_dir: Path, exports: dict[str, Path], scripts: dict[str, "Script"], threads: int,
           precisions: Sequence[str] = PRECISIONS) -> dict[str, Call]:
     """Rows ``ort-genai+guidance-fp32`` / ``-int8``: genai's guidance and fast-forward, steered to the scripts."""
-    python = peer_python()
+    check_student(student_dir, exports)
     requests = LlamaRequests.load(exports, scripts)
+    python = peer_python()
     out: dict[str, Call] = {}
     for precision in precisions:
         worker = start_worker(genai_model(student_dir, precision, threads=threads, python=python), python, precision)
@@ -306,8 +317,9 @@ def step_costs(*, student_dir: Path, exports: dict[str, Path], intents: Sequence
     For each precision in ``exports``: the same prompts (vedit's ids), ``rounds`` alternating blocks
     of ``steps`` steps per engine (vedit in this process, genai in its worker, never at once), medians.
     """
-    python = peer_python()
+    check_student(student_dir, exports)
     requests = LlamaRequests.load(exports, {})
+    python = peer_python()
     out = []
     for precision, export_dir in exports.items():
         if precision not in PRECISIONS:
@@ -333,5 +345,6 @@ def step_costs(*, student_dir: Path, exports: dict[str, Path], intents: Sequence
     return out
 
 
-__all__ = ["GENAI_VERSION", "LlamaRequests", "REQUIREMENTS", "StepCost", "genai_model", "models_dir", "paths",
+__all__ = ["GENAI_VERSION", "LlamaRequests", "REQUIREMENTS", "StepCost", "check_student", "genai_model", "models_dir",
+           "paths",
            "step_costs", "unigram_as_bpe"]
