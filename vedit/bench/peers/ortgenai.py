@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import shutil
 import statistics
 import subprocess
@@ -150,8 +151,6 @@ def genai_model(student_dir: Path, precision: str, *, threads: int, python: Path
 
 
 def _child_env() -> dict[str, str]:
-    import os
-
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
     env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     return env
