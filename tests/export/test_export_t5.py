@@ -171,3 +171,23 @@ def test_export_is_current_only_for_the_same_weights(t5_fp32, tiny_t5_dir, tmp_p
     new_t5(len(AutoTokenizer.from_pretrained(tiny_t5_dir)), "tiny", seed=123).save_pretrained(retrained)
     assert not export_is_current(t5_fp32.out_dir, retrained)
     assert not export_is_current(tmp_path / "missing", tiny_t5_dir)
+
+
+def test_export_of_older_graphs_is_not_current(t5_fp32, tmp_path):
+    """Same weights, but graphs written by an older vedit (another revision in the manifest): export again."""
+    import json
+    import shutil
+
+    from vedit.export.checks import export_is_current
+
+    old = tmp_path / "old-graphs"
+    shutil.copytree(t5_fp32.out_dir, old)
+    manifest = json.loads((old / "manifest.json").read_text())
+    source = manifest["source"]["model_dir"]
+    assert export_is_current(old, source)
+    manifest["graphs"] = "optimum (an older revision)"
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    assert not export_is_current(old, source)
+    del manifest["graphs"]
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    assert not export_is_current(old, source)

@@ -132,11 +132,16 @@ def source_hashes(md: ModelDir, adapter_dir: str | Path | None) -> dict[str, str
 
 
 def export_is_current(export_dir: str | Path, model_dir: str | Path, adapter_dir: str | Path | None = None) -> bool:
-    """True when ``export_dir`` holds a complete export of exactly these weights (else export again)."""
+    """True when ``export_dir`` holds a complete export of exactly these weights, made of the graphs this
+    version of vedit writes (else export again)."""
+    from vedit.export.manifest import graph_recipe
     from vedit.manifest import read_manifest
 
     try:
-        source = read_manifest(export_dir).data.get("source", {})
+        manifest = read_manifest(export_dir)
+        if manifest.data.get("graphs") != graph_recipe(manifest.family, manifest.precision):
+            return False
+        source = manifest.data.get("source", {})
         return source.get("sha256") == source_hashes(inspect_model_dir(model_dir), adapter_dir)
     except ModelDirError:
         return False

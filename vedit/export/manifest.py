@@ -22,6 +22,18 @@ from pathlib import Path
 from typing import Any
 
 
+#: Bumped whenever the graphs an export writes change (a new input, a fused graph). An export whose
+#: manifest names another revision is stale even when its source weights are the same: the main job and
+#: the bench's real-size shapes export it again (:func:`vedit.export.checks.export_is_current`).
+GRAPHS_REVISION = "2026-12-01: T5 decoder self-attention mask; fused Llama decoder"
+
+
+def graph_recipe(family: str, precision: str, fused: bool = True) -> str:
+    """What the decoder graphs of an export are made of, as written to ``manifest["graphs"]``."""
+    kind = "vedit-fused" if fused and family == "llama" and precision != "fp16" else "optimum"
+    return f"{kind} ({GRAPHS_REVISION})"
+
+
 PACKAGES = ("torch", "transformers", "optimum", "optimum-onnx", "onnx", "onnxruntime", "peft", "vedit")
 
 
