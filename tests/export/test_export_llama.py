@@ -41,11 +41,14 @@ def test_llama_multi_token_after_past(llama_fp32, tiny_llama_dir):
     kv = [i for i in sess.get_inputs() if i.name.startswith("past_key_values")]
     empty = {i.name: np.zeros((2, i.shape[1], 0, i.shape[3]), np.float32) for i in kv}
     first = dict(zip(names, sess.run(None, {"input_ids": ids, "attention_mask": mask, "position_ids": pos[:, :6],
-                                            **empty})))
+                                            "last_index": np.array([5, 5]), **empty})))
     past = {k.replace("present", "past_key_values"): v for k, v in first.items() if k.startswith("present")}
-    multi = sess.run(["logits"], {"input_ids": new, "attention_mask": full_mask, "position_ids": pos[:, 6:], **past})[0]
-    np.testing.assert_allclose(multi, ref[:, 6:], atol=1e-4)
-    np.testing.assert_allclose(first["logits"][mask.astype(bool)], ref[:, :6][mask.astype(bool)], atol=1e-4)
+    feeds = {"input_ids": new, "attention_mask": full_mask, "position_ids": pos[:, 6:], **past}
+    for j in range(3):  # the fused graph's lm_head runs at one position per row (last_index)
+        got = sess.run(["logits"], {**feeds, "last_index": np.array([j, 2 - j])})[0]
+        assert got.shape == (2, 1, ref.shape[-1])
+        np.testing.assert_allclose(got[:, 0], ref[[0, 1], [6 + j, 8 - j]], atol=1e-4)
+    np.testing.assert_allclose(first["logits"][:, 0], ref[:, 5], atol=1e-4)
 
 
 def test_llama_int8(llama_int8, llama_fp32):

@@ -21,6 +21,16 @@ def _sess(path):
     return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
 
 
+def _run(sess, feeds) -> dict:
+    """Outputs by name; logits at every fed position (one call per position via ``last_index``)."""
+    names = [o.name for o in sess.get_outputs()]
+    if "last_index" in feeds:
+        return dict(zip(names, sess.run(None, feeds)))
+    b, s = feeds["input_ids"].shape
+    calls = [dict(zip(names, sess.run(None, {**feeds, "last_index": np.full(b, j, np.int64)}))) for j in range(s)]
+    return {**calls[-1], "logits": np.concatenate([c["logits"] for c in calls], 1)}
+
+
 def test_t5_fp32_directory_and_manifest(t5_fp32, tiny_t5_dir, registry):
     out = t5_fp32.out_dir
     m = json.loads((out / "manifest.json").read_text())
@@ -32,11 +42,13 @@ def test_t5_fp32_directory_and_manifest(t5_fp32, tiny_t5_dir, registry):
         assert (out / name).stat().st_size == m["sizes"][name]
     io = m["io"]
     assert io["encoder_model.onnx"] == {"inputs": ["input_ids", "attention_mask"], "outputs": ["last_hidden_state"]}
-    assert set(io["decoder_model.onnx"]["inputs"]) == {"input_ids", "encoder_attention_mask", "encoder_hidden_states"}
+    assert set(io["decoder_model.onnx"]["inputs"]) == {"input_ids", "encoder_attention_mask", "encoder_hidden_states",
+                                                       "last_index"}
     assert "present.1.encoder.value" in io["decoder_model.onnx"]["outputs"]
     past_in = io["decoder_with_past_model.onnx"]["inputs"]
     assert "past_key_values.0.encoder.key" in past_in and "past_key_values.1.decoder.value" in past_in
     assert "attention_mask" in past_in  # the decoder self-attention mask: rows of different lengths join a call
+    assert "last_index" in past_in  # the lm_head runs on each row's last fed position only
     assert not any("encoder" in o for o in io["decoder_with_past_model.onnx"]["outputs"])
     # source, versions, validation
     import hashlib
@@ -77,27 +89,54 @@ def test_t5_with_past_decoder_takes_several_tokens(t5_fp32, tiny_t5_dir):
 
     hidden = _sess(out / "encoder_model.onnx").run(None, {"input_ids": ids, "attention_mask": mask})[0]
     first = _sess(out / "decoder_model.onnx")
-    names = [o.name for o in first.get_outputs()]
-    res = dict(zip(names, first.run(None, {"input_ids": dec[:, :2], "encoder_attention_mask": mask,
-                                           "encoder_hidden_states": hidden})))
+    res = _run(first, {"input_ids": dec[:, :2], "encoder_attention_mask": mask, "encoder_hidden_states": hidden})
+    np.testing.assert_allclose(res["logits"], ref[:, :2], atol=2e-4)
     past = {k.replace("present", "past_key_values"): v for k, v in res.items() if k.startswith("present")}
     with_past = _sess(out / "decoder_with_past_model.onnx")
-    pnames = [o.name for o in with_past.get_outputs()]
 
     ones = np.ones((2, 5), dtype=np.int64)  # decoder self-attention mask: past + new, no holes
-    multi = dict(zip(pnames, with_past.run(None, {"input_ids": dec[:, 2:], "encoder_attention_mask": mask,
-                                                  "attention_mask": ones, **past})))
+    multi = _run(with_past, {"input_ids": dec[:, 2:], "encoder_attention_mask": mask, "attention_mask": ones, **past})
     assert multi["logits"].shape == (2, 3, ref.shape[-1])
     np.testing.assert_allclose(multi["logits"], ref[:, 2:], atol=2e-4)
     assert multi["present.0.decoder.key"].shape[2] == 5
 
     singles, p = [], dict(past)
     for j in range(2, 5):
-        o = dict(zip(pnames, with_past.run(None, {"input_ids": dec[:, j:j + 1], "encoder_attention_mask": mask,
-                                                  "attention_mask": ones[:, : j + 1], **p})))
+        o = _run(with_past, {"input_ids": dec[:, j:j + 1], "encoder_attention_mask": mask,
+                             "attention_mask": ones[:, : j + 1], **p})
         p.update({k.replace("present", "past_key_values"): v for k, v in o.items() if k.startswith("present")})
         singles.append(o["logits"])
     np.testing.assert_allclose(np.concatenate(singles, 1), multi["logits"], atol=1e-5)
+
+
+def test_t5_decoders_compute_logits_at_each_rows_last_position(t5_fp32, tiny_t5_dir):
+    """Rows with runs of different lengths in one call (right-padded): with ``last_index`` each
+    decoder returns (rows, 1, vocab), PyTorch's logits at each row's own last real position."""
+    import torch
+    from transformers import AutoTokenizer, T5ForConditionalGeneration
+
+    out = t5_fp32.out_dir
+    model = T5ForConditionalGeneration.from_pretrained(tiny_t5_dir).eval()
+    enc = AutoTokenizer.from_pretrained(tiny_t5_dir)(["golden hour", "a cold blue winter morning", "neon"],
+                                                     padding=True, return_tensors="np")
+    ids, mask = enc["input_ids"].astype(np.int64), enc["attention_mask"].astype(np.int64)
+    dec = np.array([[0, 17, 42, 99, 7], [0, 5, 6, 300, 8], [0, 9, 10, 11, 12]], dtype=np.int64)
+    with torch.no_grad():
+        ref = model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask),
+                    decoder_input_ids=torch.from_numpy(dec)).logits.numpy()
+    hidden = _sess(out / "encoder_model.onnx").run(None, {"input_ids": ids, "attention_mask": mask})[0]
+    first = _sess(out / "decoder_model.onnx")
+    res = _run(first, {"input_ids": dec[:, :2], "encoder_attention_mask": mask, "encoder_hidden_states": hidden,
+                       "last_index": np.array([1, 0, 1])})
+    assert res["logits"].shape == (3, 1, ref.shape[-1])
+    np.testing.assert_allclose(res["logits"][:, 0], ref[[0, 1, 2], [1, 0, 1]], atol=2e-4)
+    past = {k.replace("present", "past_key_values"): v for k, v in res.items() if k.startswith("present")}
+    last = np.array([2, 0, 1])  # runs of 3, 1 and 2 tokens, right-padded to 3
+    got = _run(_sess(out / "decoder_with_past_model.onnx"),
+               {"input_ids": dec[:, 2:], "encoder_attention_mask": mask, "attention_mask": np.ones((3, 5), np.int64),
+                "last_index": last, **past})["logits"]
+    assert got.shape == (3, 1, ref.shape[-1])
+    np.testing.assert_allclose(got[:, 0], ref[np.arange(3), 2 + last], atol=2e-4)
 
 
 def test_t5_with_past_decoder_honours_the_decoder_mask(t5_fp32, tiny_t5_dir):
@@ -116,8 +155,7 @@ def test_t5_with_past_decoder_honours_the_decoder_mask(t5_fp32, tiny_t5_dir):
                     decoder_input_ids=torch.from_numpy(dec)).logits.numpy()
     hidden = _sess(out / "encoder_model.onnx").run(None, {"input_ids": ids, "attention_mask": mask})[0]
     first = _sess(out / "decoder_model.onnx")
-    res = dict(zip([o.name for o in first.get_outputs()],
-                   first.run(None, {"input_ids": dec[:, :2], "encoder_attention_mask": mask, "encoder_hidden_states": hidden})))
+    res = _run(first, {"input_ids": dec[:, :2], "encoder_attention_mask": mask, "encoder_hidden_states": hidden})
     holes = 3
     past = {}
     for k, v in res.items():
@@ -128,9 +166,9 @@ def test_t5_with_past_decoder_honours_the_decoder_mask(t5_fp32, tiny_t5_dir):
     with_past = _sess(out / "decoder_with_past_model.onnx")
     feeds = {"input_ids": dec[:, 2:], "encoder_attention_mask": mask, **past}
     masked = np.array([[0] * holes + [1] * 5], dtype=np.int64)
-    got = with_past.run(["logits"], {**feeds, "attention_mask": masked})[0]
+    got = _run(with_past, {**feeds, "attention_mask": masked})["logits"]
     np.testing.assert_allclose(got, ref[:, 2:], atol=2e-4)
-    unmasked = with_past.run(["logits"], {**feeds, "attention_mask": np.ones_like(masked)})[0]
+    unmasked = _run(with_past, {**feeds, "attention_mask": np.ones_like(masked)})["logits"]
     assert np.abs(unmasked - ref[:, 2:]).max() > 1e-2
 
 

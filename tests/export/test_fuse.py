@@ -46,8 +46,16 @@ def gqa_llama(tmp_path_factory):
 
 
 def _run(sess, feeds):
+    """Outputs by name; the fused graph's logits at every fed position (one call per position, each
+    gathering it via ``last_index``), so they compare with PyTorch's full logits."""
     names = [o.name for o in sess.get_outputs()]
-    return dict(zip(names, sess.run(None, feeds)))
+    if "last_index" in feeds or "last_index" not in {i.name for i in sess.get_inputs()}:
+        return dict(zip(names, sess.run(None, feeds)))
+    b, s = feeds["input_ids"].shape
+    calls = [dict(zip(names, sess.run(None, {**feeds, "last_index": np.full(b, j, np.int64)}))) for j in range(s)]
+    out = calls[-1]
+    out["logits"] = np.concatenate([c["logits"] for c in calls], 1)
+    return out
 
 
 def _past(out):
@@ -73,6 +81,12 @@ def test_prefill_then_runs_of_different_lengths_with_holes(gqa_llama):
     second = _run(sess, {"input_ids": new, "attention_mask": full_mask, "position_ids": pos[:, 6:], **_past(first)})
     fed = new_mask.astype(bool)
     np.testing.assert_allclose(second["logits"][fed], ref[:, 6:][fed], atol=1e-5)
+    # One call, each row's own last position (runs of 2, 3 and 1): logits (rows, 1, vocab) at those positions.
+    last = fed.sum(1) - 1
+    once = _run(sess, {"input_ids": new, "attention_mask": full_mask, "position_ids": pos[:, 6:], **_past(first),
+                       "last_index": last})["logits"]
+    assert once.shape == (3, 1, ref.shape[-1])
+    np.testing.assert_allclose(once[:, 0], ref[np.arange(3), 6 + last], atol=1e-5)
     # A third call after the padded run: the holes stay masked, positions count real tokens only.
     third_ids = np.array([[90], [91], [92]], dtype=np.int64)
     mask3 = np.concatenate([full_mask, np.ones((3, 1), np.int64)], 1)

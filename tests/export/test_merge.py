@@ -84,14 +84,16 @@ def test_export_with_adapter_equals_merged_pytorch(family, tmp_path, request):
                 None, {"input_ids": ids, "attention_mask": mask})[0]
             got = ort.InferenceSession(str(result.out_dir / "decoder_model.onnx")).run(
                 ["logits"], {"input_ids": np.array([[0]]), "encoder_attention_mask": mask,
-                             "encoder_hidden_states": h})[0]
+                             "encoder_hidden_states": h, "last_index": np.array([0])})[0]
         else:
-            ref = merged(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask)).logits.numpy()
+            # the exported graph's lm_head runs at one position per row (last_index): the last one
+            ref = merged(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask)).logits.numpy()[:, -1:]
             sess = ort.InferenceSession(str(result.out_dir / "model.onnx"))
             past = {i.name: np.zeros((1, i.shape[1], 0, i.shape[3]), np.float32)
                     for i in sess.get_inputs() if i.name.startswith("past_key_values")}
             got = sess.run(["logits"], {"input_ids": ids, "attention_mask": mask,
-                                        "position_ids": np.arange(ids.shape[1])[None], **past})[0]
+                                        "position_ids": np.arange(ids.shape[1])[None],
+                                        "last_index": np.array([ids.shape[1] - 1]), **past})[0]
     np.testing.assert_allclose(got, ref, atol=1e-4 + 1e-5 * np.abs(ref).max())
 
 

@@ -57,7 +57,8 @@ class DecoderOnlyModel:
         n = len(ids)
         out = self.session.run({"input_ids": np.array([ids], dtype=np.int64),
                                 "attention_mask": np.ones((1, n), dtype=np.int64),
-                                "position_ids": np.arange(n, dtype=np.int64)[None, :], **self.empty_past(1)})
+                                "position_ids": np.arange(n, dtype=np.int64)[None, :], **self.empty_past(1)},
+                               last=np.array([n - 1]))
         self.prefixes[ids] = {p: out[q] for p, q in zip(self.past_names, self.present_names)}
 
     def prefix_of(self, row: Sequence[int]) -> tuple[int, ...]:

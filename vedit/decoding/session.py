@@ -16,10 +16,14 @@ and is tested), inputs and outputs go through an ``IOBinding``: outputs the call
 (the KV cache) stay where the provider wrote them, as ``OrtValue`` s on the device, and are bound
 again as the next call's inputs without a host copy; every other output (the logits) is written to
 host memory. :meth:`Session.to_host` / :meth:`Session.upload` move a kept value across when the
-decoding loop must regroup rows (rare: see :mod:`vedit.decoding.seq2seq`). Of the logits the grammar
-needs each row's last position only: with ``last=`` the logits stay on the device too and a tiny graph
-(:class:`LastLogits`, ``ops/last_logits_*.onnx``) gathers those rows there, so a call that fed a run
-of forced tokens brings back (rows, vocab), not (rows, tokens, vocab).
+decoding loop must regroup rows (rare: see :mod:`vedit.decoding.seq2seq`).
+
+Last logits. Of the logits the grammar needs each row's last position only (``run(..., last=)``).
+A decoder exported by this vedit declares ``last_index`` (int64 ``(batch,)``; see
+:mod:`vedit.export.last_position`): the session feeds it and the graph applies the lm_head to those
+positions only, so its ``logits`` are already (rows, 1, vocab). For an older export (full logits),
+the logits stay on the device and a tiny graph (:class:`LastLogits`, ``ops/last_logits_*.onnx``)
+gathers those rows there, so a call that fed a run of forced tokens still brings back (rows, vocab).
 """
 
 from __future__ import annotations
@@ -50,6 +54,9 @@ _NP_TYPES = {
     "tensor(int32)": np.int32,
     "tensor(bool)": np.bool_,
 }
+
+#: Input of a decoder that computes its logits at one position per row (each row's last fed token).
+LAST_INDEX = "last_index"
 
 #: onnxruntime device names of the providers whose memory IO binding can keep values in.
 _DEVICE = {CUDA: "cuda", CPU: "cpu"}
@@ -143,6 +150,8 @@ class Session:
         self.device_id = int(self.session.get_provider_options().get(first, {}).get("device_id", 0) or 0)
         self.use_binding = (self.device == "cuda") if io_binding is None else bool(io_binding)
         self._gather: LastLogits | None = None
+        #: the graph gathers each row's position itself (``last_index``): ``logits`` is (rows, 1, vocab)
+        self.gathers_last = LAST_INDEX in self.inputs
         self.calls = 0
 
     def run(self, feeds: Mapping[str, Any], *, keep: Sequence[str] = (), last: np.ndarray | None = None) -> dict[str, Any]:
@@ -151,25 +160,39 @@ class Session:
         Feeds are numpy arrays or values this session returned earlier. Outputs named in ``keep``
         come back as device values when IO binding is on (numpy arrays otherwise); the rest are
         numpy arrays in host memory. With ``last`` (one position per row), the result also has
-        ``last_logits``: float32 (rows, vocab), each row's logits at its position.
+        ``last_logits``: float32 (rows, vocab), each row's logits at its position. A session that
+        declares ``last_index`` needs ``last`` (or a ``last_index`` feed); its ``logits`` are then
+        (rows, 1, vocab).
         """
+        if self.gathers_last and last is not None:
+            feeds = {**feeds, LAST_INDEX: np.asarray(last, dtype=np.int64).reshape(-1)}
         feeds = {k: v for k, v in feeds.items() if k in self.inputs}
         missing = set(self.inputs) - set(feeds)
         if missing:
             raise ModelDirError(f"the ONNX model wants inputs this runtime does not provide: {sorted(missing)}")
         feeds = {k: self._as_declared(k, v) for k, v in feeds.items()}
         self.calls += 1
+        if self.gathers_last:
+            out = self._run_bound(feeds, set(keep)) if self.use_binding else self._run_host(feeds)
+            if last is not None:  # (rows, 1, vocab), in host memory unless the caller kept it
+                logits = out["logits"]
+                logits = logits.numpy() if isinstance(logits, ort.OrtValue) else logits
+                out["last_logits"] = logits[:, 0].astype(np.float32, copy=False)
+            return out
         if self.use_binding:
             out = self._run_bound(feeds, set(keep) | ({"logits"} if last is not None else set()))
             if last is not None:
                 out["last_logits"] = self._last_logits(out["logits"]).pick(out["logits"], last)
             return out
-        host = {k: self.to_host(v) for k, v in feeds.items()}
-        out = dict(zip(self.output_names, self.session.run(self.output_names, host)))
+        out = self._run_host(feeds)
         if last is not None:
             logits = out["logits"]
             out["last_logits"] = logits[np.arange(len(logits)), last].astype(np.float32, copy=False)
         return out
+
+    def _run_host(self, feeds: Mapping[str, Any]) -> dict[str, Any]:
+        host = {k: self.to_host(v) for k, v in feeds.items()}
+        return dict(zip(self.output_names, self.session.run(self.output_names, host)))
 
     def _last_logits(self, logits: Any) -> "LastLogits":
         dtype = np.dtype(np.float16) if "float16" in logits.data_type() else np.dtype(np.float32)
@@ -255,5 +278,5 @@ class LastLogits:
         return binding.get_outputs()[0].numpy()
 
 
-__all__ = ["CPU", "CUDA", "LastLogits", "ProviderSpec", "Session", "check_providers", "cuda_provider", "default_providers",
+__all__ = ["CPU", "CUDA", "LAST_INDEX", "LastLogits", "ProviderSpec", "Session", "check_providers", "cuda_provider", "default_providers",
            "provider_name"]

@@ -12,6 +12,9 @@ optimum leaves out for T5. With it, rows whose caches have different lengths sha
 runtime keeps each row's real tokens right-aligned in a common cache and masks the holes in front
 (see :mod:`vedit.decoding.seq2seq`). The first-step decoder needs none (every row starts empty).
 Other input/output names stay optimum's standard ones.
+
+Both decoders then get ``last_index`` (int64 ``(batch,)``, :mod:`vedit.export.last_position`): the
+lm_head runs on each row's last fed position only and ``logits`` is ``(batch, 1, vocab)``.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from pathlib import Path
 from optimum.exporters.onnx.base import ConfigBehavior
 from optimum.exporters.onnx.model_configs import T5OnnxConfig
 
+from vedit.export.last_position import gather_last_in_file
 from vedit.export.onnx_common import DEFAULT_OPSET, io_names, move_onnx, optimum_export
 
 TASK = "text2text-generation-with-past"
@@ -84,6 +88,8 @@ def export_t5(model, staging: Path, out: Path, *, opset: int = DEFAULT_OPSET) ->
     file name written into ``out`` (external data included).
     """
     optimum_export(model, staging, task=TASK, opset=opset, custom_onnx_configs=onnx_configs(model.config))
+    for role in ("decoder", "decoder_with_past"):
+        gather_last_in_file(staging / FILES[role])
     written: list[str] = []
     for name in FILES.values():
         written += move_onnx(staging, out, name)

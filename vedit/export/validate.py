@@ -20,7 +20,9 @@ Each file is fed PyTorch's own inputs (encoder states, past key/values), so a fa
 and output at fault. The greedy check then runs the serving runtime itself (the sessions, backends
 and decoding loop of :mod:`vedit.decoding`, with an allow-all matcher for plain greedy), so what is
 validated is what serves. The with-past decoders are checked with several new tokens in one call and
-with one token per call.
+with one token per call. Decoders that gather each row's last position before the lm_head
+(``last_index``, :mod:`vedit.export.last_position`) are fed a different position per row and their
+``(batch, 1, vocab)`` logits compared with PyTorch's at those positions.
 """
 
 from __future__ import annotations
@@ -164,13 +166,24 @@ def presents_to_past(outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {k.replace("present", "past_key_values", 1): v for k, v in outputs.items() if k.startswith("present.")}
 
 
+def _positions(session, b: int, new: int) -> np.ndarray:
+    """The position each row's logits are taken at: differing between rows when the graph gathers
+    them (``last_index``), as in a call whose rows feed runs of different lengths."""
+    return np.arange(b) % new if session.gathers_last else np.full(b, new - 1)
+
+
+def _at(session, ref: np.ndarray, last: np.ndarray) -> np.ndarray:
+    """PyTorch's logits (batch, new, vocab) as the session returns them: all positions, or each row's ``last``."""
+    return ref[np.arange(len(last)), last][:, None] if session.gathers_last else ref
+
+
 def _t5_first(m: Seq2SeqModel, dec_ids, attention_mask, hidden) -> dict[str, np.ndarray]:
     return m.decoder.run({"input_ids": dec_ids, "encoder_attention_mask": attention_mask,
-                          "encoder_hidden_states": hidden})
+                          "encoder_hidden_states": hidden}, last=np.zeros(len(dec_ids), np.int64))
 
 
 def _t5_step(m: Seq2SeqModel, dec_ids, attention_mask, hidden, past: dict[str, np.ndarray],
-             holes: int = 0) -> dict[str, np.ndarray]:
+             holes: int = 0, last: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Feed one or more new tokens after ``past`` (encoder entries are reused as they are); with
     ``holes``, the self-attention past gets that many zero positions in front, masked (as rows that
     join a call with a longer row carry them; see :mod:`vedit.decoding.seq2seq`)."""
@@ -182,12 +195,17 @@ def _t5_step(m: Seq2SeqModel, dec_ids, attention_mask, hidden, past: dict[str, n
         for k, v in past.items():
             if holes and ".decoder." in k:
                 feeds[k] = np.concatenate([np.zeros(v.shape[:2] + (holes,) + v.shape[3:], v.dtype), v], 2)
-    return m.decoder_with_past.run(feeds)
+    if last is None:
+        last = np.full(len(dec_ids), dec_ids.shape[1] - 1)
+    return m.decoder_with_past.run(feeds, last=last)
 
 
-def _llama_run(m: DecoderOnlyModel, input_ids, attention_mask, position_ids, past) -> dict[str, np.ndarray]:
+def _llama_run(m: DecoderOnlyModel, input_ids, attention_mask, position_ids, past,
+               last: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    if last is None:
+        last = np.full(len(input_ids), input_ids.shape[1] - 1)
     return m.session.run({"input_ids": input_ids, "attention_mask": attention_mask, "position_ids": position_ids,
-                          **past})
+                          **past}, last=last)
 
 
 def _t5_outputs(model, tokenizer, runner: Seq2SeqModel, batch: Batch, tol: Tolerance, files: dict) -> list[OutputDiff]:
@@ -218,18 +236,20 @@ def _t5_outputs(model, tokenizer, runner: Seq2SeqModel, batch: Batch, tol: Toler
             ref_past[f"past_key_values.{i}.{kind}"] = t.numpy()
 
     new = np.array([probe] * b, dtype=np.int64)
-    multi = _t5_step(runner, new, batch.attention_mask, h, ref_past)
+    at = _positions(runner.decoder_with_past, b, MULTI_TOKENS)
+    multi = _t5_step(runner, new, batch.attention_mask, h, ref_past, last=at)
     call = f"{past_f}[+{MULTI_TOKENS} tokens]"
-    diffs.append(_compare(f"{call}:logits", multi["logits"], full.logits[:, 1:].numpy(), tol))
+    ref_new = _at(runner.decoder_with_past, full.logits[:, 1:].numpy(), at)
+    diffs.append(_compare(f"{call}:logits", multi["logits"], ref_new, tol))
     for i, (dk, dv, _, _) in enumerate(_legacy(full.past_key_values)):
         for kind, t in (("decoder.key", dk), ("decoder.value", dv)):
             name = f"present.{i}.{kind}"
             diffs.append(_compare(f"{call}:{name}", multi[name], t.numpy(), tol))
 
     if SELF_MASK in runner.decoder_with_past.inputs:  # holes in front change nothing when masked
-        held = _t5_step(runner, new, batch.attention_mask, h, ref_past, holes=2)
+        held = _t5_step(runner, new, batch.attention_mask, h, ref_past, holes=2, last=at)
         diffs.append(_compare(f"{past_f}[+{MULTI_TOKENS} tokens, 2 masked holes]:logits", held["logits"],
-                              full.logits[:, 1:].numpy(), tol))
+                              ref_new, tol))
 
     past, singles = dict(ref_past), []
     for j in range(MULTI_TOKENS):
@@ -259,7 +279,10 @@ def _llama_outputs(model, tokenizer, runner: DecoderOnlyModel, batch: Batch, tol
     diffs = []
     out = _llama_run(runner, batch.input_ids, batch.attention_mask, pos, runner.empty_past(b))
     call = f"{f}[prompt]"
-    diffs.append(_compare(f"{call}:logits", out["logits"], first.logits.numpy(), tol, mask=valid))
+    if runner.session.gathers_last:  # left-padded: every row's last prompt token is the last column
+        diffs.append(_compare(f"{call}:logits", out["logits"], first.logits.numpy()[:, -1:], tol))
+    else:
+        diffs.append(_compare(f"{call}:logits", out["logits"], first.logits.numpy(), tol, mask=valid))
     ref_past = {}
     for i, (k, v) in enumerate(_legacy(first.past_key_values)):
         for kind, t in (("key", k), ("value", v)):
@@ -267,9 +290,10 @@ def _llama_outputs(model, tokenizer, runner: DecoderOnlyModel, batch: Batch, tol
             ref_past[f"past_key_values.{i}.{kind}"] = t.numpy()
 
     n = batch.input_ids.shape[1]
-    multi = _llama_run(runner, probe, full_mask, full_pos[:, n:], ref_past)
+    at = _positions(runner.session, b, MULTI_TOKENS)
+    multi = _llama_run(runner, probe, full_mask, full_pos[:, n:], ref_past, last=at)
     call = f"{f}[past+{MULTI_TOKENS} tokens]"
-    diffs.append(_compare(f"{call}:logits", multi["logits"], full.logits[:, n:].numpy(), tol))
+    diffs.append(_compare(f"{call}:logits", multi["logits"], _at(runner.session, full.logits[:, n:].numpy(), at), tol))
     for i, (k, v) in enumerate(_legacy(full.past_key_values)):
         for kind, t in (("key", k), ("value", v)):
             diffs.append(_compare(f"{call}:present.{i}.{kind}", multi[f"present.{i}.{kind}"], t.numpy(), tol))
