@@ -31,7 +31,8 @@ arrays, in place when only shifts are needed. Grouped: rows that are fed togethe
 caches keep them on the device; a new group gets its caches assembled on the host and uploaded once.
 The cross-attention cache is computed once by the first decoder call and is re-sliced only when rows
 finish (joined, on the device) or regroup (grouped, on the host). Only the logits come back to the
-host on every call.
+host on every call, one position per row: exports of this vedit compute them there only (the
+decoders' ``last_index`` input, fed by :class:`~vedit.decoding.session.Session`).
 """
 
 from __future__ import annotations
