@@ -80,6 +80,7 @@ class PipelineOptions:
     parity_limit: int = 200  # test intents per parity run (0 = the whole test split)
     latency_requests: int = 30
     base_shape: bool = True
+    peers: bool = True  # time the peer engines (own cached environments; the first run builds them)
     triton: bool = True
     threads: int = 2
     home: Path | None = None  # default: vedit.paths.home()
@@ -391,14 +392,17 @@ def _run(options: PipelineOptions, home: Path, echo: Echo) -> PipelineReport:
     from vedit.bench.latency_cli import Subject, run_latency_command
 
     with stage("latency"):
+        merged = home / "students" / "llama-merged"
         llama = Subject("demo Llama student (base + LoRA)", llama_base, llama_lora,
-                        {p: exports[("llama", p)] for p in ("fp32", "int8")})
+                        {p: exports[("llama", p)] for p in ("fp32", "int8")},
+                        merged=merged if (merged / "config.json").is_file() else None)
         files = run_latency_command(student=t5, adapter=None,
                                     exports=[f"fp32={exports[('t5', 'fp32')]}", f"int8={exports[('t5', 'int8')]}"],
                                     base_shape=options.base_shape, triton=options.triton,
                                     requests=options.latency_requests, concurrency="1,4,16",
                                     threads=options.threads, out=reports,
-                                    triton_requests=30 if options.quick else 200, others=[llama])
+                                    triton_requests=30 if options.quick else 200, others=[llama],
+                                    peers=options.peers)
         report.add("Latency", files["md"].read_text(encoding="utf-8") + f"\nplot: {files['png']}", echo)
 
     what = "tour" if options.quick else "main job"
@@ -426,13 +430,18 @@ def _run(options: PipelineOptions, home: Path, echo: Echo) -> PipelineReport:
 @click.option("--requests", type=click.IntRange(min=3), default=None,
               help="Requests per path in the latency report. Default 30; 3 with --quick.")
 @click.option("--base-shape/--no-base-shape", default=None,
-              help="Time the flan-t5-base-shaped model too. Default: yes, no with --quick.")
+              help="Time the real-size models too (flan-t5-base and TinyLlama-1.1B shapes, random weights, "
+                   "scripted answers). Default: yes, no with --quick.")
+@click.option("--peers/--no-peers", default=None,
+              help="Time the peer engines in the same runs (optimum ORT, CTranslate2, onnxruntime-genai, "
+                   "llama.cpp; each in its own cached environment, built on first use: llama.cpp compiles "
+                   "for about 20 min on 2 cores). Default: yes, no with --quick.")
 @click.option("--triton/--no-triton", default=True, help="Serve with a real tritonserver.")
 @click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True)
 @click.pass_context
 def run_cmd(ctx: click.Context, quick: bool, force: bool, home: Path | None, seed: int | None,
-            parity_limit: int | None, requests: int | None, base_shape: bool | None, triton: bool,
-            threads: int) -> None:
+            parity_limit: int | None, requests: int | None, base_shape: bool | None, peers: bool | None,
+            triton: bool, threads: int) -> None:
     """The main job: build, merge, export, parity, Triton, latency, on the demo students."""
     from vedit.students.cli import group_value
 
@@ -447,6 +456,7 @@ def run_cmd(ctx: click.Context, quick: bool, force: bool, home: Path | None, see
         parity_limit=parity_limit if parity_limit is not None else (12 if quick else 200),
         latency_requests=requests if requests is not None else (3 if quick else 30),
         base_shape=base_shape if base_shape is not None else not quick,
+        peers=peers if peers is not None else not quick,
         triton=triton, threads=threads,
     )
     show_progress(logging.Formatter("  %(message)s"))  # the stages' inner steps, indented under them

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from vedit.bench.latency import interleaved, measure_model
+from vedit.bench.peers import PeerPaths
 from vedit.bench.report import write
 from vedit.bench.scripted import load_scripts, script_cost
 from vedit.data.rows import write_jsonl
@@ -28,10 +29,23 @@ def test_scripted_run_every_path_answers_the_scripts(family, truth, tmp_path, re
     student = request.getfixturevalue(f"tiny_{family}_dir")
     export = request.getfixturevalue(f"{family}_fp32").out_dir
     scripts = load_scripts(export, 3, truth=truth)
+    asked = []
+
+    def peers(fam, *, student_dir, exports, scripts, threads):  # no engine: records what peers were given
+        asked.append((fam, student_dir))
+        found = PeerPaths()
+        found.skipped["nothing"] = "no peer in this test"
+        return found
+
     run = measure_model("tiny scripted", student_dir=student, exports={"fp32": export}, scripts=scripts,
-                        threads=1, warmup=1)
+                        threads=1, warmup=1, peers=peers, peer_student_dir=tmp_path / "merged")
+    assert asked == [(family, tmp_path / "merged")]
+    assert "peer nothing skipped: no peer in this test" in run.notes
     by = {s.path: s for s in run.stats}
-    assert list(by) == ["pytorch", "pytorch+grammar", "onnx-fp32-step", "onnx-fp32"]
+    grouped = ["onnx-fp32-grouped"] if family == "t5" else []  # the previous T5 scheduler, kept to compare
+    assert list(by) == ["pytorch", "pytorch+grammar", "onnx-fp32-step", *grouped, "onnx-fp32"]
+    if grouped:  # joining every row in every call never takes more calls than grouping rows
+        assert by["onnx-fp32"].decoder_calls_per_request <= by["onnx-fp32-grouped"].decoder_calls_per_request
     # steered, even plain generate returns the scripts' texts; every path was checked
     assert run.texts.paths == list(by) and run.texts.ok and run.texts.reference == "the scripts"
     grammar = load_grammar(export)
@@ -39,7 +53,7 @@ def test_scripted_run_every_path_answers_the_scripts(family, truth, tmp_path, re
     free = sum(c.free for c in costs) / len(costs)
     forced = sum(c.forced for c in costs) / len(costs)
     assert run.scripted["free_tokens_per_request"] == pytest.approx(free)
-    for name in ("onnx-fp32", "onnx-fp32-step"):
+    for name in ("onnx-fp32", "onnx-fp32-step", *grouped):
         assert by[name].free_tokens_per_request == pytest.approx(free)
         assert by[name].forced_tokens_per_request == pytest.approx(forced)
     # plain generate takes one step per token of the longest row (EOS included)

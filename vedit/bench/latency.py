@@ -174,6 +174,7 @@ def onnx_paths(exports: dict[str, Path], *, threads: int, step_for: Sequence[str
 
     from vedit.bench.scripted import steer
     from vedit.decoding import Predictor
+    from vedit.manifest import read_manifest
 
     paths: dict[str, Call] = {}
 
@@ -191,6 +192,11 @@ def onnx_paths(exports: dict[str, Path], *, threads: int, step_for: Sequence[str
         if label in step_for:
             paths[f"onnx-{label}-step"] = _with_info(wrap(Predictor.load(d, threads=threads, jump_forward=False)),
                                                      f"{label}, {how}, one decoder call per token{steered}")
+            if read_manifest(d).family == "t5":  # the scheduler before every row joined every call
+                paths[f"onnx-{label}-grouped"] = _with_info(
+                    wrap(Predictor.load(d, threads=threads, join_rows=False)),
+                    f"{label}, {how}, jump-forward, rows share a call only at equal cache lengths "
+                    f"(the previous scheduler){steered}")
         paths[f"onnx-{label}"] = _with_info(wrap(Predictor.load(d, threads=threads, jump_forward=True)),
                                             f"{label}, {how}, jump-forward over forced tokens{steered}")
     return paths
@@ -284,13 +290,15 @@ def measure_model(
     peers: Callable[..., dict[str, Call]] | None = None,
     step_for: Sequence[str] = ("fp32",),
     warmup: int = 2,
+    peer_student_dir: Path | None = None,
 ) -> LatencyRun:
     """Every path of one student, side by side; Triton (if asked) on the first export.
 
     ``scripts``: a scripted run on the scripts' intents (every path steered to them);
     ``peers``: ``peers(family, student_dir=, exports=, scripts=, threads=) -> {name: Call}`` adds
     other engines' paths to the same interleaved run (:func:`vedit.bench.peers.peer_paths`); a peer
-    that fails during the run is dropped with a note.
+    that fails during the run is dropped with a note. ``peer_student_dir``: the HF folder peers load
+    (default ``student_dir``; peers cannot apply a LoRA adapter, so give them the merged student).
     """
     from tqdm.auto import tqdm
 
@@ -312,7 +320,7 @@ def measure_model(
     paths.update(onnx_paths(exports, threads=threads, scripts=by_intent, step_for=step_for))
     fragile: list[str] = []
     if peers is not None:
-        found = peers(read_manifest(first).family, student_dir=student_dir, exports=exports,
+        found = peers(read_manifest(first).family, student_dir=peer_student_dir or student_dir, exports=exports,
                       scripts=by_intent or {}, threads=threads)
         fragile = list(found)
         paths.update(found)

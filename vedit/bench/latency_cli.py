@@ -55,6 +55,7 @@ class Subject:
     student: Path
     adapter: Path | None
     exports: dict[str, Path]
+    merged: Path | None = None  # the adapter merged into the student: what peer engines load
 
 
 def run_latency_command(*, student: Path | None, adapter: Path | None, exports: Sequence[str], base_shape: bool,
@@ -83,7 +84,7 @@ def run_latency_command(*, student: Path | None, adapter: Path | None, exports: 
     ]
     for o in others:
         runs.append(measure_model(o.name, student_dir=o.student, adapter_dir=o.adapter, exports=o.exports,
-                                  intents=intents, threads=threads, peers=peer_factory))
+                                  intents=intents, threads=threads, peers=peer_factory, peer_student_dir=o.merged))
     if base_shape:
         runs.extend(shape_runs(shape_requests or max(5, requests // 3), threads=threads, peers=peer_factory,
                                shapes=shapes))
