@@ -13,7 +13,8 @@ import pytest
 from click.testing import CliRunner
 
 from vedit import pipeline
-from vedit.pipeline import SAMPLE_INTENTS, PipelineOptions
+from vedit.intents import SAMPLE_INTENTS
+from vedit.pipeline import PipelineOptions
 
 pytestmark = pytest.mark.slow
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 #: Default limit per intent, in UTF-8 bytes (a served model's limit is in its config.pbtxt).
 MAX_INTENT_BYTES = 1024
+#: The looks the paper's users type, shown by the main job, the GPU check and the profile
+SAMPLE_INTENTS = ("golden hour", "Morocco", "welding mask", "cold tone", "😈")
 
 
 def intent_problem(intent: object, max_bytes: int | None = MAX_INTENT_BYTES) -> str | None:

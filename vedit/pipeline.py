@@ -35,10 +35,10 @@ from vedit import paths
 from vedit.clibase import HELP_OPTIONS, show_progress
 from vedit.atomicio import atomic_open
 from vedit.extras import require_extras
+from vedit.intents import SAMPLE_INTENTS
 
 Echo = Callable[[str], None]
 
-SAMPLE_INTENTS = ["golden hour", "Morocco", "welding mask", "cold tone", "😈"]
 TOUR_DIR = "tour"
 
 
@@ -286,7 +286,7 @@ def _run(options: PipelineOptions, home: Path, echo: Echo) -> PipelineReport:
                                           force=options.force, home=home, echo=echo)
     with stage("answers"):
         with connect(exports[("t5", "fp32")], threads=options.threads) as client:
-            preds = client.predict(SAMPLE_INTENTS)
+            preds = client.predict(list(SAMPLE_INTENTS))
         body = "\n".join([
             _export_line("t5", "fp32", exports[("t5", "fp32")]),
             "",
@@ -380,7 +380,7 @@ def _run(options: PipelineOptions, home: Path, echo: Echo) -> PipelineReport:
                 in_process = {p.intent: p.to_json() for p in preds}
                 for proto in ("http", "grpc"):
                     with connect(server.urls[proto]) as client:
-                        served = client.predict(SAMPLE_INTENTS)
+                        served = client.predict(list(SAMPLE_INTENTS))
                     same = all(p.to_json() == in_process[p.intent] for p in served)
                     lines.append(f"{proto}: {len(served)} answers, identical to in-process: {same}")
                     if not same:

@@ -98,6 +98,23 @@ def latency(student: Path | None, adapter: Path | None, exports: tuple[str, ...]
     click.echo(f"report: {files['md']}  {files['json']}  {files['png']}")
 
 
+@bench.command("profile")
+@click.argument("export_dir", type=click.Path(path_type=Path))
+@click.argument("intents", nargs=-1)
+@click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="The profile as JSON instead of one line.")
+def profile_cmd(export_dir: Path, intents: tuple[str, ...], threads: int, as_json: bool) -> None:
+    """Where a request's time goes on EXPORT_DIR: encoder, prefill, decoder calls, grammar, Python.
+
+    INTENTS are answered one at a time (default: five of the paper's looks).
+    """
+    from vedit.bench.profile import profile_export
+    from vedit.intents import SAMPLE_INTENTS
+
+    prof = profile_export(export_dir, list(intents) or list(SAMPLE_INTENTS), threads=threads)
+    click.echo(json.dumps(prof.to_json(), indent=2) if as_json else prof.line())
+
+
 @bench.command("serving")
 @click.argument("export_dir", type=click.Path(path_type=Path))
 @click.option("-n", "--requests", type=int, default=300, show_default=True, help="Requests per path and level.")

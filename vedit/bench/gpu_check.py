@@ -22,10 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
+from vedit.intents import SAMPLE_INTENTS
+
 log = logging.getLogger(__name__)
-
-SAMPLE_INTENTS = ["golden hour", "Morocco", "welding mask", "cold tone", "😈"]
-
 
 @dataclass
 class Row:
@@ -158,7 +157,7 @@ def run(*, device: str = "auto", student: Path, work: Path, timing_shape: str = 
         from vedit.export import export_model
 
         r = export_model(student, work / "t5-fp16", family="t5", precision="fp16", force=True,
-                         intents=SAMPLE_INTENTS[:2])
+                         intents=list(SAMPLE_INTENTS[:2]))
         state["export"] = r.out_dir
         notes = "; ".join(r.validation.to_dict().get("notes", []))
         on_cuda = "validated on CUDAExecutionProvider" in notes
@@ -171,8 +170,8 @@ def run(*, device: str = "auto", student: Path, work: Path, timing_shape: str = 
         export = state["export"]
         bound = Predictor.load(export, providers=providers, io_binding=True, batch_size=4)
         host = Predictor.load(export, providers=providers, io_binding=False, batch_size=4)
-        a = [p.raw for p in bound.predict(SAMPLE_INTENTS)]
-        b = [p.raw for p in host.predict(SAMPLE_INTENTS)]
+        a = [p.raw for p in bound.predict(list(SAMPLE_INTENTS))]
+        b = [p.raw for p in host.predict(list(SAMPLE_INTENTS))]
         active = bound.providers
         ok = a == b and (device == "cpu" or active[0] == CUDA)
         return ok, f"providers {', '.join(active)}; IO binding (device-resident KV) == host path: {a == b}"
@@ -228,10 +227,10 @@ def run(*, device: str = "auto", student: Path, work: Path, timing_shape: str = 
         if device == "cpu":  # KIND_GPU cannot load without a GPU: the l4 settings on CPU instances
             profile = dataclasses.replace(profile, name="l4-on-cpu", kind="KIND_CPU", providers=(CPU,))
         repo = build_repository(state["export"], profile=profile, out=work / "triton-l4", force=True)
-        expected = [p.to_json() for p in Predictor.load(state["export"], providers=providers).predict(SAMPLE_INTENTS)]
+        expected = [p.to_json() for p in Predictor.load(state["export"], providers=providers).predict(list(SAMPLE_INTENTS))]
         with TritonServer(repo, log_path=work / "tritonserver.log") as server:
             with connect(server.urls["grpc"]) as client:
-                got = [p.to_json() for p in client.predict(SAMPLE_INTENTS)]
+                got = [p.to_json() for p in client.predict(list(SAMPLE_INTENTS))]
         return got == expected, f"profile {profile.name}; gRPC answers == in-process: {got == expected}"
     if triton:
         _step(rows, "Triton l4 repository, real tritonserver", serve)

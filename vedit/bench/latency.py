@@ -104,6 +104,8 @@ class LatencyRun:
     info: dict[str, str] = field(default_factory=dict)
     #: scripted runs: free and forced tokens per request of the scripts themselves
     scripted: dict | None = None
+    #: where vedit's time went per export (:class:`vedit.bench.profile.Profile` as JSON)
+    profiles: list[dict] = field(default_factory=list)
 
     def at(self, concurrency: int) -> list[LatencyStats]:
         return [s for s in self.stats if s.concurrency == concurrency]
@@ -117,7 +119,8 @@ class LatencyRun:
     def to_json(self, *, samples: bool = False) -> dict:
         return {"model": self.model, "machine": self.machine, "notes": self.notes, "compared": self.compared,
                 "texts_check": self.texts.to_json() if self.texts else None, "info": self.info,
-                "scripted": self.scripted, "stats": [s.to_json(samples=samples) for s in self.stats]}
+                "scripted": self.scripted, "profiles": self.profiles,
+                "stats": [s.to_json(samples=samples) for s in self.stats]}
 
 
 def _with_info(call: Call, info: str) -> Call:

@@ -82,6 +82,7 @@ def run_latency_command(*, student: Path | None, adapter: Path | None, exports: 
                       intents=intents, threads=threads, triton=triton, concurrencies=levels,
                       triton_requests=triton_requests, peers=peer_factory)
     ]
+    add_profiles(runs[0], chosen, intents[:10], threads=threads)
     for o in others:
         runs.append(measure_model(o.name, student_dir=o.student, adapter_dir=o.adapter, exports=o.exports,
                                   intents=intents, threads=threads, peers=peer_factory, peer_student_dir=o.merged))
@@ -115,4 +116,22 @@ def shape_runs(n: int, *, threads: int, peers: Callable[..., dict[str, Call]] | 
         runs.append(measure_model(shape.title, student_dir=b_student, exports=b_exports, scripts=scripts,
                                   threads=threads, peers=peers, step_for=("fp32",) if family == "t5" else (),
                                   warmup=1))
+        add_profiles(runs[-1], b_exports, [s.intent for s in scripts[:PROFILED]], threads=threads,
+                     scripts={s.intent: s for s in scripts})
     return runs
+
+
+#: requests per profile (sequential, after the timed run)
+PROFILED = 5
+
+
+def add_profiles(run: LatencyRun, exports: dict[str, Path], intents: Sequence[str], *, threads: int,
+                 scripts: dict | None = None) -> None:
+    """Where vedit's time goes on each export (:mod:`vedit.bench.profile`), as lines of the run's notes."""
+    from vedit.bench.profile import profile_export
+
+    for label, d in exports.items():
+        log.info(f"{run.model}: profiling vedit {label} on {len(intents)} requests")
+        prof = profile_export(d, intents, threads=threads, scripts=scripts, label=f"vedit {label}")
+        run.notes.append(prof.line())
+        run.profiles.append(prof.to_json())

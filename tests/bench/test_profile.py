@@ -1,0 +1,34 @@
+"""The profile splits a request's wall time by what ran, and counts graph calls as the loop does."""
+
+from __future__ import annotations
+
+import onnxruntime as ort
+import pytest
+
+from vedit.bench.profile import PARTS, profile_export
+from vedit.decoding import Predictor
+from vedit.decoding.grammar import Matcher
+
+INTENTS = ["golden hour", "cold tone", "neon night"]
+
+
+@pytest.mark.parametrize("family", ["t5", "llama"])
+def test_profile_parts_add_up_and_calls_match_the_loop(family, request):
+    export = request.getfixturevalue(f"{family}_fp32").out_dir
+    run, allowed = ort.InferenceSession.run, Matcher.allowed_tokens
+    prof = profile_export(export, INTENTS, threads=1, warmup=0)
+    # the patches are gone afterwards
+    assert ort.InferenceSession.run is run and Matcher.allowed_tokens is allowed
+    assert set(prof.parts_ms) == set(PARTS) and all(v >= 0 for v in prof.parts_ms.values())
+    assert sum(prof.parts_ms.values()) == pytest.approx(prof.wall_ms, rel=1e-6)
+    assert prof.parts_ms["grammar"] > 0 and prof.parts_ms["decoder calls"] > 0
+    # the loop's own count of decoder calls (an independent tally) matches the graph calls timed
+    stats = [p.stats for p in Predictor.load(export, threads=1).predict(INTENTS)]
+    loop_calls = sum(s.decoder_calls for s in stats) / len(stats)
+    if family == "t5":
+        assert prof.calls["encoder"] == 1 and "prefill" not in prof.calls
+        assert prof.calls["decoder calls"] == pytest.approx(loop_calls)
+    else:
+        assert prof.calls["prefill"] == 1 and "encoder" not in prof.calls
+        assert prof.calls["prefill"] + prof.calls["decoder calls"] == pytest.approx(loop_calls)
+    assert prof.line().startswith(f"profile {export.name}: ") and "ms/request over 3 requests" in prof.line()
