@@ -106,6 +106,8 @@ class LatencyRun:
     scripted: dict | None = None
     #: where vedit's time went per export (:class:`vedit.bench.profile.Profile` as JSON)
     profiles: list[dict] = field(default_factory=list)
+    #: decoder-only shapes with peers: vedit's batched decoder step beside onnxruntime-genai's
+    step_costs: list[dict] = field(default_factory=list)
 
     def at(self, concurrency: int) -> list[LatencyStats]:
         return [s for s in self.stats if s.concurrency == concurrency]
@@ -119,7 +121,7 @@ class LatencyRun:
     def to_json(self, *, samples: bool = False) -> dict:
         return {"model": self.model, "machine": self.machine, "notes": self.notes, "compared": self.compared,
                 "texts_check": self.texts.to_json() if self.texts else None, "info": self.info,
-                "scripted": self.scripted, "profiles": self.profiles,
+                "scripted": self.scripted, "profiles": self.profiles, "step_costs": self.step_costs,
                 "stats": [s.to_json(samples=samples) for s in self.stats]}
 
 

@@ -118,7 +118,30 @@ def shape_runs(n: int, *, threads: int, peers: Callable[..., dict[str, Call]] | 
                                   warmup=1))
         add_profiles(runs[-1], b_exports, [s.intent for s in scripts[:PROFILED]], threads=threads,
                      scripts={s.intent: s for s in scripts})
+        if peers is not None and family == "llama":
+            add_step_costs(runs[-1], b_student, b_exports, [s.intent for s in scripts[:2]], threads=threads)
     return runs
+
+
+def add_step_costs(run: LatencyRun, student: Path, exports: dict[str, Path], intents: Sequence[str], *,
+                   threads: int) -> None:
+    """vedit's batched decoder step beside onnxruntime-genai's on the same model and precision, in the notes."""
+    from vedit.errors import VeditError
+
+    try:
+        from vedit.bench.peers.ortgenai import step_costs
+
+        costs = step_costs(student_dir=student, exports=exports, intents=intents, threads=threads, steps=16,
+                           rounds=2)
+    except (VeditError, ImportError) as exc:
+        run.notes.append(f"decoder step vs onnxruntime-genai not measured: {str(exc).splitlines()[0]}")
+        return
+    for c in costs:
+        run.notes.append(f"decoder step, batch {c.batch} (one request's 3 prompts), {c.steps} steps x "
+                         f"{len(intents)} requests, {c.precision}: vedit {c.vedit_ms:.1f} ms, onnxruntime-genai "
+                         f"{c.genai_ms:.1f} ms (vedit/genai {c.ratio:.2f}); prefill {c.vedit_prefill_ms:.0f} vs "
+                         f"{c.genai_prefill_ms:.0f} ms (full prompts, no prefix cache on either)")
+        run.step_costs.append(c.to_json())
 
 
 #: requests per profile (sequential, after the timed run)
