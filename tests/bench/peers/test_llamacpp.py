@@ -10,17 +10,14 @@ everything they write must be accepted by vedit's compiled grammar.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
+from tests.bench.peers.conftest import peer_rows, skip_unless_env, tiny_scripts
 from vedit.bench.peers import llamacpp
-from vedit.bench.peers.env import env_path, is_ready
 from vedit.bench.peers.gbnf import literal, tool_gbnf
-from vedit.bench.scripted import Script, load_scripts, steer
-from vedit.data.rows import write_jsonl
-from vedit.data.synth import generate
+from vedit.bench.scripted import Script, steer
 from vedit.decoding import Predictor, load_grammar
 from vedit.decoding.vocab import load_tokenizer
 
@@ -42,36 +39,20 @@ def test_gbnf_names_every_preset_and_one_rule_per_range(registry):
 
 @pytest.fixture(scope="module")
 def env_ready():
-    """Skip (before any model is built) unless the peer env exists or may be built."""
-    if os.environ.get("VEDIT_PEER_TESTS") == "1":
-        return
-    if not is_ready(env_path("llamacpp", llamacpp.REQUIREMENTS)):
-        pytest.skip("no llamacpp peer env under the home (VEDIT_PEER_TESTS=1 builds it: llama-cpp-python from source)")
+    skip_unless_env("llamacpp", llamacpp.REQUIREMENTS, "llama-cpp-python from source")
 
 
 @pytest.fixture(scope="module")
 def scripts(env_ready, tmp_path_factory, llama_fp32):
-    rows = generate(seed=5, n_intents=60, n_test=3).test
-    path = tmp_path_factory.mktemp("llamacpp-scripts") / "test.jsonl"
-    write_jsonl(path, [r.to_json() for r in rows])
-    return load_scripts(llama_fp32.out_dir, 3, truth=path)
+    return tiny_scripts(tmp_path_factory.mktemp("llamacpp-scripts"), llama_fp32.out_dir)
 
 
 @pytest.fixture(scope="module")
 def rows(env_ready, tmp_path_factory, tiny_llama_dir, llama_fp32, scripts):
-    """Both llama.cpp rows on the tiny Llama (GGUFs cached in a temp dir, the env under the home)."""
-    mp = pytest.MonkeyPatch()
-    gguf = tmp_path_factory.mktemp("gguf")
-    mp.setattr(llamacpp, "gguf_dir", lambda: gguf)
-    got = {}
-    try:
-        got = llamacpp.paths(student_dir=tiny_llama_dir, exports={"fp32": llama_fp32.out_dir},
-                             scripts={s.intent: s for s in scripts}, threads=1)
+    """Both llamacpp rows on the tiny Llama (conversions in a temp dir, the env under the home)."""
+    with peer_rows(llamacpp, "gguf_dir", tmp_path_factory.mktemp("gguf"), student_dir=tiny_llama_dir,
+                   export_dir=llama_fp32.out_dir, scripts=scripts) as got:
         yield got
-    finally:
-        for call in got.values():
-            call.worker.close()
-        mp.undo()
 
 
 @pytest.mark.slow

@@ -11,16 +11,13 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import shutil
 
 import pytest
 
+from tests.bench.peers.conftest import peer_rows, skip_unless_env, tiny_scripts
 from vedit.bench.peers import ortgenai
-from vedit.bench.peers.env import env_path, is_ready
-from vedit.bench.scripted import Script, load_scripts, steer
-from vedit.data.rows import write_jsonl
-from vedit.data.synth import generate
+from vedit.bench.scripted import Script, steer
 from vedit.decoding import Predictor, load_grammar
 from vedit.decoding.vocab import load_tokenizer
 from vedit.errors import ModelDirError
@@ -67,36 +64,20 @@ def test_the_base_of_a_lora_export_is_refused_before_any_env_is_built(tiny_llama
 
 @pytest.fixture(scope="module")
 def env_ready():
-    """Skip (before any model is built) unless the peer env exists or may be built."""
-    if os.environ.get("VEDIT_PEER_TESTS") == "1":
-        return
-    if not is_ready(env_path("ortgenai", ortgenai.REQUIREMENTS)):
-        pytest.skip("no ortgenai peer env under the home (VEDIT_PEER_TESTS=1 builds it: ~1.3 GB, minutes)")
+    skip_unless_env("ortgenai", ortgenai.REQUIREMENTS, "~1.3 GB, minutes")
 
 
 @pytest.fixture(scope="module")
 def scripts(env_ready, tmp_path_factory, llama_fp32):
-    rows = generate(seed=5, n_intents=60, n_test=3).test
-    path = tmp_path_factory.mktemp("ortgenai-scripts") / "test.jsonl"
-    write_jsonl(path, [r.to_json() for r in rows])
-    return load_scripts(llama_fp32.out_dir, 3, truth=path)
+    return tiny_scripts(tmp_path_factory.mktemp("ortgenai-scripts"), llama_fp32.out_dir)
 
 
 @pytest.fixture(scope="module")
 def rows(env_ready, tmp_path_factory, tiny_llama_dir, llama_fp32, scripts):
-    """Both genai rows on the tiny Llama (genai models in a temp dir, the env under the home)."""
-    mp = pytest.MonkeyPatch()
-    models = tmp_path_factory.mktemp("genai-models")
-    mp.setattr(ortgenai, "models_dir", lambda: models)
-    got = {}
-    try:
-        got = ortgenai.paths(student_dir=tiny_llama_dir, exports={"fp32": llama_fp32.out_dir},
-                             scripts={s.intent: s for s in scripts}, threads=1)
+    """Both ortgenai rows on the tiny Llama (conversions in a temp dir, the env under the home)."""
+    with peer_rows(ortgenai, "models_dir", tmp_path_factory.mktemp("genai-models"), student_dir=tiny_llama_dir,
+                   export_dir=llama_fp32.out_dir, scripts=scripts) as got:
         yield got
-    finally:
-        for call in got.values():
-            call.worker.close()
-        mp.undo()
 
 
 @pytest.mark.slow

@@ -1,0 +1,47 @@
+"""What the Llama peers' end-to-end tests share: the opt-in gate, the scripts, the rows' lifetime."""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from types import ModuleType
+from typing import Iterator
+
+import pytest
+
+from vedit.bench.peers.env import env_path, is_ready
+from vedit.bench.scripted import Script, load_scripts
+from vedit.data.rows import write_jsonl
+from vedit.data.synth import generate
+
+
+def skip_unless_env(name: str, requirements, why: str) -> None:
+    """Skip (before any model is built) unless the peer env exists, or ``VEDIT_PEER_TESTS=1`` may build it."""
+    if os.environ.get("VEDIT_PEER_TESTS") != "1" and not is_ready(env_path(name, requirements)):
+        pytest.skip(f"no {name} peer env under the home (VEDIT_PEER_TESTS=1 builds it: {why})")
+
+
+def tiny_scripts(tmp: Path, export_dir: Path) -> list[Script]:
+    """Three seeded truth answers as scripts for the tiny Llama export."""
+    path = tmp / "test.jsonl"
+    write_jsonl(path, [r.to_json() for r in generate(seed=5, n_intents=60, n_test=3).test])
+    return load_scripts(export_dir, 3, truth=path)
+
+
+@contextmanager
+def peer_rows(module: ModuleType, cache_attr: str, cache: Path, *, student_dir: Path, export_dir: Path,
+              scripts: list[Script]) -> Iterator[dict]:
+    """``module.paths(...)`` on the tiny Llama with its conversions cached in ``cache`` (not the home);
+    every worker is closed afterwards."""
+    mp = pytest.MonkeyPatch()
+    mp.setattr(module, cache_attr, lambda: cache)
+    got: dict = {}
+    try:
+        got = module.paths(student_dir=student_dir, exports={"fp32": export_dir},
+                           scripts={s.intent: s for s in scripts}, threads=1)
+        yield got
+    finally:
+        for call in got.values():
+            call.worker.close()
+        mp.undo()
