@@ -43,7 +43,7 @@ from typing import Any, Sequence
 import numpy as np
 import onnxruntime as ort
 
-from vedit.decoding.session import Session
+from vedit.decoding.session import Session, op_session
 from vedit.errors import ModelDirError
 
 #: the with-past decoder's decoder self-attention mask (optimum's name in a decoder file)
@@ -110,12 +110,7 @@ class AlignRows:
     def __init__(self, dtype: np.dtype, device: str, device_id: int, providers: Sequence):
         self.dtype = np.dtype(dtype)
         self.device, self.device_id = device, device_id
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3
-        opts.intra_op_num_threads = 1
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        path = Path(__file__).with_name("ops") / f"align_rows_{self.dtype.name}.onnx"
-        self.session = ort.InferenceSession(str(path), opts, providers=list(providers))
+        self.session = op_session("align_rows", self.dtype, providers)
         self._index: tuple[Any, np.ndarray | None] = (None, None)
 
     def __call__(self, cache: Any, rows: Sequence[int], ends: Sequence[int], lengths: Sequence[int], width: int) -> Any:

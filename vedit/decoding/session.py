@@ -243,6 +243,17 @@ class Session:
         return self.inputs[name].dtype
 
 
+def op_session(op: str, dtype: np.dtype, providers: Sequence[ProviderSpec]) -> ort.InferenceSession:
+    """One of vedit's small graphs (``ops/<op>_<dtype>.onnx``): one thread, no spinning, quiet, so
+    moving a cache or a row of logits never competes with the model's own thread pool."""
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    opts.intra_op_num_threads = 1
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    path = Path(__file__).with_name("ops") / f"{op}_{np.dtype(dtype).name}.onnx"
+    return ort.InferenceSession(str(path), opts, providers=list(providers))
+
+
 class LastLogits:
     """Each row's logits at one position, gathered where the logits are (IO binding on the device).
 
@@ -253,12 +264,7 @@ class LastLogits:
     def __init__(self, dtype: np.dtype, device: str, device_id: int, providers: Sequence[ProviderSpec]):
         self.dtype = np.dtype(dtype)
         self.device, self.device_id = device, device_id
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3
-        opts.intra_op_num_threads = 1
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        path = Path(__file__).with_name("ops") / f"last_logits_{self.dtype.name}.onnx"
-        self.session = ort.InferenceSession(str(path), opts, providers=list(providers))
+        self.session = op_session("last_logits", self.dtype, providers)
 
     def pick(self, logits: Any, last: np.ndarray) -> np.ndarray:
         """float32 (rows, vocab): ``logits[i, last[i]]`` for each row ``i``."""
@@ -278,5 +284,5 @@ class LastLogits:
         return binding.get_outputs()[0].numpy()
 
 
-__all__ = ["CPU", "CUDA", "LAST_INDEX", "LastLogits", "ProviderSpec", "Session", "check_providers", "cuda_provider", "default_providers",
-           "provider_name"]
+__all__ = ["CPU", "CUDA", "LAST_INDEX", "LastLogits", "ProviderSpec", "Session", "check_providers", "cuda_provider",
+           "default_providers", "op_session", "provider_name"]
