@@ -36,13 +36,11 @@ from vedit.atomicio import atomic_dir
 from vedit.bench.latency import Call, Cost
 from vedit.bench.peers.env import models_dir, peer_env, peers_dir, student_key, venv_python
 from vedit.bench.peers.gbnf import longest_text, tool_gbnf
+from vedit.bench.peers.requests import export_parts
 from vedit.bench.peers.worker import WORKERS, Worker
-from vedit.decoding.grammar import load_grammar
-from vedit.decoding.prompts import PromptBuilder, input_limit
-from vedit.decoding.vocab import load_tokenizer
+from vedit.decoding.prompts import PromptBuilder
 from vedit.errors import ModelDirError, PeerError
-from vedit.manifest import read_manifest
-from vedit.registry.model import Registry, load_registry
+from vedit.registry.model import Registry
 
 if TYPE_CHECKING:
     from vedit.bench.scripted import Script
@@ -186,17 +184,8 @@ class LlamaRows:
 
     @classmethod
     def load(cls, exports: dict[str, Path], scripts: dict[str, "Script"]) -> "LlamaRows":
-        if not exports:
-            raise ModelDirError("no export given: the llama.cpp peer needs the export's tokenizer, registry and grammar")
-        d = Path(exports.get("fp32") or next(iter(exports.values())))
-        man = read_manifest(d)
-        if man.family != "llama":
-            raise ModelDirError(f"{d}: a {man.family} export; the llama.cpp peer runs decoder-only (Llama) students")
-        registry = load_registry(d / "registry.json")
-        grammar = load_grammar(d)
-        tok = load_tokenizer(d)
-        longest = max(a.max_tokens() for a in grammar.automata.values())
-        builder = PromptBuilder(registry, tok.tokenizer, "llama", input_limit("llama", man.config, longest))
+        x = export_parts(exports, "llama", "the llama.cpp peer")
+        registry, builder, longest = x.registry, x.builder, x.longest
         # GBNF admits any tokenization: one byte per token at worst, then EOS
         max_new = 1 + max(longest_text(registry.tool(t)) for t in registry.tool_names)
         # the prompt limit leaves room for vedit's longest output; llama.cpp's may be longer

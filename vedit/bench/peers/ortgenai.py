@@ -40,15 +40,14 @@ from typing import TYPE_CHECKING, Any, Sequence
 from vedit.atomicio import atomic_dir
 from vedit.bench.latency import Call, Cost
 from vedit.bench.peers.env import peer_env, peers_dir, venv_python
+from vedit.bench.peers.requests import export_parts
 from vedit.bench.peers.worker import WORKERS, Worker
-from vedit.decoding.grammar import load_grammar
 from vedit.decoding.language import char_regex
-from vedit.decoding.prompts import PromptBuilder, input_limit
+from vedit.decoding.prompts import PromptBuilder
 from vedit.decoding.vocab import load_tokenizer
 from vedit.errors import ModelDirError, PeerError
 from vedit.manifest import read_manifest
 from vedit.reference import SCRIPT_BIAS
-from vedit.registry.model import load_registry
 
 if TYPE_CHECKING:
     from vedit.bench.scripted import Script
@@ -174,17 +173,8 @@ class LlamaRequests:
 
     @classmethod
     def load(cls, exports: dict[str, Path], scripts: dict[str, "Script"]) -> "LlamaRequests":
-        if not exports:
-            raise ModelDirError("no export given: onnxruntime-genai needs the export's tokenizer, registry and grammar")
-        d = Path(exports.get("fp32") or next(iter(exports.values())))
-        man = read_manifest(d)
-        if man.family != "llama":
-            raise ModelDirError(f"{d}: a {man.family} export; onnxruntime-genai runs decoder-only (Llama) students")
-        registry = load_registry(d / "registry.json")
-        grammar = load_grammar(d)
-        tok = load_tokenizer(d)
-        longest = max(a.max_tokens() for a in grammar.automata.values())
-        builder = PromptBuilder(registry, tok.tokenizer, "llama", input_limit("llama", man.config, longest))
+        x = export_parts(exports, "llama", "onnxruntime-genai")
+        registry, builder, longest = x.registry, x.builder, x.longest
         tools = list(registry.tool_names)
         return cls(builder, tools, [char_regex(registry.tool(t)) for t in tools], dict(scripts), longest,
                    [list(p) for p in builder.shared_prefixes()])

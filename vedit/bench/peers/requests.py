@@ -1,4 +1,4 @@
-"""What every T5 peer feeds its engine: the export's own prompt ids and scripted rows, per intent.
+"""What every peer feeds its engine: the export's own prompt ids and scripted rows, per intent.
 
 Why one place: a peer must see exactly the token ids vedit's :class:`~vedit.decoding.Predictor`
 sees (same registry snapshot, tokenizer, prompt template and input limit), and must be steered to
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from vedit.decoding.grammar import CompiledGrammar, load_grammar
 from vedit.decoding.prompts import PromptBuilder, input_limit
@@ -20,6 +20,36 @@ from vedit.registry.model import Registry, load_registry
 
 if TYPE_CHECKING:
     from vedit.bench.scripted import Script
+
+
+@dataclass(frozen=True)
+class ExportParts:
+    """What a peer takes from vedit's export: registry snapshot, grammar, tokenizer, prompt builder."""
+
+    export_dir: Path
+    config: dict
+    registry: Registry
+    grammar: CompiledGrammar
+    tokenizer: Any  # vedit.decoding.vocab's loaded tokenizer
+    builder: PromptBuilder
+    #: the longest output the grammar allows (EOS included)
+    longest: int
+
+
+def export_parts(exports: dict[str, Path], family: str, engine: str) -> ExportParts:
+    """From the fp32 export (else the first): all precisions share prompts, grammar and tokenizer."""
+    if not exports:
+        raise ModelDirError(f"no export given: {engine} needs the export's tokenizer, registry and grammar")
+    d = Path(exports.get("fp32") or next(iter(exports.values())))
+    man = read_manifest(d)
+    if man.family != family:
+        raise ModelDirError(f"{d}: a {man.family} export; {engine} is measured on {family} students here")
+    registry = load_registry(d / "registry.json")
+    grammar = load_grammar(d)
+    tok = load_tokenizer(d)
+    longest = max(a.max_tokens() for a in grammar.automata.values())
+    builder = PromptBuilder(registry, tok.tokenizer, family, input_limit(family, man.config, longest))
+    return ExportParts(d, man.config, registry, grammar, tok, builder, longest)
 
 
 @dataclass
@@ -51,19 +81,9 @@ class Requests:
 
     @classmethod
     def load(cls, exports: dict[str, Path], scripts: dict[str, "Script"]) -> "Requests":
-        """From the fp32 export (else the first): all precisions share prompts, grammar and tokenizer."""
-        if not exports:
-            raise ModelDirError("no export given: the T5 peers need the export's tokenizer, registry and grammar")
-        d = Path(exports.get("fp32") or next(iter(exports.values())))
-        man = read_manifest(d)
-        if man.family != "t5":
-            raise ModelDirError(f"{d}: a {man.family} export; these peers are for T5 students")
-        registry = load_registry(d / "registry.json")
-        grammar = load_grammar(d)
-        tok = load_tokenizer(d)
-        longest = max(a.max_tokens() for a in grammar.automata.values())
-        builder = PromptBuilder(registry, tok.tokenizer, "t5", input_limit("t5", man.config, longest))
-        return cls(d, registry, grammar, builder, dict(scripts), tok.eos_token_id, tok.pad_token_id)
+        x = export_parts(exports, "t5", "the T5 peers")
+        return cls(x.export_dir, x.registry, x.grammar, x.builder, dict(scripts), x.tokenizer.eos_token_id,
+                   x.tokenizer.pad_token_id)
 
     def prompts(self, intent: str) -> list[list[int]]:
         """The intent's prompt ids per tool (built once per intent: tokenizing is not the peer's work)."""
@@ -80,4 +100,4 @@ class Requests:
         return tuple(self.grammar.text(list(ids)) for ids in outputs)
 
 
-__all__ = ["RequestRows", "Requests"]
+__all__ = ["ExportParts", "RequestRows", "Requests", "export_parts"]
