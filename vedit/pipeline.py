@@ -63,7 +63,7 @@ STAGES: dict[str, Stage] = {
     "guarantees": Stage("Constrained decoding guarantees on the T5 export", 60, 10),
     "parity": Stage("Parity: each export against its PyTorch original", 60, 10),
     "triton": Stage("Triton: a real tritonserver answering over HTTP and gRPC", 10, 10),
-    "latency": Stage("Latency report and plot", 270, 30),
+    "latency": Stage("Latency report and plot: demo students, real-size shapes, peer engines", 2700, 30),
 }
 
 

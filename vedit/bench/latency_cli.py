@@ -133,8 +133,11 @@ def add_step_costs(run: LatencyRun, student: Path, exports: dict[str, Path], int
 
         costs = step_costs(student_dir=student, exports=exports, intents=intents, threads=threads, steps=16,
                            rounds=2)
-    except (VeditError, ImportError) as exc:
-        run.notes.append(f"decoder step vs onnxruntime-genai not measured: {str(exc).splitlines()[0]}")
+    except Exception as exc:  # noqa: BLE001 -- the peer failing costs this line, not the report
+        why = str(exc).splitlines()[0] if str(exc) else ""
+        if not isinstance(exc, (VeditError, ImportError)):
+            why = f"{type(exc).__name__}: {why}"
+        run.notes.append(f"decoder step vs onnxruntime-genai not measured: {why}")
         return
     for c in costs:
         run.notes.append(f"decoder step, batch {c.batch} (one request's 3 prompts), {c.steps} steps x "

@@ -61,8 +61,10 @@ def peer_paths(family: str, *, student_dir: Path, exports: dict[str, Path], scri
             continue
         try:
             out.update(module.paths(student_dir=student_dir, exports=exports, scripts=scripts, threads=threads))
-        except (VeditError, ImportError) as exc:
+        except Exception as exc:  # noqa: BLE001 -- a third-party engine failing to start costs only its rows
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            if not isinstance(exc, (VeditError, ImportError)):
+                reason = f"{type(exc).__name__}: {reason}"
             out.skipped[name] = reason
             log.warning(f"peer {name} skipped: {reason}")
     return out
