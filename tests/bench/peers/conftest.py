@@ -45,3 +45,24 @@ def peer_rows(module: ModuleType, cache_attr: str, cache: Path, *, student_dir: 
         for call in got.values():
             call.worker.close()
         mp.undo()
+
+
+def peer_fixtures(module: ModuleType, name: str, cache_attr: str, why: str):
+    """``env_ready``, ``scripts`` and ``rows`` module fixtures for one Llama peer module (assign them
+    to those names in the test module): the opt-in gate, tiny scripts, both rows on the tiny Llama."""
+
+    @pytest.fixture(scope="module")
+    def env_ready():
+        skip_unless_env(name, module.REQUIREMENTS, why)
+
+    @pytest.fixture(scope="module")
+    def scripts(env_ready, tmp_path_factory, llama_fp32):
+        return tiny_scripts(tmp_path_factory.mktemp(f"{name}-scripts"), llama_fp32.out_dir)
+
+    @pytest.fixture(scope="module")
+    def rows(env_ready, tmp_path_factory, tiny_llama_dir, llama_fp32, scripts):
+        with peer_rows(module, cache_attr, tmp_path_factory.mktemp(f"{name}-models"), student_dir=tiny_llama_dir,
+                       export_dir=llama_fp32.out_dir, scripts=scripts) as got:
+            yield got
+
+    return env_ready, scripts, rows

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.bench.peers.conftest import peer_rows, skip_unless_env, tiny_scripts
+from tests.bench.peers.conftest import peer_fixtures
 from vedit.bench.peers import llamacpp
 from vedit.bench.peers.gbnf import literal, tool_gbnf
 from vedit.bench.scripted import Script, steer
@@ -37,22 +37,7 @@ def test_gbnf_names_every_preset_and_one_rule_per_range(registry):
     assert tool_gbnf(adjust).count("::=") == 2 + len(ranges)
 
 
-@pytest.fixture(scope="module")
-def env_ready():
-    skip_unless_env("llamacpp", llamacpp.REQUIREMENTS, "llama-cpp-python from source")
-
-
-@pytest.fixture(scope="module")
-def scripts(env_ready, tmp_path_factory, llama_fp32):
-    return tiny_scripts(tmp_path_factory.mktemp("llamacpp-scripts"), llama_fp32.out_dir)
-
-
-@pytest.fixture(scope="module")
-def rows(env_ready, tmp_path_factory, tiny_llama_dir, llama_fp32, scripts):
-    """Both llamacpp rows on the tiny Llama (conversions in a temp dir, the env under the home)."""
-    with peer_rows(llamacpp, "gguf_dir", tmp_path_factory.mktemp("gguf"), student_dir=tiny_llama_dir,
-                   export_dir=llama_fp32.out_dir, scripts=scripts) as got:
-        yield got
+env_ready, scripts, rows = peer_fixtures(llamacpp, "llamacpp", "gguf_dir", "llama-cpp-python from source")
 
 
 @pytest.mark.slow

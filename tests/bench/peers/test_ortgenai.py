@@ -15,7 +15,7 @@ import shutil
 
 import pytest
 
-from tests.bench.peers.conftest import peer_rows, skip_unless_env, tiny_scripts
+from tests.bench.peers.conftest import peer_fixtures
 from vedit.bench.peers import ortgenai
 from vedit.bench.scripted import Script, steer
 from vedit.decoding import Predictor, load_grammar
@@ -62,22 +62,7 @@ def test_the_base_of_a_lora_export_is_refused_before_any_env_is_built(tiny_llama
     ortgenai.check_student(tiny_llama_dir, {"fp32": llama_fp32.out_dir})  # its own export: accepted
 
 
-@pytest.fixture(scope="module")
-def env_ready():
-    skip_unless_env("ortgenai", ortgenai.REQUIREMENTS, "~1.3 GB, minutes")
-
-
-@pytest.fixture(scope="module")
-def scripts(env_ready, tmp_path_factory, llama_fp32):
-    return tiny_scripts(tmp_path_factory.mktemp("ortgenai-scripts"), llama_fp32.out_dir)
-
-
-@pytest.fixture(scope="module")
-def rows(env_ready, tmp_path_factory, tiny_llama_dir, llama_fp32, scripts):
-    """Both ortgenai rows on the tiny Llama (conversions in a temp dir, the env under the home)."""
-    with peer_rows(ortgenai, "models_dir", tmp_path_factory.mktemp("genai-models"), student_dir=tiny_llama_dir,
-                   export_dir=llama_fp32.out_dir, scripts=scripts) as got:
-        yield got
+env_ready, scripts, rows = peer_fixtures(ortgenai, "ortgenai", "models_dir", "~1.3 GB, minutes")
 
 
 @pytest.mark.slow
