@@ -66,3 +66,17 @@ def peer_fixtures(module: ModuleType, name: str, cache_attr: str, why: str):
             yield got
 
     return env_ready, scripts, rows
+
+
+#: answers outside the grammar: steering a peer to them must not make it write them
+BAD_TEXTS = {"adjust": '{"exposure":101,"contrast":0}', "selective_adjust": '{"red":{}}',
+             "filter": '{"name":"nope","intensity":-5}'}
+
+
+def hostile_script(export_dir: Path) -> Script:
+    """A script of :data:`BAD_TEXTS` in the export's token ids."""
+    from vedit.decoding.vocab import load_tokenizer
+
+    tok = load_tokenizer(export_dir).tokenizer
+    return Script("hostile steering", {t: tuple(tok.encode(x, add_special_tokens=False).ids) for t, x in BAD_TEXTS.items()},
+                  dict(BAD_TEXTS))

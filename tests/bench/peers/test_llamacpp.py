@@ -14,12 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.bench.peers.conftest import peer_fixtures
+from tests.bench.peers.conftest import BAD_TEXTS, hostile_script, peer_fixtures
 from vedit.bench.peers import llamacpp
 from vedit.bench.peers.gbnf import literal, tool_gbnf
-from vedit.bench.scripted import Script, steer
+from vedit.bench.scripted import steer
 from vedit.decoding import Predictor, load_grammar
-from vedit.decoding.vocab import load_tokenizer
 
 
 def test_gbnf_literals_escape_quotes_backslashes_and_controls():
@@ -60,17 +59,13 @@ def test_both_precisions_write_the_scripts_like_vedit(rows, llama_fp32, scripts)
 def test_the_grammar_holds_against_steering_to_invalid_answers(rows, llama_fp32, scripts):
     export = llama_fp32.out_dir
     grammar = load_grammar(export)
-    tok = load_tokenizer(export).tokenizer
-    bad_texts = {"adjust": '{"exposure":101,"contrast":0}', "selective_adjust": '{"red":{}}',
-                 "filter": '{"name":"nope","intensity":-5}'}
-    bad = Script("hostile steering", {t: tuple(tok.encode(x, add_special_tokens=False).ids) for t, x in bad_texts.items()},
-                 bad_texts)
+    bad = hostile_script(export)
     call = rows["llama.cpp+gbnf-fp32"]
     call_rows = llamacpp.LlamaRows.load({"fp32": export}, {bad.intent: bad})
     reply = call.worker.run(rows=call_rows.rows(bad.intent))
     for tool, text, ids in zip(call_rows.tools, reply["texts"], reply["tokens"]):
         assert grammar.accepts_text(tool, text), (tool, text)
-        assert text != bad_texts[tool] and ids[-1] == grammar.eos_token_id
+        assert text != BAD_TEXTS[tool] and ids[-1] == grammar.eos_token_id
     free = call("an unscripted intent")  # unsteered: whatever the random model picks, still valid
     for tool, text in zip(call_rows.tools, free.texts):
         assert grammar.accepts_text(tool, text), (tool, text)

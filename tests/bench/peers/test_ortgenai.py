@@ -15,9 +15,9 @@ import shutil
 
 import pytest
 
-from tests.bench.peers.conftest import peer_fixtures
+from tests.bench.peers.conftest import BAD_TEXTS, hostile_script, peer_fixtures
 from vedit.bench.peers import ortgenai
-from vedit.bench.scripted import Script, steer
+from vedit.bench.scripted import steer
 from vedit.decoding import Predictor, load_grammar
 from vedit.decoding.vocab import load_tokenizer
 from vedit.errors import ModelDirError
@@ -102,17 +102,13 @@ def test_both_precisions_write_the_scripts_like_vedit(rows, llama_fp32, scripts)
 def test_the_guidance_holds_against_steering_to_invalid_answers(rows, llama_fp32):
     export = llama_fp32.out_dir
     grammar = load_grammar(export)
-    tok = load_tokenizer(export).tokenizer
-    bad_texts = {"adjust": '{"exposure":101,"contrast":0}', "selective_adjust": '{"red":{}}',
-                 "filter": '{"name":"nope","intensity":-5}'}
-    bad = Script("hostile steering", {t: tuple(tok.encode(x, add_special_tokens=False).ids) for t, x in bad_texts.items()},
-                 bad_texts)
+    bad = hostile_script(export)
     call = rows["ort-genai+guidance-fp32"]
     requests = ortgenai.LlamaRequests.load({"fp32": export}, {bad.intent: bad})
     reply = call.worker.run(rows=requests.rows(bad.intent), bias=1e4)
     for tool, text in zip(requests.tools, reply["texts"]):
         assert grammar.accepts_text(tool, text), (tool, text)
-        assert text != bad_texts[tool]
+        assert text != BAD_TEXTS[tool]
     free = call("an unscripted intent")  # unsteered: whatever the random model picks, still valid
     assert free.texts is None
     reply = call.worker.run(rows=ortgenai.LlamaRequests.load({"fp32": export}, {}).rows("an unscripted intent"))
