@@ -161,17 +161,33 @@ class _Caches:
         return a if length is None else a[:, :, :length]
 
 
-class Seq2SeqBackend:
-    """Grouped: per-row KV caches for one batch of prompts, rows of equal cache length fed together
-    (see module docstring)."""
+class _Encoded:
+    """What both schedulers start from: one batch of prompts through the encoder (its states kept
+    on the device with IO binding), and the rows' encoder states for a decoder call."""
 
     def __init__(self, model: Seq2SeqModel, input_ids: np.ndarray, attention_mask: np.ndarray):
         self.m = model
         self.enc_mask = attention_mask.astype(np.int64)
         self.hidden = model.encode(input_ids.astype(np.int64), self.enc_mask, keep=True)
         self._hidden_host: np.ndarray | None = None
+        self.all_rows = tuple(range(len(input_ids)))
+
+    def _hidden(self, key: tuple[int, ...]):
+        """Encoder states of rows ``key``: as computed for all rows, else sliced from one host copy."""
+        if key == self.all_rows:
+            return self.hidden
+        if self._hidden_host is None:
+            self._hidden_host = self.m.encoder.to_host(self.hidden)
+        return self._hidden_host[np.array(key)]
+
+
+class Seq2SeqBackend(_Encoded):
+    """Grouped: per-row KV caches for one batch of prompts, rows of equal cache length fed together
+    (see module docstring)."""
+
+    def __init__(self, model: Seq2SeqModel, input_ids: np.ndarray, attention_mask: np.ndarray):
+        super().__init__(model, input_ids, attention_mask)
         n = len(input_ids)
-        self.all_rows = tuple(range(n))
         self.length = [0] * n  # self-attention cache length per row
         self.self_at: list[tuple[_Caches, int] | None] = [None] * n  # where each row's cache lives
         self.cross_at: list[tuple[_Caches, int] | None] = [None] * n
@@ -219,12 +235,6 @@ class Seq2SeqBackend:
             self._cross[key] = {_past(n): v for n, v in cross.values.items()}
         return result
 
-    def _hidden(self, key: tuple[int, ...]):
-        if key == self.all_rows:
-            return self.hidden
-        if self._hidden_host is None:
-            self._hidden_host = self.m.encoder.to_host(self.hidden)
-        return self._hidden_host[np.array(key)]
 
     def _self_past(self, key: tuple[int, ...]) -> dict:
         """The batched self-attention cache: bound as is when these rows were fed together last."""
@@ -264,16 +274,13 @@ class Seq2SeqBackend:
         self._cross = {k: c for k, c in self._cross.items() if row not in k}
 
 
-class JoinedSeq2SeqBackend:
+class JoinedSeq2SeqBackend(_Encoded):
     """Joined: every active row in every call, one batched cache with each row's real tokens
     right-aligned and the holes in front masked (see module docstring)."""
 
     def __init__(self, model: Seq2SeqModel, input_ids: np.ndarray, attention_mask: np.ndarray):
-        self.m = model
-        self.enc_mask = attention_mask.astype(np.int64)
-        self.hidden = model.encode(input_ids.astype(np.int64), self.enc_mask, keep=True)
+        super().__init__(model, input_ids, attention_mask)
         n = len(input_ids)
-        self.all_rows = tuple(range(n))
         self.rows: tuple[int, ...] = self.all_rows  # the rows the batched caches hold, in this order
         self.length = [0] * n  # real self-attention cache length per row
         self.width = 0  # cache positions (the longest row's length; shorter rows have holes in front)
@@ -353,11 +360,6 @@ class JoinedSeq2SeqBackend:
         for i, (r, e, n) in enumerate(zip(rows, ends, lengths)):
             out[i, :, width - n :] = value[r, :, e - n : e]
         return out
-
-    def _hidden(self, key: tuple[int, ...]):
-        if key == self.all_rows:
-            return self.hidden
-        return self.m.encoder.to_host(self.hidden)[np.array(key)]
 
     def release(self, row: int) -> None:
         self.length[row] = -1  # never fed again; its cache rows go at the next call
