@@ -356,7 +356,7 @@ class ReferencePredictor:
             missing = set(self.registry.tool_names) - set(grammar.automata)
             if missing:
                 raise GrammarError(f"the grammar lacks tools {sorted(missing)}; compile it for this registry")
-            longest = max(a.max_tokens() for a in grammar.automata.values())
+            longest = grammar.max_tokens()
         else:
             longest = self.max_new_tokens
         builder = self.prompt_builder(longest)

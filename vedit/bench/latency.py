@@ -147,7 +147,7 @@ def pytorch_paths(student_dir: Path, adapter_dir: Path | None, export_dir: Path,
     grammar = load_grammar(export_dir)
     tools = ref.registry.tool_names
     # the runtime's prompts, with the runtime's input limit (same truncation of long intents)
-    builder = ref.prompt_builder(max(a.max_tokens() for a in grammar.automata.values()))
+    builder = ref.prompt_builder(grammar.max_tokens())
     prompts: dict[str, list[list[int]]] = {}
 
     def rows(intent: str) -> list[list[int]]:

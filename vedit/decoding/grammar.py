@@ -110,6 +110,10 @@ class CompiledGrammar:
     mode: str
     meta: dict[str, Any] = field(default_factory=dict)
 
+    def max_tokens(self) -> int:
+        """The longest output any tool allows, EOS included: the prompt limit leaves room for it."""
+        return max(a.max_tokens() for a in self.automata.values())
+
     def matcher(self, tool: str) -> "Matcher":
         try:
             return Matcher(self.automata[tool], self.eos_token_id)

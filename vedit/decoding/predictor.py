@@ -118,7 +118,7 @@ class Predictor:
             start = -1
             model = DecoderOnlyModel(d, files, providers=providers, threads=threads, pad_token_id=tok.pad_token_id,
                                      config=config, allow_cpu_fallback=allow_cpu_fallback, io_binding=io_binding)
-        longest_output = max(a.max_tokens() for a in grammar.automata.values())
+        longest_output = grammar.max_tokens()
         limit = input_limit(family, config, longest_output, max_input_tokens)
         prompts = PromptBuilder(registry, tok.tokenizer, family, limit)
         if prefix_cache and isinstance(model, DecoderOnlyModel):

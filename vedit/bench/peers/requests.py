@@ -47,7 +47,7 @@ def export_parts(exports: dict[str, Path], family: str, engine: str) -> ExportPa
     registry = load_registry(d / "registry.json")
     grammar = load_grammar(d)
     tok = load_tokenizer(d)
-    longest = max(a.max_tokens() for a in grammar.automata.values())
+    longest = grammar.max_tokens()
     builder = PromptBuilder(registry, tok.tokenizer, family, input_limit(family, man.config, longest))
     return ExportParts(d, man.config, registry, grammar, tok, builder, longest)
 
@@ -74,7 +74,7 @@ class Requests:
         self.pad_token_id = pad_token_id
         self.tools = list(registry.tool_names)
         #: the longest output the grammar allows (EOS included): the unscripted length cap
-        self.max_tokens = max(a.max_tokens() for a in grammar.automata.values())
+        self.max_tokens = grammar.max_tokens()
         self._prompts: dict[str, list[list[int]]] = {}
         for intent in scripts:  # built before any timing, as the PyTorch baselines' prompts are
             self.prompts(intent)
