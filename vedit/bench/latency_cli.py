@@ -126,7 +126,7 @@ def shape_runs(n: int, *, threads: int, peers: Callable[..., dict[str, Call]] | 
 def add_step_costs(run: LatencyRun, student: Path, exports: dict[str, Path], intents: Sequence[str], *,
                    threads: int) -> None:
     """vedit's batched decoder step beside onnxruntime-genai's on the same model and precision, in the notes."""
-    from vedit.errors import VeditError
+    from vedit.bench.peers import failure_reason
 
     try:
         from vedit.bench.peers.ortgenai import step_costs
@@ -134,10 +134,7 @@ def add_step_costs(run: LatencyRun, student: Path, exports: dict[str, Path], int
         costs = step_costs(student_dir=student, exports=exports, intents=intents, threads=threads, steps=16,
                            rounds=2)
     except Exception as exc:  # noqa: BLE001 -- the peer failing costs this line, not the report
-        why = str(exc).splitlines()[0] if str(exc) else ""
-        if not isinstance(exc, (VeditError, ImportError)):
-            why = f"{type(exc).__name__}: {why}"
-        run.notes.append(f"decoder step vs onnxruntime-genai not measured: {why}")
+        run.notes.append(f"decoder step vs onnxruntime-genai not measured: {failure_reason(exc)}")
         return
     for c in costs:
         run.notes.append(f"decoder step, batch {c.batch} (one request's 3 prompts), {c.steps} steps x "

@@ -42,6 +42,13 @@ class PeerPaths(dict):
         return [f"peer {name} skipped: {why}" for name, why in self.skipped.items()]
 
 
+def failure_reason(exc: BaseException) -> str:
+    """One line for the report's notes: vedit's own errors and missing imports as they read, anything
+    else (an engine's own exception) with its type in front."""
+    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return reason if isinstance(exc, (VeditError, ImportError)) else f"{type(exc).__name__}: {reason}"
+
+
 def peer_paths(family: str, *, student_dir: Path, exports: dict[str, Path], scripts: dict[str, "Script"],
                threads: int, only: tuple[str, ...] | None = None) -> PeerPaths:
     """Every available peer of ``family`` (``only``: a subset of :data:`PEERS` module names)."""
@@ -62,12 +69,10 @@ def peer_paths(family: str, *, student_dir: Path, exports: dict[str, Path], scri
         try:
             out.update(module.paths(student_dir=student_dir, exports=exports, scripts=scripts, threads=threads))
         except Exception as exc:  # noqa: BLE001 -- a third-party engine failing to start costs only its rows
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            if not isinstance(exc, (VeditError, ImportError)):
-                reason = f"{type(exc).__name__}: {reason}"
+            reason = failure_reason(exc)
             out.skipped[name] = reason
             log.warning(f"peer {name} skipped: {reason}")
     return out
 
 
-__all__ = ["PEERS", "PeerPaths", "peer_paths"]
+__all__ = ["PEERS", "PeerPaths", "failure_reason", "peer_paths"]
