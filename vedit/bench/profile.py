@@ -65,14 +65,16 @@ class _Clock:
         self.seconds[part] += seconds
         self.calls[part] += 1
 
-    @staticmethod
-    def graph_part(model_path: str) -> str:
+    def graph_part(self, model_path: str) -> str:
+        """The part a run of ``model_path`` belongs to (a decoder-only export's graph is ``model.onnx``:
+        its first run of a request is the prefill)."""
         stem = Path(model_path).stem
         if stem.startswith("encoder"):
             return "encoder"
-        if stem.startswith("decoder"):
-            return "decoder calls"
-        if stem == "model":  # a decoder-only export
+        if stem == "model" and self.first_call_pending:
+            self.first_call_pending = False
+            return "prefill"
+        if stem.startswith("decoder") or stem == "model":
             return "decoder calls"
         return "cache ops"
 
@@ -91,8 +93,6 @@ class _Clock:
 
             def run(self, *args, **kwargs):
                 part = clock.graph_part(getattr(self, "_model_path", "") or "")
-                if part == "decoder calls" and Path(self._model_path).stem == "model" and clock.first_call_pending:
-                    part, clock.first_call_pending = "prefill", False
                 began = time.perf_counter()
                 try:
                     return inner(self, *args, **kwargs)
