@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 from vedit.atomicio import atomic_dir
 from vedit.bench.latency import Call, Cost
-from vedit.bench.peers.env import TORCH_PIN, models_dir, peer_env, student_key, venv_python
+from vedit.bench.peers.env import TORCH_PIN, child_env, models_dir, peer_env, student_key, venv_python
 from vedit.bench.peers.requests import Requests
 from vedit.bench.peers.worker import WORKERS, Worker
 from vedit.errors import PeerError
@@ -57,19 +57,11 @@ def convert(env: Path, student_dir: Path) -> Path:
     with atomic_dir(target, first_wins=True) as tmp:
         done = subprocess.run([str(env / "bin" / "ct2-transformers-converter"), "--model", str(student_dir),
                                "--output_dir", str(tmp), "--force"],
-                              capture_output=True, text=True, env=_offline())
+                              capture_output=True, text=True, env=child_env())
         if done.returncode != 0:
             last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
             raise PeerError(f"ctranslate2: converting {student_dir} failed: {last}")
     return target
-
-
-def _offline() -> dict[str, str]:
-    import os
-
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
-    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    return env
 
 
 def paths(*, student_dir: Path, exports: dict[str, Path], scripts: dict[str, "Script"], threads: int) -> dict[str, Call]:

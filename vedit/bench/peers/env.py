@@ -19,6 +19,7 @@ torch (directly or through a dependency) gets that wheel and nothing else.
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import json
 import logging
@@ -57,11 +58,31 @@ def models_dir() -> Path:
 
 
 def student_key(student_dir: Path) -> str:
-    """Content key of a student (config and weights): a rebuilt student gets new conversions."""
-    h = hashlib.sha256((Path(student_dir) / "config.json").read_bytes())
-    for w in sorted(Path(student_dir).glob("*.safetensors")):
+    """Content key of a student (config and weights): a rebuilt student gets new conversions.
+
+    Hashed once per process for files of the same size and modification time (every peer of a run
+    asks for it, and a 1.1B student's weights are gigabytes)."""
+    d = Path(student_dir)
+    files = [d / "config.json", *sorted(d.glob("*.safetensors"))]
+    return _content_key(tuple((str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in files))
+
+
+@functools.lru_cache(maxsize=16)
+def _content_key(files: tuple[tuple[str, int, int], ...]) -> str:
+    config, *weights = (Path(f[0]) for f in files)
+    h = hashlib.sha256(config.read_bytes())
+    for w in weights:
         h.update(sha256_file(w).encode())
     return h.hexdigest()[:12]
+
+
+def child_env(*, offline: bool = True) -> dict[str, str]:
+    """This process's environment for a peer's own interpreter: without the variables that would point
+    it at vedit's venv, and (``offline``) with the Hugging Face libraries kept off the network."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+    if offline:
+        env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    return env
 
 
 def env_key(name: str, requirements: Sequence[str]) -> str:
@@ -144,13 +165,13 @@ def _build(name: str, target: Path, reqs: list[str], extra_env: Mapping[str, str
 
 def _pip(name: str, cmd: list[str], log_path: Path, extra_env: Mapping[str, str], timeout: float) -> None:
     """Run pip, logging its progress lines as they come and keeping the whole output in ``log_path``."""
-    child_env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
-    child_env.update(extra_env)
+    env = child_env(offline=False)
+    env.update(extra_env)
     tail: deque[str] = deque(maxlen=40)
     began = time.monotonic()
     with open(log_path, "w", encoding="utf-8") as out:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                env=child_env, bufsize=1)
+                                env=env, bufsize=1)
         assert proc.stdout is not None
         timer = threading.Timer(timeout, proc.kill)  # a silent, hung pip is stopped too
         timer.start()
@@ -175,5 +196,5 @@ def _pip(name: str, cmd: list[str], log_path: Path, extra_env: Mapping[str, str]
         raise PeerError(f"peer env {name}: pip install failed (exit {rc}): {reason}; full log: {log_path}")
 
 
-__all__ = ["MARKER", "TORCH_PIN", "env_key", "env_path", "is_ready", "models_dir", "peer_env", "peers_dir",
+__all__ = ["MARKER", "TORCH_PIN", "child_env", "env_key", "env_path", "is_ready", "models_dir", "peer_env", "peers_dir",
            "student_key", "venv_python"]

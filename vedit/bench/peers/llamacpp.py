@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from vedit.atomicio import atomic_dir
 from vedit.bench.latency import Call, Cost
-from vedit.bench.peers.env import models_dir, peer_env, peers_dir, student_key, venv_python
+from vedit.bench.peers.env import child_env, models_dir, peer_env, peers_dir, student_key, venv_python
 from vedit.bench.peers.gbnf import longest_text, tool_gbnf
 from vedit.bench.peers.requests import export_parts
 from vedit.bench.peers.worker import WORKERS, Worker
@@ -86,7 +86,7 @@ def converter_dir(python: Path) -> Path:
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=".sdist-") as tmp:
         cmd = [str(python), "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "--disable-pip-version-check",
                f"llama-cpp-python=={LLAMACPP_VERSION}", "-d", tmp]
-        done = subprocess.run(cmd, capture_output=True, text=True, env=_child_env())
+        done = subprocess.run(cmd, capture_output=True, text=True, env=child_env())
         archives = list(Path(tmp).glob("llama_cpp_python-*.tar.gz"))
         if done.returncode != 0 or not archives:
             last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
@@ -150,7 +150,7 @@ def gguf_model(student_dir: Path, precision: str, *, python: Path) -> Path:
         stage.mkdir()
         _stage(student_dir, stage)
         part = Path(tmp) / out.name
-        env = _child_env()
+        env = child_env()
         env["PYTHONPATH"] = str(conv / "gguf-py")
         cmd = [str(python), str(conv / "convert_hf_to_gguf.py"), str(stage), "--outtype", OUTTYPES[precision],
                "--outfile", str(part)]
@@ -162,12 +162,6 @@ def gguf_model(student_dir: Path, precision: str, *, python: Path) -> Path:
     log.info(f"llama.cpp: GGUF {OUTTYPES[precision]} ready in {time.monotonic() - began:.0f} s "
              f"({out.stat().st_size / 2**20:.0f} MB) at {out}")
     return out
-
-
-def _child_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
-    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    return env
 
 
 class LlamaRows:

@@ -28,7 +28,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
 import statistics
 import subprocess
@@ -39,7 +38,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from vedit.atomicio import atomic_dir
 from vedit.bench.latency import Call, Cost
-from vedit.bench.peers.env import peer_env, peers_dir, venv_python
+from vedit.bench.peers.env import child_env, peer_env, peers_dir, student_key, venv_python
 from vedit.bench.peers.requests import export_parts
 from vedit.bench.peers.worker import WORKERS, Worker
 from vedit.decoding.language import char_regex
@@ -100,12 +99,9 @@ def models_dir() -> Path:
 
 
 def _student_key(student_dir: Path) -> str:
-    h = hashlib.sha256()
-    for name in ("config.json", "tokenizer.json"):
-        h.update((student_dir / name).read_bytes())
-    for w in sorted(student_dir.glob("*.safetensors")):
-        st = w.stat()
-        h.update(f"{w.name}:{st.st_size}:{st.st_mtime_ns}".encode())
+    """The student's content key plus its tokenizer (genai's folder carries a rendering of it)."""
+    h = hashlib.sha256(student_key(student_dir).encode())
+    h.update((student_dir / "tokenizer.json").read_bytes())
     return h.hexdigest()[:12]
 
 
@@ -127,7 +123,7 @@ def genai_model(student_dir: Path, precision: str, *, threads: int, python: Path
         cache = tmp / ".cache"
         cmd = [str(python), "-m", "onnxruntime_genai.models.builder", "-i", str(student_dir), "-o", str(tmp),
                "-p", precision, "-e", "cpu", "-c", str(cache)]
-        done = subprocess.run(cmd, capture_output=True, text=True, env=_child_env())
+        done = subprocess.run(cmd, capture_output=True, text=True, env=child_env())
         if done.returncode != 0:
             last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
             raise PeerError(f"onnxruntime-genai builder failed on {student_dir} ({precision}): {last}")
@@ -147,12 +143,6 @@ def genai_model(student_dir: Path, precision: str, *, threads: int, python: Path
         cfg_path.write_text(json.dumps(cfg, indent=1), encoding="utf-8")
     log.info(f"onnxruntime-genai: {precision} model ready in {time.monotonic() - began:.0f} s at {out}")
     return out
-
-
-def _child_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
-    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    return env
 
 
 @dataclass

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import queue
 import subprocess
 import tempfile
@@ -26,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from vedit.bench.peers.env import child_env
 from vedit.errors import PeerError
 
 log = logging.getLogger(__name__)
@@ -59,16 +59,16 @@ class Worker:
                  start_timeout: float = 600.0, timeout: float = 120.0, env: Mapping[str, str] | None = None):
         self.name = name or Path(script).stem
         self.timeout = timeout
-        child_env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
-        child_env.setdefault("HF_HUB_OFFLINE", "1")
-        child_env["PYTHONUNBUFFERED"] = "1"
-        child_env.update(env or {})
+        env_vars = child_env(offline=False)
+        env_vars.setdefault("HF_HUB_OFFLINE", "1")
+        env_vars["PYTHONUNBUFFERED"] = "1"
+        env_vars.update(env or {})
         # stderr goes to a file: a pipe nobody reads would fill and block a chatty worker
         self._stderr = tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace")
         cmd = [str(python), str(script), *map(str, args)]
         try:
             self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
-                                         text=True, encoding="utf-8", bufsize=1, env=child_env)
+                                         text=True, encoding="utf-8", bufsize=1, env=env_vars)
         except OSError as exc:
             self._stderr.close()
             raise PeerError(f"peer worker {self.name}: cannot start {python} ({exc.strerror})") from None
