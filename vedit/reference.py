@@ -39,7 +39,6 @@ REGISTRY_FILE = "registry.json"
 SCRIPT_BIAS = 1.0e4
 
 
-
 @dataclass
 class ReferenceResult:
     """One intent's answer: a typed call per tool (``None`` if unparseable) and the raw text."""

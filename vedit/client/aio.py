@@ -24,7 +24,6 @@ class AsyncTritonClient(TritonClientBase):
     :class:`vedit.client.TritonClient`'s)."""
 
     # -- I/O -------------------------------------------------------------------------------
-
     def _open(self, ep: base.Endpoint) -> Any:
         tls = self._tls
         if ep.protocol == "http":

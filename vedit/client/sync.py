@@ -33,7 +33,6 @@ class TritonClient(TritonClientBase):
     """
 
     # -- I/O -------------------------------------------------------------------------------
-
     def _open(self, ep: base.Endpoint) -> Any:
         tls = self._tls
         if ep.protocol == "http":

@@ -60,7 +60,6 @@ class Prediction:
         return out
 
 
-
 class Predictor:
     """Constrained greedy tool-call prediction on onnxruntime (see module docstring)."""
 

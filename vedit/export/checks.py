@@ -182,8 +182,6 @@ def check_tokenizer_matches(model, tokenizer, path: Path) -> None:
         )
 
 
-
-
 def copy_tokenizer_files(src: Path, dst: Path) -> list[str]:
     """Copy the tokenizer files byte for byte (no re-serialisation drift)."""
     import shutil

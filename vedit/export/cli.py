@@ -16,8 +16,6 @@ from vedit.export.families import FORMATS
 from vedit.export.pipeline import PRECISIONS, default_family_dirs, export_model
 
 
-
-
 @click.group(cls=VeditGroup)
 def export() -> None:
     """Merge LoRA adapters and export students to validated ONNX directories."""

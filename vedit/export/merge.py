@@ -58,7 +58,6 @@ class MergeReport:
         return asdict(self)
 
 
-
 def _adapter_weights(adapter_dir: Path, allow_pickle: bool) -> dict[str, Any]:
     st = adapter_dir / "adapter_model.safetensors"
     if st.exists():

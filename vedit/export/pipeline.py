@@ -31,7 +31,6 @@ PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
 STAGING = ".staging"
 
 
-
 @dataclass
 class ExportResult:
     out_dir: Path
@@ -52,7 +51,6 @@ class ExportResult:
                 lines.append(f"  {name:<40} {size / 1e6:10.2f} MB")
         lines.append(f"  {'total ONNX':<40} {onnx_bytes / 1e6:10.2f} MB")
         return lines + self.validation.summary_lines()
-
 
 
 def _check_precision(precision: str) -> None:

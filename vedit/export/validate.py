@@ -50,7 +50,6 @@ MULTI_TOKENS = 3
 LARGE_MODEL_PARAMS = 100_000_000
 
 
-
 @dataclass(frozen=True)
 class Tolerance:
     atol: float
