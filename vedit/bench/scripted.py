@@ -98,9 +98,10 @@ def script_tokens(grammar: CompiledGrammar, tool: str, text: str, tokenizer=None
         raise GrammarError(f"no grammar for tool {tool!r}; known: {', '.join(grammar.automata)}")
     eos = grammar.eos_token_id
     if tokenizer is not None:
-        ids = [i for i in tokenizer.encode(text, add_special_tokens=False).ids]
-        if _accepts(automaton, ids + [eos], eos):
-            return tuple(ids + [eos])
+        ids = [*tokenizer.encode(text, add_special_tokens=False).ids, eos]
+        m = grammar.matcher(tool)
+        if all(m.advance(t) for t in ids) and m.is_finished():  # accepted, ending exactly at EOS
+            return tuple(ids)
     for variant in (text, " " + text):
         path = _path(grammar, automaton, variant.encode("utf-8"))
         if path is not None:
@@ -121,18 +122,6 @@ def script_cost(grammar: CompiledGrammar, script: Script) -> ScriptCost:
             if not m.advance(t):
                 raise GrammarError(f"{script.intent!r}: the {tool} grammar refuses scripted token {t}")
     return ScriptCost(free, forced)
-
-
-def _accepts(a: ToolAutomaton, ids: Sequence[int], eos: int) -> bool:
-    state = 0
-    for k, t in enumerate(ids):
-        nxt = a.step(state, int(t))
-        if nxt is None:
-            return False
-        if nxt == DONE:
-            return k == len(ids) - 1 and t == eos
-        state = nxt
-    return False
 
 
 def _path(grammar: CompiledGrammar, a: ToolAutomaton, data: bytes) -> list[int] | None:
