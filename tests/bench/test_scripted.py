@@ -13,6 +13,7 @@ from vedit.bench.scripted import SCRIPT_BIAS, load_scripts, script_bias, script_
 from vedit.data.rows import write_jsonl
 from vedit.data.synth import generate
 from vedit.decoding import Predictor, load_grammar
+from vedit.decoding.vocab import load_tokenizer
 from vedit.errors import DatasetError
 from vedit.registry import parse_call
 
@@ -45,11 +46,14 @@ def test_scripts_are_the_truth_answers_in_the_grammars_tokens(family, truth):
     path, rows = truth
     scripts = load_scripts(export, 4, truth=path)
     grammar = load_grammar(export)
+    tok = load_tokenizer(export).tokenizer
     assert [s.intent for s in scripts] == [r.intent for r in rows[:4]]
     for s, row in zip(scripts, rows):
         for tool, call in row.calls_by_tool.items():
             ids = s.tokens[tool]
             assert ids[-1] == grammar.eos_token_id
+            # the students' grammar accepts the tokenizer's own ids: the script is what a student writes
+            assert ids == (*tok.encode(call.dumps(), add_special_tokens=False).ids, grammar.eos_token_id)
             assert parse_call(call.tool, s.texts[tool]) == call  # the text is the truth answer
             assert s.texts[tool].strip() == call.dumps()
         cost = script_cost(grammar, s)  # walks the grammar: raises if any token is refused
