@@ -274,6 +274,7 @@ def _run(options: PipelineOptions, home: Path, echo: Echo) -> PipelineReport:
     t5, _ = demo.student_dirs("t5", home)
     t5_lora = home / "students" / "t5-lora"
     llama_base, llama_lora = demo.student_dirs("llama", home)
+    llama_merged = home / "students" / "llama-merged"  # the merge stage's output; the peers load it
     exports: dict[tuple[str, str], Path] = {}
 
     # 1. the T5 student first, up to its first answers
@@ -316,11 +317,12 @@ def _run(options: PipelineOptions, home: Path, echo: Echo) -> PipelineReport:
 
     with stage("merge"):
         lines = []
-        for base, adapter, name in ((llama_base, llama_lora, "llama-merged"), (t5, t5_lora, "t5-lora-merged")):
+        for base, adapter, out in ((llama_base, llama_lora, llama_merged),
+                                   (t5, t5_lora, home / "students" / "t5-lora-merged")):
             if adapter is None or not adapter.exists():
                 continue
-            m = merge(base, adapter, home / "students" / name, force=True)
-            lines.append(f"{name}: {m.lora_modules} LoRA modules, max |merged - adapter| logits "
+            m = merge(base, adapter, out, force=True)
+            lines.append(f"{out.name}: {m.lora_modules} LoRA modules, max |merged - adapter| logits "
                          f"{m.max_abs_diff:.2e} (tolerance {m.tolerance:.1e}), adapter effect "
                          f"{m.adapter_effect:.3f} -> {'ok' if m.passed else 'FAILED'}")
         report.add("LoRA merge", "\n".join(lines), echo)
@@ -392,10 +394,9 @@ def _run(options: PipelineOptions, home: Path, echo: Echo) -> PipelineReport:
     from vedit.bench.latency_cli import Subject, run_latency_command
 
     with stage("latency"):
-        merged = home / "students" / "llama-merged"
         llama = Subject("demo Llama student (base + LoRA)", llama_base, llama_lora,
                         {p: exports[("llama", p)] for p in ("fp32", "int8")},
-                        merged=merged if (merged / "config.json").is_file() else None)
+                        merged=llama_merged if (llama_merged / "config.json").is_file() else None)
         files = run_latency_command(student=t5, adapter=None,
                                     exports=[f"fp32={exports[('t5', 'fp32')]}", f"int8={exports[('t5', 'int8')]}"],
                                     base_shape=options.base_shape, triton=options.triton,
