@@ -8,15 +8,13 @@ shipped files are exactly these graphs. Regenerate with ``python tests/decoding/
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper
 
-OPS = Path(__file__).resolve().parents[2] / "vedit" / "decoding" / "ops"
-DTYPES = {"float32": TensorProto.FLOAT, "float16": TensorProto.FLOAT16}
+from ops_graphs import DTYPES, op_model, save_all, shipped
 
 
 def build(dtype: str) -> onnx.ModelProto:
@@ -30,17 +28,13 @@ def build(dtype: str) -> onnx.ModelProto:
     nodes = [helper.make_node("Reshape", ["cache", "flat_shape"], ["flat"]),  # (rows * heads * positions, dim)
              helper.make_node("Gather", ["flat", "index"], ["picked_rows"], axis=0),
              helper.make_node("Reshape", ["picked_rows", "shape"], ["aligned"])]
-    graph = helper.make_graph(nodes, f"align_rows_{dtype}", inputs, [out])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="vedit")
-    model.ir_version = 8  # readable by onnxruntime >= 1.14 (the GPU image's 1.23 included)
-    onnx.checker.check_model(model)
-    return model
+    return op_model(nodes, f"align_rows_{dtype}", inputs, [out])
 
 
 @pytest.mark.parametrize("dtype", sorted(DTYPES))
 def test_shipped_graph_is_the_built_one(dtype):
-    shipped = onnx.load(str(OPS / f"align_rows_{dtype}.onnx"))
-    assert shipped.graph == build(dtype).graph and shipped.ir_version == 8
+    got = shipped("align_rows", dtype)
+    assert got.graph == build(dtype).graph and got.ir_version == 8
 
 
 @pytest.mark.parametrize("bound", [False, True], ids=["host", "io-binding"])
@@ -67,6 +61,4 @@ def test_moves_each_rows_real_positions_to_the_end(dtype, bound):
 
 
 if __name__ == "__main__":
-    OPS.mkdir(exist_ok=True)
-    for d in DTYPES:
-        onnx.save(build(d), str(OPS / f"align_rows_{d}.onnx"))
+    save_all("align_rows", build)

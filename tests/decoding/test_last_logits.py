@@ -7,15 +7,13 @@ shipped files are exactly these graphs. Regenerate with ``python tests/decoding/
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper
 
-OPS = Path(__file__).resolve().parents[2] / "vedit" / "decoding" / "ops"
-DTYPES = {"float32": TensorProto.FLOAT, "float16": TensorProto.FLOAT16}
+from ops_graphs import DTYPES, op_model, save_all, shipped
 
 
 def build(dtype: str) -> onnx.ModelProto:
@@ -26,17 +24,13 @@ def build(dtype: str) -> onnx.ModelProto:
     nodes = [helper.make_node("Flatten", ["logits"], ["flat"], axis=2),  # (rows * tokens, vocab)
              helper.make_node("Gather", ["flat", "index"], ["picked"], axis=0),
              helper.make_node("Cast", ["picked"], ["last"], to=TensorProto.FLOAT)]
-    graph = helper.make_graph(nodes, f"last_logits_{dtype}", [logits, index], [out])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="vedit")
-    model.ir_version = 8  # readable by onnxruntime >= 1.14 (the GPU image's 1.23 included)
-    onnx.checker.check_model(model)
-    return model
+    return op_model(nodes, f"last_logits_{dtype}", [logits, index], [out])
 
 
 @pytest.mark.parametrize("dtype", sorted(DTYPES))
 def test_shipped_graph_is_the_built_one(dtype):
-    shipped = onnx.load(str(OPS / f"last_logits_{dtype}.onnx"))
-    assert shipped.graph == build(dtype).graph and shipped.ir_version == 8
+    got = shipped("last_logits", dtype)
+    assert got.graph == build(dtype).graph and got.ir_version == 8
 
 
 @pytest.mark.parametrize("dtype", sorted(DTYPES))
@@ -52,6 +46,4 @@ def test_picks_each_rows_last_position(dtype):
 
 
 if __name__ == "__main__":
-    OPS.mkdir(exist_ok=True)
-    for d in DTYPES:
-        onnx.save(build(d), str(OPS / f"last_logits_{d}.onnx"))
+    save_all("last_logits", build)
