@@ -23,13 +23,12 @@ is there to re-check the above) and report no ``texts``: they are the random mod
 from __future__ import annotations
 
 import logging
-import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vedit.atomicio import atomic_dir
 from vedit.bench.latency import Call, Cost
-from vedit.bench.peers.env import TORCH_PIN, child_env, models_dir, peer_env, student_key, venv_python
+from vedit.bench.peers.env import TORCH_PIN, child_env, models_dir, peer_env, run_or_raise, student_key, venv_python
 from vedit.bench.peers.requests import Requests
 from vedit.bench.peers.worker import WORKERS, Worker
 from vedit.errors import PeerError
@@ -55,12 +54,8 @@ def convert(env: Path, student_dir: Path) -> Path:
         return target
     log.info(f"ctranslate2: converting {student_dir} (ct2-transformers-converter)")
     with atomic_dir(target, first_wins=True) as tmp:
-        done = subprocess.run([str(env / "bin" / "ct2-transformers-converter"), "--model", str(student_dir),
-                               "--output_dir", str(tmp), "--force"],
-                              capture_output=True, text=True, env=child_env())
-        if done.returncode != 0:
-            last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
-            raise PeerError(f"ctranslate2: converting {student_dir} failed: {last}")
+        run_or_raise([env / "bin" / "ct2-transformers-converter", "--model", student_dir, "--output_dir", tmp,
+                      "--force"], f"ctranslate2: converting {student_dir} failed", env=child_env())
     return target
 
 

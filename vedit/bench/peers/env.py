@@ -76,6 +76,18 @@ def _content_key(files: tuple[tuple[str, int, int], ...]) -> str:
     return h.hexdigest()[:12]
 
 
+def last_line(output: str) -> str:
+    """A failed command's last line of output (its error, as a rule) for a one-line message."""
+    return (output.strip().splitlines() or ["(no output)"])[-1]
+
+
+def run_or_raise(cmd: Sequence[object], failure: str, *, env: Mapping[str, str] | None = None) -> None:
+    """Run ``cmd`` with its output captured; if it fails, :class:`PeerError` ``"<failure>: <last line>"``."""
+    done = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        raise PeerError(f"{failure}: {last_line(done.stderr)}")
+
+
 def child_env(*, offline: bool = True) -> dict[str, str]:
     """This process's environment for a peer's own interpreter: without the variables that would point
     it at vedit's venv, and (``offline``) with the Hugging Face libraries kept off the network."""
@@ -144,10 +156,7 @@ def _build(name: str, target: Path, reqs: list[str], extra_env: Mapping[str, str
     began = time.monotonic()
     log.info(f"peer env {name}: creating {target}")
     base = getattr(sys, "_base_executable", sys.executable)
-    done = subprocess.run([base, "-m", "venv", str(target)], capture_output=True, text=True)
-    if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
-        raise PeerError(f"peer env {name}: python -m venv failed: {last}")
+    run_or_raise([base, "-m", "venv", target], f"peer env {name}: python -m venv failed")
     constraints = target / "vedit-constraints.txt"
     constraints.write_text(TORCH_PIN + "\n", encoding="utf-8")
     log_path = target.parent / f"{target.name}.pip.log"
@@ -196,5 +205,5 @@ def _pip(name: str, cmd: list[str], log_path: Path, extra_env: Mapping[str, str]
         raise PeerError(f"peer env {name}: pip install failed (exit {rc}): {reason}; full log: {log_path}")
 
 
-__all__ = ["MARKER", "TORCH_PIN", "child_env", "env_key", "env_path", "is_ready", "models_dir", "peer_env", "peers_dir",
-           "student_key", "venv_python"]
+__all__ = ["MARKER", "TORCH_PIN", "child_env", "env_key", "env_path", "is_ready", "last_line", "models_dir", "peer_env", "peers_dir",
+           "run_or_raise", "student_key", "venv_python"]

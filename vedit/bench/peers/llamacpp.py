@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from vedit.atomicio import atomic_dir
 from vedit.bench.latency import Call, Cost
-from vedit.bench.peers.env import child_env, models_dir, peer_env, peers_dir, student_key, venv_python
+from vedit.bench.peers.env import child_env, last_line, models_dir, peer_env, peers_dir, student_key, venv_python
 from vedit.bench.peers.gbnf import longest_text, tool_gbnf
 from vedit.bench.peers.requests import export_parts
 from vedit.bench.peers.worker import WORKERS, Worker
@@ -89,8 +89,8 @@ def converter_dir(python: Path) -> Path:
         done = subprocess.run(cmd, capture_output=True, text=True, env=child_env())
         archives = list(Path(tmp).glob("llama_cpp_python-*.tar.gz"))
         if done.returncode != 0 or not archives:
-            last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
-            raise PeerError(f"llama.cpp: cannot fetch the llama-cpp-python sdist for its converter: {last}")
+            raise PeerError(f"llama.cpp: cannot fetch the llama-cpp-python sdist for its converter: "
+                            f"{last_line(done.stderr)}")
         prefix = f"llama_cpp_python-{LLAMACPP_VERSION}/vendor/llama.cpp/"
         wanted = ("convert_hf_to_gguf.py", "conversion/", "gguf-py/gguf/", "LICENSE")
         with tarfile.open(archives[0]) as tar, atomic_dir(out, first_wins=True) as dest:

@@ -15,14 +15,13 @@ It runs in the main venv: optimum 2.1 and onnxruntime are vedit's own export sta
 from __future__ import annotations
 
 import logging
-import subprocess
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vedit.atomicio import atomic_dir
 from vedit.bench.latency import Call, Cost
-from vedit.bench.peers.env import models_dir, student_key
+from vedit.bench.peers.env import models_dir, run_or_raise, student_key
 from vedit.bench.peers.requests import Requests
 from vedit.errors import MissingExtraError, PeerError
 
@@ -47,11 +46,8 @@ def optimum_export(student_dir: Path) -> Path:
     log.info(f"optimum: exporting {student_dir} with optimum.exporters.onnx ({TASK})")
     with atomic_dir(target, first_wins=True) as tmp:
         # the default 1e-5 tolerance only warns on T5; 1e-3 is what a base-sized T5 meets
-        done = subprocess.run([sys.executable, "-m", "optimum.exporters.onnx", "--model", str(student_dir),
-                               "--task", TASK, "--atol", "1e-3", str(tmp)], capture_output=True, text=True)
-        if done.returncode != 0:
-            last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
-            raise PeerError(f"optimum: exporting {student_dir} failed: {last}")
+        run_or_raise([sys.executable, "-m", "optimum.exporters.onnx", "--model", student_dir, "--task", TASK,
+                      "--atol", "1e-3", tmp], f"optimum: exporting {student_dir} failed")
     return target
 
 

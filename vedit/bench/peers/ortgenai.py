@@ -30,7 +30,6 @@ import json
 import logging
 import shutil
 import statistics
-import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from vedit.atomicio import atomic_dir
 from vedit.bench.latency import Call, Cost
-from vedit.bench.peers.env import child_env, peer_env, peers_dir, student_key, venv_python
+from vedit.bench.peers.env import child_env, peer_env, peers_dir, run_or_raise, student_key, venv_python
 from vedit.bench.peers.requests import export_parts
 from vedit.bench.peers.worker import WORKERS, Worker
 from vedit.decoding.language import char_regex
@@ -123,10 +122,7 @@ def genai_model(student_dir: Path, precision: str, *, threads: int, python: Path
         cache = tmp / ".cache"
         cmd = [str(python), "-m", "onnxruntime_genai.models.builder", "-i", str(student_dir), "-o", str(tmp),
                "-p", precision, "-e", "cpu", "-c", str(cache)]
-        done = subprocess.run(cmd, capture_output=True, text=True, env=child_env())
-        if done.returncode != 0:
-            last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
-            raise PeerError(f"onnxruntime-genai builder failed on {student_dir} ({precision}): {last}")
+        run_or_raise(cmd, f"onnxruntime-genai builder failed on {student_dir} ({precision})", env=child_env())
         shutil.rmtree(cache, ignore_errors=True)
         tj = json.loads((student_dir / "tokenizer.json").read_text(encoding="utf-8"))
         (tmp / "tokenizer.json").write_text(json.dumps(unigram_as_bpe(tj), ensure_ascii=False), encoding="utf-8")
