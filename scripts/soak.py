@@ -101,7 +101,8 @@ def main() -> int:
     import logging
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from vedit.triton_repo import TritonServer, build_repository
+    from vedit.serving import TritonServer
+    from vedit.triton_repo import build_repository
 
     target = args.target
     work = tempfile.TemporaryDirectory(prefix="vedit-soak-")

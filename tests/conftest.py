@@ -135,6 +135,6 @@ def tiny_export(t5_fp32) -> Path:
 @pytest.fixture(scope="session")
 def triton_served(request, tmp_path_factory, tiny_export):
     """A running tritonserver serving the tiny export (cpu profile), one per session."""
-    from serving import served
+    from triton_served import served
 
     return served(request, tmp_path_factory, tiny_export)

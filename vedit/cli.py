@@ -33,9 +33,15 @@ def _register() -> None:
     cli.add_command(export)
     cli.add_command(predict)
     from vedit.bench.cli import serving_cmd
+    from vedit.deploy.cli import deploy
+    from vedit.serving.cli import serve
     from vedit.triton_repo.cli import triton
 
-    triton.add_command(serving_cmd, "bench")  # `vedit triton bench` = `vedit bench serving`
+    # `vedit triton ...` gathers three packages' commands: build (triton_repo), serve (serving),
+    # deploy (deploy), and `vedit triton bench` = `vedit bench serving`
+    triton.add_command(serve)
+    triton.add_command(deploy)
+    triton.add_command(serving_cmd, "bench")
     cli.add_command(triton)
 
 

@@ -373,7 +373,7 @@ def _run(options: PipelineOptions, home: Path, echo: Echo) -> PipelineReport:
             echo("skipped (--no-triton)")
         else:
             from vedit.triton_repo.builder import build_repository
-            from vedit.triton_repo.server import TritonServer
+            from vedit.serving.server import TritonServer
 
             repo = build_repository(exports[("t5", "fp32")], profile="cpu", out=home / "triton" / "repo", force=True)
             lines = [f"repository: {repo}"]

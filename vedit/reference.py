@@ -345,7 +345,7 @@ class ReferencePredictor:
         ``generate`` call, i.e. ``3 * batch_size`` sequences). ``grammar``: constrained by the
         runtime's compiled grammar (raw texts are then exactly the grammar's bytes). ``script``:
         one per intent, a mapping tool name -> token ids (or an object with such a ``tokens``
-        attribute, e.g. :class:`vedit.bench.scripted.Script`): each row is steered to those ids."""
+        attribute, e.g. :class:`vedit.workload.scripted.Script`): each row is steered to those ids."""
         import sys
 
         from tqdm.auto import tqdm

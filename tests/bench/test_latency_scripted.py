@@ -7,9 +7,9 @@ import json
 import pytest
 
 from vedit.bench.latency import interleaved, measure_model
-from vedit.bench.peers import PeerPaths
+from vedit.peers import PeerPaths
 from vedit.bench.report import write
-from vedit.bench.scripted import load_scripts, script_cost
+from vedit.workload.scripted import load_scripts, script_cost
 from vedit.data.rows import write_jsonl
 from vedit.data.synth import generate
 from vedit.decoding import load_grammar

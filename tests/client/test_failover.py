@@ -14,8 +14,8 @@ from click.testing import CliRunner
 from vedit.client import connect
 from vedit.decoding import Predictor
 from vedit.predict_cli import predict as predict_command
-from vedit.triton_repo import TritonServer
-from vedit.triton_repo.server import free_port
+from vedit.serving import TritonServer
+from vedit.serving.server import free_port
 
 from .streaming import Stream, distinct_intents, figures
 

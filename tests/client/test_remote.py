@@ -10,7 +10,7 @@ from vedit.client import AsyncTritonClient, LocalClient, TritonClient, aconnect,
 from vedit.decoding import Prediction, Predictor
 from vedit.errors import ClientError, ServerResponseError, ServerUnavailableError
 from vedit.registry import ToolCall
-from vedit.triton_repo.server import free_port
+from vedit.serving.server import free_port
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow]
 

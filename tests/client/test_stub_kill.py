@@ -14,7 +14,7 @@ import time
 import pytest
 
 from vedit.client import aconnect, connect
-from vedit.triton_repo import TritonServer
+from vedit.serving import TritonServer
 
 from .streaming import Stream, children_named, distinct_intents, figures, wait_gone
 

@@ -10,7 +10,7 @@ never produced: the grammar masks them):
   heads, vocab 32000, untied head); its fp32 ONNX is ~4.4 GB (external data).
 
 Their own answers are meaningless (a random model picks the shortest forms), so the bench runs
-them *scripted* (:mod:`vedit.bench.scripted`): steered to the demo test set's answers, they do
+them *scripted* (:mod:`vedit.workload.scripted`): steered to the demo test set's answers, they do
 exactly the work of a trained student answering those texts. Built and exported once, cached.
 """
 

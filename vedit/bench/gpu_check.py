@@ -221,7 +221,8 @@ def run(*, device: str = "auto", student: Path, work: Path, timing_shape: str = 
         from vedit.client import connect
         from vedit.decoding import Predictor
         from vedit.decoding.session import CPU
-        from vedit.triton_repo import TritonServer, build_repository, get_profile
+        from vedit.serving import TritonServer
+        from vedit.triton_repo import build_repository, get_profile
 
         profile = get_profile("l4")
         if device == "cpu":  # KIND_GPU cannot load without a GPU: the l4 settings on CPU instances

@@ -6,14 +6,14 @@ Paths (one request = one intent = its three tool prompts as one batch):
 - ``pytorch+grammar``: the original with the export's grammar as a logits processor (+ script);
 - ``onnx-<label>-step``: the ONNX runtime, constrained, one decoder call per token;
 - ``onnx-<label>``: the ONNX runtime, constrained, with jump-forward (the default);
-- peers (``--peers``): other engines a user could pick (:mod:`vedit.bench.peers`);
+- peers (``--peers``): other engines a user could pick (:mod:`vedit.peers`);
 - ``triton-http`` / ``triton-grpc``: the same runtime behind a real tritonserver.
 
 Models and grammars are loaded once, before timing; a PyTorch request times ``generate`` alone
 (prompt ids are built beforehand), while an ONNX request times the whole ``predict`` (prompts,
 decoding and parsing the calls): the baselines get the better of the deal.
 
-*Scripted* runs (:mod:`vedit.bench.scripted`) steer every path to the same realistic answers, so a
+*Scripted* runs (:mod:`vedit.workload.scripted`) steer every path to the same realistic answers, so a
 random-weight model of a real size does the work a trained student does. Every path that is
 constrained or steered returns its texts, and the run checks that they are identical per intent
 (:class:`TextCheck`).
@@ -33,26 +33,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from vedit.bench.timing import LatencyStats, summarize
+from vedit.workload.cost import Call, Cost
 
 if TYPE_CHECKING:
-    from vedit.bench.scripted import Script
+    from vedit.workload.scripted import Script
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Cost:
-    """What one request cost a path, and what it answered (one text per tool row, registry order)."""
-
-    decoder_calls: int
-    free_tokens: int | None = None
-    forced_tokens: int | None = None
-    texts: tuple[str, ...] | None = None
-
-
-#: A path: answers one intent and says what it cost. It may carry a string attribute ``info``
-#: (precision, threads, what constrains it) that the report prints.
-Call = Callable[[str], Cost]
 
 
 @dataclass
@@ -177,7 +163,7 @@ def onnx_paths(exports: dict[str, Path], *, threads: int, step_for: Sequence[str
     """In-process ONNX paths: jump-forward for every export, step-by-step for ``step_for`` labels."""
     import onnxruntime
 
-    from vedit.bench.scripted import steer
+    from vedit.workload.scripted import steer
     from vedit.decoding import Predictor
     from vedit.manifest import read_manifest
 
@@ -301,7 +287,7 @@ def measure_model(
 
     ``scripts``: a scripted run on the scripts' intents (every path steered to them);
     ``peers``: ``peers(family, student_dir=, exports=, scripts=, threads=) -> {name: Call}`` adds
-    other engines' paths to the same interleaved run (:func:`vedit.bench.peers.peer_paths`); a peer
+    other engines' paths to the same interleaved run (:func:`vedit.peers.peer_paths`); a peer
     that fails during the run is dropped with a note. ``peer_student_dir``: the HF folder peers load
     (default ``student_dir``; peers cannot apply a LoRA adapter, so give them the merged student).
     """
@@ -359,7 +345,7 @@ def measure_model(
 
 
 def _script_summary(export_dir: Path, scripts: Sequence["Script"]) -> dict:
-    from vedit.bench.scripted import script_cost
+    from vedit.workload.scripted import script_cost
     from vedit.decoding import load_grammar
 
     grammar = load_grammar(export_dir)

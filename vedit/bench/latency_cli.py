@@ -93,11 +93,11 @@ def run_latency_command(*, student: Path | None, adapter: Path | None, exports: 
 
 
 def _peers() -> Callable[..., dict[str, Call]] | None:
-    """:func:`vedit.bench.peers.peer_paths`, or ``None`` (logged) when that package is not there."""
+    """:func:`vedit.peers.peer_paths`, or ``None`` (logged) when that package is not there."""
     try:
-        from vedit.bench.peers import peer_paths
+        from vedit.peers import peer_paths
     except ImportError as exc:
-        log.warning(f"--peers: peer engines skipped, vedit.bench.peers cannot be imported ({exc})")
+        log.warning(f"--peers: peer engines skipped, vedit.peers cannot be imported ({exc})")
         return None
     return peer_paths
 
@@ -106,7 +106,7 @@ def shape_runs(n: int, *, threads: int, peers: Callable[..., dict[str, Call]] | 
                shapes: Sequence[str] = ("t5", "llama")) -> list[LatencyRun]:
     """Scripted runs of the real-size random models (built and exported once, cached): ``n`` requests each."""
     from vedit.bench.base_shape import LLAMA_BASE, T5_BASE, ensure_base_shape, ensure_llama_shape
-    from vedit.bench.scripted import load_scripts
+    from vedit.workload.scripted import load_scripts
 
     runs = []
     for family in shapes:
@@ -126,10 +126,10 @@ def shape_runs(n: int, *, threads: int, peers: Callable[..., dict[str, Call]] | 
 def add_step_costs(run: LatencyRun, student: Path, exports: dict[str, Path], intents: Sequence[str], *,
                    threads: int) -> None:
     """vedit's batched decoder step beside onnxruntime-genai's on the same model and precision, in the notes."""
-    from vedit.bench.peers import failure_reason
+    from vedit.peers import failure_reason
 
     try:
-        from vedit.bench.peers.ortgenai import step_costs
+        from vedit.peers.ortgenai import step_costs
 
         costs = step_costs(student_dir=student, exports=exports, intents=intents, threads=threads, steps=16,
                            rounds=2)

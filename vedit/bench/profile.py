@@ -128,7 +128,7 @@ def profile_export(export_dir: Path, intents: Sequence[str], *, threads: int, la
 
     ``load``: more :meth:`vedit.decoding.Predictor.load` options (e.g. ``join_rows=False``).
     """
-    from vedit.bench.scripted import steer
+    from vedit.workload.scripted import steer
     from vedit.decoding import Predictor
 
     pred = Predictor.load(export_dir, threads=threads, **load)

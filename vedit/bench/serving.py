@@ -97,7 +97,7 @@ def run(
     """
     from vedit.triton_repo.builder import build_repository
     from vedit.triton_repo.profiles import get_profile
-    from vedit.triton_repo.server import TritonServer
+    from vedit.serving.server import TritonServer
 
     if threads is None:
         threads = get_profile(profile).threads or None

@@ -1,11 +1,11 @@
-"""Triton Inference Server: the model repository builder and a local ``tritonserver``.
+"""The Triton model repository: build what ``tritonserver`` loads from an export.
 
 - :func:`build_repository`: export directory + profile -> ``REPO/NAME/{config.pbtxt, 1/model.py,
   1/export/}``; ``config.pbtxt`` is built as Triton's ``ModelConfig`` protobuf and validated;
 - :data:`PROFILES`: the serving targets (``l4``, ``a100``, ``cpu``) as data, with their reasoning;
-- :class:`TritonServer`: runs the ``tritonserver`` bundled in the nvidia-pytriton wheel on a
-  repository (context manager: start, wait until ready, stop).
+- :mod:`.triton_model` and :mod:`.requests`: the model code the server runs.
 
+Running a server is :mod:`vedit.serving`; cluster manifests are :mod:`vedit.deploy`.
 Names are imported lazily: the served ``model.py`` imports :mod:`vedit.triton_repo.requests` inside
 Triton's python stub, where neither tritonclient nor protobuf need to be installed.
 """
@@ -22,7 +22,6 @@ _EXPORTS = {
     "PROFILES": "vedit.triton_repo.profiles",
     "Profile": "vedit.triton_repo.profiles",
     "get_profile": "vedit.triton_repo.profiles",
-    "TritonServer": "vedit.triton_repo.server",
 }
 
 

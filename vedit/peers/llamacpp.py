@@ -10,7 +10,7 @@ A worker in the peer venv (``workers/llamacpp_worker.py``) answers each request'
 with vedit's prompt ids (llama.cpp's tokenizer never writes a prompt: its SentencePiece path merges
 by score, not by the Unigram's best segmentation, so it would not give vedit's ids), one row after
 another through ``Llama.generate`` at temperature 0, constrained by a GBNF grammar of exactly
-vedit's output language (:func:`vedit.bench.peers.gbnf.tool_gbnf`) and steered to the scripted
+vedit's output language (:func:`vedit.peers.gbnf.tool_gbnf`) and steered to the scripted
 answer by a logits processor adding the script bias to the scripted token before the grammar.
 
 Tokenizer for the GGUF: the students' ``spiece.model`` (SentencePiece Unigram with byte fallback)
@@ -33,17 +33,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from vedit.atomicio import atomic_dir
-from vedit.bench.latency import Call, Cost
-from vedit.bench.peers.env import child_env, last_line, models_dir, peer_env, peers_dir, student_key, venv_python
-from vedit.bench.peers.gbnf import longest_text, tool_gbnf
-from vedit.bench.peers.requests import export_parts
-from vedit.bench.peers.worker import WORKERS, Worker
+from vedit.workload.cost import Call, Cost
+from vedit.peers.env import child_env, last_line, models_dir, peer_env, peers_dir, student_key, venv_python
+from vedit.peers.gbnf import longest_text, tool_gbnf
+from vedit.peers.requests import export_parts
+from vedit.peers.worker import WORKERS, Worker
 from vedit.decoding.prompts import PromptBuilder
 from vedit.errors import ModelDirError, PeerError
 from vedit.registry.model import Registry
 
 if TYPE_CHECKING:
-    from vedit.bench.scripted import Script
+    from vedit.workload.scripted import Script
 
 log = logging.getLogger(__name__)
 

@@ -15,9 +15,9 @@ import shutil
 
 import pytest
 
-from tests.bench.peers.conftest import BAD_TEXTS, hostile_script, peer_fixtures
-from vedit.bench.peers import ortgenai
-from vedit.bench.scripted import steer
+from tests.peers.conftest import BAD_TEXTS, hostile_script, peer_fixtures
+from vedit.peers import ortgenai
+from vedit.workload.scripted import steer
 from vedit.decoding import Predictor, load_grammar
 from vedit.decoding.vocab import load_tokenizer
 from vedit.errors import ModelDirError

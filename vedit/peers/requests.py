@@ -19,7 +19,7 @@ from vedit.manifest import read_manifest
 from vedit.registry.model import Registry, load_registry
 
 if TYPE_CHECKING:
-    from vedit.bench.scripted import Script
+    from vedit.workload.scripted import Script
 
 
 @dataclass(frozen=True)

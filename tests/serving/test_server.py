@@ -15,7 +15,8 @@ from tritonclient.utils import InferenceServerException
 
 from vedit.client import connect
 from vedit.errors import ClientError, ServerResponseError, ServerUnavailableError, TritonRepoError
-from vedit.triton_repo import TritonServer, build_repository
+from vedit.serving import TritonServer
+from vedit.triton_repo import build_repository
 from vedit.triton_repo.config import MAX_INTENT_BYTES
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow]
@@ -181,9 +182,9 @@ def test_repeated_intent_is_served_from_the_cache(triton_served):
 def test_cli_serve_answers_then_stops_on_sigterm(triton_served, tmp_path):
     """``vedit triton serve`` in a subprocess: endpoints printed, answers, SIGTERM stops it cleanly,
     and a client pointed at the stopped server fails fast with a clear error."""
-    code = "from vedit.triton_repo.cli import triton; triton()"
+    code = "from vedit.cli import main; main()"
     proc = subprocess.Popen(
-        [sys.executable, "-c", code, "serve", str(triton_served.repo), "--http-port", "0", "--grpc-port", "0",
+        [sys.executable, "-c", code, "triton", "serve", str(triton_served.repo), "--http-port", "0", "--grpc-port", "0",
          "--metrics-port", "0", "--host", "127.0.0.1", "--log", str(tmp_path / "log")],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )

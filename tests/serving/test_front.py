@@ -18,9 +18,9 @@ import pytest
 from vedit.errors import TritonRepoError
 from vedit.triton_repo import build_repository
 from vedit.triton_repo.config import MAX_INTENT_BYTES
-from vedit.triton_repo.front import JSON_OVERHEAD_BYTES, NginxFront, body_limit, nginx_binary
+from vedit.serving.front import JSON_OVERHEAD_BYTES, NginxFront, body_limit, nginx_binary
 from vedit.triton_repo.profiles import PROFILES
-from vedit.triton_repo.server import free_port
+from vedit.serving.server import free_port
 
 needs_nginx = pytest.mark.skipif(nginx_binary() is None, reason="nginx not installed (scripts/system-deps.sh)")
 
@@ -102,7 +102,7 @@ def test_front_limits_bodies_proxies_the_rest_and_owns_readiness():
 
 
 def test_missing_nginx_is_one_clear_line(monkeypatch):
-    import vedit.triton_repo.front as front_mod
+    import vedit.serving.front as front_mod
 
     monkeypatch.setattr(front_mod, "nginx_binary", lambda: None)
     with pytest.raises(TritonRepoError) as exc:

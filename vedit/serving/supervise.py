@@ -21,7 +21,7 @@ changed configuration makes Triton build new instances and switch to them once t
 the healthy instance keeps answering meanwhile. If that fails, ``unload`` then ``load``. While a
 reload or restart is under way the front reports not-ready (``/v2/health/ready`` answers 503).
 
-Everything is logged on the ``vedit.triton_repo.supervise`` logger; ``events`` keeps what happened
+Everything is logged on the ``vedit.serving.supervise`` logger; ``events`` keeps what happened
 (for tests and for ``vedit triton serve``'s summary).
 """
 
@@ -37,12 +37,9 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from vedit.triton_repo.config import INPUT_NAME, parse_config
-
-if TYPE_CHECKING:
-    from vedit.triton_repo.server import TritonServer
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +47,44 @@ STUB_COMM = "triton_python_b"  # /proc/PID/comm is cut to 15 characters
 SHM_DIR = Path("/dev/shm")
 UNHEALTHY = "is not healthy"
 RELOAD_PARAM = "vedit_reload"
+
+
+class Supervised(Protocol):
+    """All the supervisor may touch of a server: its process, its admin URL and its readiness flag.
+
+    :class:`vedit.serving.server.TritonServer` provides it; keeping the supervisor to this
+    interface lets the server change how it starts, fronts or secures Triton without the
+    supervisor knowing.
+    """
+
+    repository: Path
+
+    @property
+    def pid(self) -> int | None:
+        """tritonserver's process id, or None before the first start."""
+
+    @property
+    def triton_alive(self) -> bool: ...
+
+    @property
+    def triton_returncode(self) -> int | None: ...
+
+    @property
+    def triton_http_url(self) -> str:
+        """Triton's own HTTP endpoint (loopback, behind any front): where probes and reloads go."""
+
+    @property
+    def log_path(self) -> Path | None: ...
+
+    def spawn(self) -> None:
+        """Start tritonserver again on the same ports (after it died)."""
+
+    def kill_triton(self) -> None: ...
+
+    def wait_triton_ready(self, timeout: float = 120.0, stop: threading.Event | None = None) -> None: ...
+
+    def set_ready(self, ready: bool) -> None:
+        """What the front's ``/v2/health/ready`` says while a restart or reload is under way."""
 
 
 @dataclass(frozen=True)
@@ -180,9 +215,10 @@ def clean_up(known: dict[int, str], *, kill: bool) -> int:
 
 
 class Supervisor(threading.Thread):
-    """Watches one :class:`TritonServer`; started by it when ``supervise=True``."""
+    """Watches one server (:class:`Supervised`); started by :class:`vedit.serving.server.TritonServer`
+    when ``supervise=True``."""
 
-    def __init__(self, server: TritonServer, policy: SupervisePolicy | None = None) -> None:
+    def __init__(self, server: Supervised, policy: SupervisePolicy | None = None) -> None:
         super().__init__(name="vedit-triton-supervisor", daemon=True)
         self.server = server
         self.policy = policy or SupervisePolicy()

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from vedit.bench.peers.worker import WORKERS, Worker
+from vedit.peers.worker import WORKERS, Worker
 from vedit.errors import PeerError
 
 ECHO = WORKERS / "echo.py"

@@ -27,14 +27,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vedit.atomicio import atomic_dir
-from vedit.bench.latency import Call, Cost
-from vedit.bench.peers.env import TORCH_PIN, child_env, models_dir, peer_env, run_or_raise, student_key, venv_python
-from vedit.bench.peers.requests import Requests
-from vedit.bench.peers.worker import WORKERS, Worker
+from vedit.workload.cost import Call, Cost
+from vedit.peers.env import TORCH_PIN, child_env, models_dir, peer_env, run_or_raise, student_key, venv_python
+from vedit.peers.requests import Requests
+from vedit.peers.worker import WORKERS, Worker
 from vedit.errors import PeerError
 
 if TYPE_CHECKING:
-    from vedit.bench.scripted import Script
+    from vedit.workload.scripted import Script
 
 log = logging.getLogger(__name__)
 

@@ -11,9 +11,9 @@ import os
 
 import pytest
 
-from vedit.bench.peers import ctranslate2_peer, optimum_ort, peer_paths
-from vedit.bench.peers.env import env_path, is_ready
-from vedit.bench.scripted import load_scripts, script_cost, steer
+from vedit.peers import ctranslate2_peer, optimum_ort, peer_paths
+from vedit.peers.env import env_path, is_ready
+from vedit.workload.scripted import load_scripts, script_cost, steer
 from vedit.data.rows import write_jsonl
 from vedit.data.synth import generate
 from vedit.decoding import Predictor, load_grammar
@@ -76,7 +76,7 @@ def test_ctranslate2_decodes_each_row_for_its_scripted_length_like_pytorch_greed
     import torch
     from transformers import T5ForConditionalGeneration
 
-    from vedit.bench.peers.requests import Requests
+    from vedit.peers.requests import Requests
 
     monkeypatch.setattr(ctranslate2_peer, "models_dir", lambda: tmp_path)  # the conversion goes here
     export = t5_fp32.out_dir

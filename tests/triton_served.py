@@ -1,4 +1,4 @@
-"""One tritonserver for the whole test session, shared by tests/triton_repo and tests/client.
+"""One tritonserver for the whole test session, shared by tests/serving, tests/triton_repo and tests/client.
 
 A tiny untrained T5 student (``tiny_t5_dir``) is exported with the real exporter, built into a
 cpu-profile repository and served by the real ``tritonserver`` on free ports. Both test
@@ -39,7 +39,8 @@ _CACHE: dict[str, Served] = {}
 
 def served(request, tmp_path_factory, export_dir: Path) -> Served:
     if "served" not in _CACHE:
-        from vedit.triton_repo import TritonServer, build_repository
+        from vedit.serving import TritonServer
+        from vedit.triton_repo import build_repository
 
         base = tmp_path_factory.mktemp("triton_repo")
         repo = build_repository(export_dir, profile="cpu", out=base / "repo")

@@ -12,10 +12,10 @@ first start copies ``bin/``, ``backends/`` and ``caches/`` into ``$VEDIT_HOME/tr
 - explicit model control (``--model-control-mode=explicit --load-model=NAME`` for every model in
   the repository), so models can be reloaded through Triton's repository API.
 
-By default an nginx front (:mod:`vedit.triton_repo.front`) owns the public HTTP port and Triton's
+By default an nginx front (:mod:`vedit.serving.front`) owns the public HTTP port and Triton's
 HTTP listens on 127.0.0.1 only: Triton 2.51 crashes on request bodies of a few MB, and the front
 refuses them with 413. gRPC and metrics are Triton's own. With ``supervise=True`` a
-:class:`~vedit.triton_repo.supervise.Supervisor` restarts a dead tritonserver and reloads models
+:class:`~vedit.serving.supervise.Supervisor` restarts a dead tritonserver and reloads models
 whose instances died.
 
 Usage::
@@ -44,8 +44,8 @@ from pathlib import Path
 from vedit import paths
 from vedit.atomicio import atomic_dir
 from vedit.errors import TritonRepoError
-from vedit.triton_repo.front import NginxFront, body_limit, kill_group, nginx_binary, stop_process
-from vedit.triton_repo.supervise import SupervisePolicy, Supervisor
+from vedit.serving.front import NginxFront, body_limit, kill_group, nginx_binary, stop_process
+from vedit.serving.supervise import SupervisePolicy, Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -134,8 +134,8 @@ class TritonServer:
     (restarts by the supervisor come from its own thread, which lives until :meth:`stop`).
 
     ``front``: nginx on the public HTTP port with a body-size limit derived from the repository
-    (:func:`~vedit.triton_repo.front.body_limit`); ``False`` exposes Triton's HTTP directly;
-    ``None`` (default) uses nginx when it is installed (``vedit triton serve`` insists on it). ``supervise``: restart and reload on faults (see :mod:`vedit.triton_repo.supervise`).
+    (:func:`~vedit.serving.front.body_limit`); ``False`` exposes Triton's HTTP directly;
+    ``None`` (default) uses nginx when it is installed (``vedit triton serve`` insists on it). ``supervise``: restart and reload on faults (see :mod:`vedit.serving.supervise`).
     """
 
     def __init__(

@@ -91,7 +91,7 @@ class FrontConfig:
         too_large = (f'{{"error":"request body over {self.body_limit} bytes: the most a request to this '
                      f'server can need (max_batch_size x max_intent_bytes)"}}')
         user = f"user {self.worker_user};\n" if self.worker_user else ""
-        return f"""# written by vedit.triton_repo.front; regenerated at every start
+        return f"""# written by vedit.serving.front; regenerated at every start
 daemon off;
 worker_processes 1;
 {user}pid {d}/nginx.pid;

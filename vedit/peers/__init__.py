@@ -1,7 +1,7 @@
 """Peer engines: what a user would run instead of vedit, measured side by side with it.
 
 ``peer_paths(family, student_dir=..., exports=..., scripts=..., threads=...)`` returns latency
-paths (:data:`vedit.bench.latency.Call`, each with an ``info`` line) from every peer module of the
+paths (:data:`vedit.workload.cost.Call`, each with an ``info`` line) from every peer module of the
 family: T5 -> :mod:`.optimum_ort`, :mod:`.ctranslate2_peer`; Llama -> ``ortgenai``, ``llamacpp``.
 Each module exposes ``paths(*, student_dir, exports, scripts, threads) -> dict[str, Call]``.
 A peer whose environment cannot be built (or whose module is absent) is skipped with a logged
@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING
 from vedit.errors import VeditError
 
 if TYPE_CHECKING:
-    from vedit.bench.scripted import Script
+    from vedit.workload.scripted import Script
 
 log = logging.getLogger(__name__)
 
-#: family -> peer modules (in vedit.bench.peers), in report order
+#: family -> peer modules (in vedit.peers), in report order
 PEERS: dict[str, tuple[str, ...]] = {
     "t5": ("optimum_ort", "ctranslate2_peer"),
     "llama": ("ortgenai", "llamacpp"),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vedit.bench.scripted import SCRIPT_BIAS, load_scripts, script_bias, script_cost, steer
+from vedit.workload.scripted import SCRIPT_BIAS, load_scripts, script_bias, script_cost, steer
 from vedit.data.rows import write_jsonl
 from vedit.data.synth import generate
 from vedit.decoding import Predictor, load_grammar

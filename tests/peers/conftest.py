@@ -10,8 +10,8 @@ from typing import Iterator
 
 import pytest
 
-from vedit.bench.peers.env import env_path, is_ready
-from vedit.bench.scripted import Script, load_scripts
+from vedit.peers.env import env_path, is_ready
+from vedit.workload.scripted import Script, load_scripts
 from vedit.data.rows import write_jsonl
 from vedit.data.synth import generate
 

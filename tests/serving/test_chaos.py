@@ -24,9 +24,10 @@ import numpy as np
 import pytest
 
 from vedit.client import connect
-from vedit.triton_repo import TritonServer, build_repository
-from vedit.triton_repo.front import nginx_binary
-from vedit.triton_repo.supervise import SHM_DIR, SupervisePolicy, live_instances, stubs
+from vedit.serving import TritonServer
+from vedit.triton_repo import build_repository
+from vedit.serving.front import nginx_binary
+from vedit.serving.supervise import SHM_DIR, SupervisePolicy, live_instances, stubs
 
 pytestmark = [
     pytest.mark.triton,

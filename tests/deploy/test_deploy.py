@@ -19,7 +19,7 @@ from click.testing import CliRunner  # noqa: E402
 from vedit.errors import TritonRepoError  # noqa: E402
 from vedit.triton_repo import build_repository  # noqa: E402
 from vedit.triton_repo.config import MAX_INTENT_BYTES, parse_config  # noqa: E402
-from vedit.triton_repo.deploy import (  # noqa: E402
+from vedit.deploy.manifests import (  # noqa: E402
     K8S_VERSION,
     DeployOptions,
     build_manifests,
@@ -197,19 +197,19 @@ def test_invalid_combinations_are_one_line_and_write_nothing(repos, tmp_path, kw
 
 
 def test_cli_writes_atomically_and_refuses_an_existing_dir(repos, tmp_path):
-    from vedit.triton_repo.cli import triton
+    from vedit.cli import cli
 
     out = tmp_path / "k8s"
-    result = CliRunner().invoke(triton, ["deploy", str(repos["cpu"]), "-o", str(out), "--replicas", "3"])
+    result = CliRunner().invoke(cli, ["triton", "deploy", str(repos["cpu"]), "-o", str(out), "--replicas", "3"])
     assert result.exit_code == 0, result.output
     assert result.output.count("valid    ") == len(CORE_FILES)
     assert _load(out)["deployment.yaml"]["spec"]["replicas"] == 3
-    again = CliRunner().invoke(triton, ["deploy", str(repos["cpu"]), "-o", str(out), "--replicas", "4"])
+    again = CliRunner().invoke(cli, ["triton", "deploy", str(repos["cpu"]), "-o", str(out), "--replicas", "4"])
     assert again.exit_code == 1 and "already exists" in again.output
     assert _load(out)["deployment.yaml"]["spec"]["replicas"] == 3
-    bad = CliRunner().invoke(triton, ["deploy", str(repos["cpu"]), "-o", str(out), "--force", "--target", "kserve"])
+    bad = CliRunner().invoke(cli, ["triton", "deploy", str(repos["cpu"]), "-o", str(out), "--force", "--target", "kserve"])
     assert bad.exit_code == 1
     assert [ln for ln in bad.output.splitlines() if ln.startswith("error:")] == [bad.output.strip()]
     assert _load(out)["deployment.yaml"]["spec"]["replicas"] == 3  # the refused run changed nothing
-    forced = CliRunner().invoke(triton, ["deploy", str(repos["cpu"]), "-o", str(out), "--replicas", "4", "--force"])
+    forced = CliRunner().invoke(cli, ["triton", "deploy", str(repos["cpu"]), "-o", str(out), "--replicas", "4", "--force"])
     assert forced.exit_code == 0 and _load(out)["deployment.yaml"]["spec"]["replicas"] == 4

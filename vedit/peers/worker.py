@@ -1,6 +1,6 @@
 """A peer engine running in its own interpreter, spoken to in JSON lines.
 
-Why a subprocess: a peer lives in its own environment (see :mod:`vedit.bench.peers.env`), so it
+Why a subprocess: a peer lives in its own environment (see :mod:`vedit.peers.env`), so it
 cannot be imported here. The worker loads its model once at start and then answers requests; the
 time it reports (``ms``) is measured inside it around generation only, so process start, model
 load, pipes and JSON stay out of the peer's figure. The bench still times the whole call as well.
@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from vedit.bench.peers.env import child_env
+from vedit.peers.env import child_env
 from vedit.errors import PeerError
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from vedit.bench.peers.env import MARKER, TORCH_PIN, env_key, env_path, is_ready, peer_env, venv_python
+from vedit.peers.env import MARKER, TORCH_PIN, env_key, env_path, is_ready, peer_env, venv_python
 from vedit.errors import PeerError
 
 
@@ -30,11 +30,11 @@ def test_builds_once_replaces_a_half_built_leftover_and_reuses(home, caplog):
     assert target.parent == home / "peers"
     target.mkdir(parents=True)
     (target / "junk-from-a-killed-build").write_text("x")  # no marker: not an environment
-    caplog.set_level("INFO", logger="vedit.bench")
+    caplog.set_level("INFO", logger="vedit.peers")
     got = peer_env("tiny", ["six"])
     assert got == target and is_ready(got)
     assert not (got / "junk-from-a-killed-build").exists()
-    assert any("pip install six" in r.getMessage() for r in caplog.records)  # progress reaches vedit.bench
+    assert any("pip install six" in r.getMessage() for r in caplog.records)  # progress reaches vedit.peers
     assert any("Successfully installed" in r.getMessage() for r in caplog.records)
     out = subprocess.run([venv_python(got), "-c", "import six, sys; print(six.__version__, sys.prefix)"],
                          capture_output=True, text=True, check=True).stdout.split()

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.bench.peers.conftest import BAD_TEXTS, hostile_script, peer_fixtures
-from vedit.bench.peers import llamacpp
-from vedit.bench.peers.gbnf import literal, tool_gbnf
-from vedit.bench.scripted import steer
+from tests.peers.conftest import BAD_TEXTS, hostile_script, peer_fixtures
+from vedit.peers import llamacpp
+from vedit.peers.gbnf import literal, tool_gbnf
+from vedit.workload.scripted import steer
 from vedit.decoding import Predictor, load_grammar
 
 

@@ -20,13 +20,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vedit.atomicio import atomic_dir
-from vedit.bench.latency import Call, Cost
-from vedit.bench.peers.env import models_dir, run_or_raise, student_key
-from vedit.bench.peers.requests import Requests
+from vedit.workload.cost import Call, Cost
+from vedit.peers.env import models_dir, run_or_raise, student_key
+from vedit.peers.requests import Requests
 from vedit.errors import MissingExtraError, PeerError
 
 if TYPE_CHECKING:
-    from vedit.bench.scripted import Script
+    from vedit.workload.scripted import Script
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ def load(onnx_dir: Path, *, threads: int):
 
 def paths(*, student_dir: Path, exports: dict[str, Path], scripts: dict[str, "Script"], threads: int) -> dict[str, Call]:
     """``optimum-ort+grammar-fp32``: loaded now, the grammar prepared once, only ``generate`` per request."""
-    from vedit.bench.scripted import script_cost
+    from vedit.workload.scripted import script_cost
     from vedit.reference import ReferencePredictor
 
     requests = Requests.load(exports, scripts)

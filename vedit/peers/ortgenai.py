@@ -36,10 +36,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from vedit.atomicio import atomic_dir
-from vedit.bench.latency import Call, Cost
-from vedit.bench.peers.env import child_env, peer_env, peers_dir, run_or_raise, student_key, venv_python
-from vedit.bench.peers.requests import export_parts
-from vedit.bench.peers.worker import WORKERS, Worker
+from vedit.workload.cost import Call, Cost
+from vedit.peers.env import child_env, peer_env, peers_dir, run_or_raise, student_key, venv_python
+from vedit.peers.requests import export_parts
+from vedit.peers.worker import WORKERS, Worker
 from vedit.decoding.language import char_regex
 from vedit.decoding.prompts import PromptBuilder
 from vedit.decoding.vocab import load_tokenizer
@@ -48,7 +48,7 @@ from vedit.manifest import read_manifest
 from vedit.reference import SCRIPT_BIAS
 
 if TYPE_CHECKING:
-    from vedit.bench.scripted import Script
+    from vedit.workload.scripted import Script
 
 log = logging.getLogger(__name__)
 
