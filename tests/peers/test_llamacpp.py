@@ -19,6 +19,7 @@ from vedit.peers import llamacpp
 from vedit.peers.gbnf import literal, tool_gbnf
 from vedit.workload.scripted import steer
 from vedit.decoding import Predictor, load_grammar
+from vedit.errors import PeerError
 
 
 def test_gbnf_literals_escape_quotes_backslashes_and_controls():
@@ -86,3 +87,19 @@ def test_gguf_is_cached_by_content(rows, tiny_llama_dir):
     stamp = first.stat().st_mtime_ns
     assert llamacpp.gguf_model(tiny_llama_dir, "q8_0", python=python) == first
     assert first.stat().st_mtime_ns == stamp and Path(first).parent == llamacpp.gguf_dir()
+
+
+def test_context_is_capped_at_the_trained_one(llama_fp32, tiny_llama_dir):
+    """llama.cpp crashed (signal 11) when its context exceeded the student's trained context: the rows'
+    context is capped there, each row generates only what fits after its prompt, and a trained context
+    too small for vedit's own prompt limit and longest answer is refused with a reason."""
+    export = llama_fp32.out_dir
+    free = llamacpp.LlamaRows.load({"fp32": export}, {})
+    assert llamacpp.trained_context(tiny_llama_dir) is not None
+    cap = free.context - 5
+    capped = llamacpp.LlamaRows.load({"fp32": export}, {}, trained_context=cap)
+    assert capped.context == cap < free.context
+    for row in capped.rows("golden hour"):
+        assert len(row["prompt"]) + row["max_new"] <= cap
+    with pytest.raises(PeerError, match="trained context"):
+        llamacpp.LlamaRows.load({"fp32": export}, {}, trained_context=free.builder.limit)

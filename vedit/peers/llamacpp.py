@@ -177,13 +177,22 @@ class LlamaRows:
         self.context = context
 
     @classmethod
-    def load(cls, exports: dict[str, Path], scripts: dict[str, "Script"]) -> "LlamaRows":
+    def load(cls, exports: dict[str, Path], scripts: dict[str, "Script"], *,
+             trained_context: int | None = None) -> "LlamaRows":
+        """``trained_context``: the student's ``max_position_embeddings``. llama.cpp crashes (signal 11
+        on an Intel host) when its per-sequence context exceeds the trained one, so the context is
+        capped there, and each row may then generate only what still fits after its prompt."""
         x = export_parts(exports, "llama", "the llama.cpp peer")
         registry, builder, longest = x.registry, x.builder, x.longest
         # GBNF admits any tokenization: one byte per token at worst, then EOS
         max_new = 1 + max(longest_text(registry.tool(t)) for t in registry.tool_names)
         # the prompt limit leaves room for vedit's longest output; llama.cpp's may be longer
         context = builder.limit + max(max_new, longest)
+        if trained_context is not None and context > trained_context:
+            if builder.limit + longest > trained_context:
+                raise PeerError(f"llama.cpp: the student's trained context ({trained_context} tokens) cannot hold "
+                                f"vedit's prompt limit ({builder.limit}) plus its longest answer ({longest})")
+            context = trained_context
         return cls(registry, builder, dict(scripts), max_new, context)
 
     def grammars(self) -> dict[str, str]:
@@ -194,7 +203,8 @@ class LlamaRows:
         script = self.scripts.get(intent)
         return [{"tool": tool, "prompt": list(prompt),
                  "script": list(script.tokens[tool]) if script is not None else None,
-                 "max_new": max(self.max_new, len(script.tokens[tool])) if script is not None else self.max_new}
+                 "max_new": min(self.context - len(prompt),
+                                max(self.max_new, len(script.tokens[tool])) if script is not None else self.max_new)}
                 for tool, prompt in zip(self.tools, ids)]
 
 
@@ -207,7 +217,7 @@ def paths(*, student_dir: Path, exports: dict[str, Path], scripts: dict[str, "Sc
           precisions: Sequence[str] = PRECISIONS) -> dict[str, Call]:
     """Rows ``llama.cpp+gbnf-fp32`` / ``-q8_0``: llama.cpp's GBNF sampling, steered to the scripts."""
     python = peer_python()
-    rows = LlamaRows.load(exports, scripts)
+    rows = LlamaRows.load(exports, scripts, trained_context=trained_context(student_dir))
     grammar_file = gguf_dir() / f"grammars-{_digest(rows.grammars())}.json"
     if not grammar_file.is_file():
         grammar_file.parent.mkdir(parents=True, exist_ok=True)
@@ -220,6 +230,15 @@ def paths(*, student_dir: Path, exports: dict[str, Path], scripts: dict[str, "Sc
         worker = start_worker(model, grammar_file, python, precision, threads=threads, context=rows.context)
         out[f"llama.cpp+gbnf-{precision}"] = _call(worker, rows, precision, threads)
     return out
+
+
+def trained_context(student_dir: Path) -> int | None:
+    """The student's trained context (``max_position_embeddings`` in its config.json), if it says."""
+    try:
+        value = json.loads((Path(student_dir) / "config.json").read_text(encoding="utf-8")).get("max_position_embeddings")
+    except (OSError, ValueError):
+        return None
+    return int(value) if isinstance(value, int) and value > 0 else None
 
 
 def _digest(obj: Any) -> str:
@@ -246,4 +265,4 @@ def _call(worker: Worker, rows: LlamaRows, precision: str, threads: int) -> Call
 
 
 __all__ = ["BUILD_ENV", "LLAMACPP_VERSION", "LlamaRows", "OUTTYPES", "PRECISIONS", "REQUIREMENTS", "converter_dir",
-           "gguf_dir", "gguf_model", "paths", "peer_python", "start_worker"]
+           "gguf_dir", "gguf_model", "paths", "peer_python", "start_worker", "trained_context"]
