@@ -55,3 +55,40 @@ def test_setup_failure_and_missing_interpreter_are_one_line_errors(tmp_path):
         Worker(sys.executable, ECHO, ["--fail-setup", "no model at /x"])
     with pytest.raises(PeerError, match="cannot start"):
         Worker(tmp_path / "bin" / "python", ECHO)
+
+
+def test_the_faster_backend_is_kept_and_the_other_closed():
+    """CTranslate2's rows run on whichever of its documented backends is faster on the host: here two
+    real echo workers, one slower per request, stand for the two backends."""
+    from vedit.peers.ctranslate2_peer import TRIAL_REQUESTS, best_backend
+
+    started: dict[str, Worker] = {}
+
+    def start(name: str) -> Worker:
+        started[name] = Worker(sys.executable, ECHO, name=name)
+        return started[name]
+
+    def trial(w: Worker) -> float:
+        return w.run(sleep_s=0.06 if w.name == "slow" else 0.01)["ms"]
+
+    kept, line = best_backend(start, trial, backends=("slow", "fast"))
+    try:
+        assert kept is started["fast"] and kept.alive and not started["slow"].alive
+        assert line.startswith("backend fast") and "slow" in line and f"median of {TRIAL_REQUESTS}" in line
+    finally:
+        kept.close()
+
+
+def test_a_backend_that_cannot_start_is_passed_over():
+    from vedit.peers.ctranslate2_peer import best_backend
+
+    def start(name: str) -> Worker:
+        return Worker(sys.executable, ECHO, ["--fail-setup", "no such backend"] if name == "broken" else [], name=name)
+
+    kept, line = best_backend(start, lambda w: w.run()["ms"], backends=("broken", "ok"))
+    try:
+        assert kept.name == "ok" and "broken" not in line
+    finally:
+        kept.close()
+    with pytest.raises(PeerError, match="no backend could start"):
+        best_backend(start, lambda w: w.run()["ms"], backends=("broken",))
