@@ -24,3 +24,8 @@ def test_compare_measures_every_path_and_level(triton_served):
     assert all(s.n == 4 and s.p50_ms > 0 and s.p95_ms >= s.p50_ms and s.throughput_rps > 0 for s in stats)
     lines = bench.table(stats).splitlines()
     assert len(lines) == 2 + len(stats) and lines[2].startswith("| 1 | in-process |")
+
+
+def test_in_process_gets_as_many_workers_as_triton_has_instances(triton_served):
+    """Same resources on both sides: the repository's instance count (the cpu profile starts 2)."""
+    assert bench.instance_count(triton_served.repo) == 2

@@ -21,8 +21,9 @@ def expected(tiny_export):
     return {i: p.predict([i])[0].to_json() for i in INTENTS}
 
 
-def test_many_threads_each_get_their_own_answer(tiny_export, expected):
-    with LocalClient(tiny_export, threads=1, cache_size=0) as client:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_many_threads_each_get_their_own_answer(tiny_export, expected, workers):
+    with LocalClient(tiny_export, threads=1, cache_size=0, workers=workers) as client:
         results: dict[str, dict] = {}
         barrier = threading.Barrier(16)
 
@@ -72,3 +73,43 @@ def test_unbatched_path_and_closed_client(tiny_export, expected):
     client.close()
     with pytest.raises(ClientError, match="the client is closed"):
         client.predict(["golden hour"])
+
+
+def test_several_workers_each_decode_batches_and_close_cleanly(tiny_export, expected):
+    """Two workers take batches from one queue (both busy under load), answers stay each caller's,
+    and close() stops both."""
+    import time
+
+    from vedit.client import local
+
+    ran_on: list[str] = []
+
+    class Recording(local._Batcher):  # noqa: SLF001 - which worker decoded is internal
+        def _run(self, predictor) -> None:
+            real = predictor.predict
+
+            def predict(intents):
+                ran_on.append(threading.current_thread().name)
+                time.sleep(0.02)  # hold the batch long enough for the other worker to take the next
+                return real(intents)
+
+            predictor.predict = predict
+            super()._run(predictor)
+
+    original = local._Batcher  # noqa: SLF001
+    local._Batcher = Recording  # noqa: SLF001
+    try:
+        client = LocalClient(tiny_export, threads=1, cache_size=0, workers=2, max_batch=2)
+    finally:
+        local._Batcher = original  # noqa: SLF001
+    futures = [client.submit([intent]) for intent in INTENTS]
+    answers = {intent: f.result()[0].to_json() for intent, f in zip(INTENTS, futures)}
+    assert answers == expected
+    assert client.stats.decoded == len(INTENTS)
+    assert set(ran_on) == {"vedit-local-worker-0", "vedit-local-worker-1"}
+    client.close()
+    assert not any(t.is_alive() for t in client._batcher.threads)  # noqa: SLF001
+    with pytest.raises(ClientError, match="closed"):
+        client.predict(["golden hour"])
+    with pytest.raises(ClientError, match="at least 1"):
+        LocalClient(tiny_export, workers=0)

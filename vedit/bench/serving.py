@@ -2,9 +2,10 @@
 
 For each concurrency level every path answers its own distinct intents, one intent per request,
 with ``concurrency`` requests in flight (asyncio tasks over the async clients). In-process runs
-twice: ``in-process`` is the default client (one predictor, concurrent requests decoded together
-in batches) and ``in-process-serial`` decodes one request at a time (``batch=False``), the path
-before cross-request batching, kept to measure what batching gives. Each request's latency is
+twice: ``in-process`` is the batching client with as many workers (predictors) as the profile
+starts Triton instances, each with the profile's threads, so both sides have the same resources;
+``in-process-serial`` is one predictor decoding one request at a time (``batch=False``), the path
+before cross-request batching, kept to measure what batching and workers give. Each request's latency is
 timed from its own start; throughput is requests over the wall time.
 
 Every request carries a distinct intent and the in-process answer caches are off, so no cache
@@ -58,12 +59,13 @@ async def compare(
     concurrencies: Sequence[int] = (1, 4, 16),
     warmup: int = 5,
     threads: int | None = None,
+    workers: int = 1,
     model: str = "vedit",
 ) -> list[LatencyStats]:
     """Latency/throughput of in-process and each URL (``{"http": ..., "grpc": ...}``) per level."""
     from vedit.client import AsyncLocalClient, AsyncTritonClient
 
-    clients = {"in-process": AsyncLocalClient(export_dir, threads=threads, cache_size=0),
+    clients = {"in-process": AsyncLocalClient(export_dir, threads=threads, cache_size=0, workers=workers),
                "in-process-serial": AsyncLocalClient(export_dir, threads=threads, cache_size=0, batch=False)}
     for name, url in urls.items():
         clients[name] = AsyncTritonClient(url, model=model, concurrency=max(concurrencies), timeout=120)
@@ -92,8 +94,9 @@ def run(
 ) -> list[LatencyStats]:
     """Build a repository for ``export_dir`` in a temp dir, serve it, compare the three paths.
 
-    The in-process predictor gets the profile's onnxruntime threads unless ``threads`` is given,
-    so both sides run the same kernels and the difference is the serving path.
+    The in-process client gets the profile's onnxruntime threads (unless ``threads`` is given) and
+    as many workers as the repository has Triton instances, so both sides run the same kernels on
+    the same resources and the difference is the serving path.
     """
     from vedit.triton_repo.builder import build_repository
     from vedit.triton_repo.profiles import get_profile
@@ -104,10 +107,20 @@ def run(
 
     with tempfile.TemporaryDirectory(prefix="vedit-triton-bench-") as tmp:
         repo = build_repository(export_dir, profile=profile, out=Path(tmp) / "repo")
+        workers = instance_count(repo)
         with TritonServer(repo) as server:
             urls = {"http": server.urls["http"], "grpc": server.urls["grpc"]}
             return asyncio.run(compare(export_dir, urls, requests=requests, concurrencies=concurrencies,
-                                       threads=threads))
+                                       threads=threads, workers=workers))
+
+
+def instance_count(repo: Path) -> int:
+    """How many model instances the repository's configs start (what Triton runs in parallel)."""
+    from vedit.triton_repo.config import parse_config
+
+    counts = [sum(g.count for g in parse_config(cfg.read_text(encoding="utf-8")).instance_group)
+              for cfg in sorted(Path(repo).glob("*/config.pbtxt"))]
+    return max(1, max(counts, default=1))
 
 
 def table(stats: Sequence[LatencyStats]) -> str:
@@ -119,4 +132,4 @@ def table(stats: Sequence[LatencyStats]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["PATHS", "compare", "distinct_intents", "run", "table"]
+__all__ = ["PATHS", "compare", "distinct_intents", "instance_count", "run", "table"]

@@ -8,11 +8,16 @@ intent is refused whole, before any decoding, exactly as over ``--url``.
 
 Like Triton's dynamic batcher and response cache, but in the caller's process:
 
-- **Batching across callers.** One worker thread owns the onnxruntime sessions. Callers (threads,
-  or asyncio tasks) queue their intents; each time the worker is free it takes everything queued
-  (up to ``max_batch`` intents) and decodes it as one batch, so concurrent requests share decoder
-  calls instead of waiting for each other. A lone request waits for nothing (``batch_window_ms``
-  can hold the worker a little to gather more). ``batch=False`` decodes one call at a time.
+- **Batching across callers.** A worker thread owns a predictor's onnxruntime sessions. Callers
+  (threads, or asyncio tasks) queue their intents; each time a worker is free it takes everything
+  queued (up to ``max_batch`` intents) and decodes it as one batch, so concurrent requests share
+  decoder calls instead of waiting for each other. A lone request waits for nothing
+  (``batch_window_ms`` can hold the worker a little to gather more). ``batch=False`` decodes one
+  call at a time per worker.
+- **Several workers** (``workers=N``, like Triton's model instances): N predictors, each with its
+  own sessions and thread, take batches from the same queue. onnxruntime releases the GIL while it
+  runs, so one worker's decoder call overlaps another's Python loop and grammar work: under load
+  the cores stay busy. A lone request still runs on one worker alone.
 - **Answer cache.** Traffic is Zipf-shaped (popular looks repeat): an LRU of ``cache_size``
   intents answers a repeat without decoding (``cache_size=0`` turns it off). Answers are
   deterministic (greedy), so a cached answer is the answer.
@@ -54,16 +59,19 @@ class _Job:
 
 
 class _Batcher:
-    """The worker thread: takes what is queued, decodes it as one batch, hands each caller its rows."""
+    """The worker threads (one per predictor): each takes what is queued, decodes it as one batch,
+    hands each caller its rows."""
 
-    def __init__(self, predictor, *, max_batch: int, window_s: float, stats: LocalStats):
-        self.predictor = predictor
+    def __init__(self, predictors: list, *, max_batch: int, window_s: float, stats: LocalStats):
         self.max_batch = max_batch
         self.window_s = window_s
         self.stats = stats
+        self._stats_lock = threading.Lock()
         self.queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        self.thread = threading.Thread(target=self._run, name="vedit-local-batcher", daemon=True)
-        self.thread.start()
+        self.threads = [threading.Thread(target=self._run, args=(p,), name=f"vedit-local-worker-{k}", daemon=True)
+                        for k, p in enumerate(predictors)]
+        for thread in self.threads:
+            thread.start()
 
     def submit(self, intents: list[str]) -> Future:
         future: Future = Future()
@@ -71,8 +79,19 @@ class _Batcher:
         return future
 
     def close(self) -> None:
-        self.queue.put(None)
-        self.thread.join()
+        """One close mark per worker (each stops at the first it takes, after finishing what it had
+        gathered); once all have stopped, whoever is still queued learns the client is closed."""
+        for _ in self.threads:
+            self.queue.put(None)
+        for thread in self.threads:
+            thread.join()
+        while True:
+            try:
+                job = self.queue.get_nowait()
+            except queue.Empty:
+                return
+            if job is not None:
+                job.future.set_exception(ClientError("the client is closed"))
 
     def _gather(self, first: _Job) -> tuple[list[_Job], bool]:
         """``first`` plus what else is queued (or arrives within the window); True when closing."""
@@ -90,7 +109,7 @@ class _Batcher:
             n += len(job.intents)
         return jobs, False
 
-    def _run(self) -> None:
+    def _run(self, predictor) -> None:
         closing = False
         while not closing:
             first = self.queue.get()
@@ -99,22 +118,16 @@ class _Batcher:
             jobs, closing = self._gather(first)
             unique = list(dict.fromkeys(i for job in jobs for i in job.intents))
             try:
-                answers = dict(zip(unique, self.predictor.predict(unique)))
+                answers = dict(zip(unique, predictor.predict(unique)))
             except BaseException as exc:  # noqa: BLE001 - every waiting caller gets the failure
                 for job in jobs:
                     job.future.set_exception(exc)
                 continue
-            self.stats.batches += 1
-            self.stats.decoded += len(unique)
+            with self._stats_lock:
+                self.stats.batches += 1
+                self.stats.decoded += len(unique)
             for job in jobs:
                 job.future.set_result([answers[i] for i in job.intents])
-        while True:  # closing: whoever is still queued learns it
-            try:
-                job = self.queue.get_nowait()
-            except queue.Empty:
-                return
-            if job is not None:
-                job.future.set_exception(ClientError("the client is closed"))
 
 
 class LocalClient:
@@ -123,19 +136,22 @@ class LocalClient:
     def __init__(self, export_dir: str | Path, *, providers=None, threads: int | None = None,
                  jump_forward: bool = True, max_intent_bytes: int | None = MAX_INTENT_BYTES,
                  batch: bool = True, max_batch: int | None = None, batch_window_ms: float = 0.0,
-                 cache_size: int = 1024) -> None:
+                 cache_size: int = 1024, workers: int = 1) -> None:
         from vedit.decoding import Predictor
 
+        if int(workers) < 1:
+            raise ClientError(f"workers must be at least 1, not {workers}")
         self.export_dir = Path(export_dir)
-        self._predictor = Predictor.load(self.export_dir, providers=providers, threads=threads,
-                                         jump_forward=jump_forward)
+        predictors = [Predictor.load(self.export_dir, providers=providers, threads=threads,
+                                     jump_forward=jump_forward) for _ in range(int(workers))]
+        self._predictor = predictors[0]
         self.max_intent_bytes = max_intent_bytes
         self.stats = LocalStats()
         self.cache_size = max(0, int(cache_size))
         self._cache: OrderedDict[str, object] = OrderedDict()
         self._cache_lock = threading.Lock()
         limit = (max_batch or self._predictor.batch_size) if batch else 1
-        self._batcher = _Batcher(self._predictor, max_batch=max(1, limit), window_s=max(0.0, batch_window_ms) / 1000,
+        self._batcher = _Batcher(predictors, max_batch=max(1, limit), window_s=max(0.0, batch_window_ms) / 1000,
                                  stats=self.stats)
 
     @property
