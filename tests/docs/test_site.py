@@ -146,3 +146,34 @@ def test_results_hook_refuses_unknown_markers_and_missing_sections(tmp_path):
         hook.on_page_markdown("<!-- vedit:parity -->", _Page, {"docs_dir": str(tmp_path)}, None)
     assert hook.on_page_markdown("<!-- vedit:exports -->", _Page, {"docs_dir": str(tmp_path)}, None) == \
         "```\nt5 fp32\n```"
+
+
+#: README results-table labels -> the latency bench's path names (flan-t5-base shape)
+README_ROWS = {
+    "PyTorch `generate` + vedit grammar": "pytorch+grammar",
+    "optimum ORT `generate` + vedit grammar, fp32": "optimum-ort+grammar-fp32",
+    "CTranslate2 fp32 (unconstrained, told the length)": "ctranslate2-fp32",
+    "vedit fp32, one call per token": "onnx-fp32-step",
+    "**vedit fp32** (jump-forward)": "onnx-fp32",
+    "**vedit int8** (jump-forward)": "onnx-int8",
+}
+
+
+def test_readme_is_short_and_its_results_table_is_the_latest_run():
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert len(readme.splitlines()) <= 150
+    assert "bash scripts/demo.sh " in readme and "bash scripts/test.sh " in readme  # the two set-up commands
+    runs = json.loads((REPO / "docs" / "latency.json").read_text(encoding="utf-8"))
+    run = next(r for r in runs if r["model"].startswith("flan-t5-base"))
+    one = {s["path"]: s for s in run["stats"] if s["concurrency"] == 1}
+    ref = one["pytorch+grammar"]["p50_ms"]
+    rows = {}
+    for line in readme.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if cells[0] in README_ROWS:
+            rows[README_ROWS[cells[0]]] = cells[1:]
+    assert set(rows) == set(README_ROWS.values())
+    for path, (p50, calls, speedup) in rows.items():
+        s = one[path]
+        assert (p50, calls, speedup) == (f"{s['p50_ms']:,.0f}", f"{s['decoder_calls_per_request']:.1f}",
+                                         f"{ref / s['p50_ms']:.1f}x"), path
