@@ -177,3 +177,8 @@ def test_readme_is_short_and_its_results_table_is_the_latest_run():
         s = one[path]
         assert (p50, calls, speedup) == (f"{s['p50_ms']:,.0f}", f"{s['decoder_calls_per_request']:.1f}",
                                          f"{ref / s['p50_ms']:.1f}x"), path
+    # and its parity sentence: the int8 agreements of the main-job log's parity summary
+    log = (REPO / "docs" / "main-job.md").read_text(encoding="utf-8")
+    summary = log.split("## Parity summary", 1)[1].split("```", 2)[1]
+    int8 = [line.split()[7] for line in summary.splitlines() if " int8 " in f" {line} "]
+    assert len(int8) == 2 and all(a in readme for a in int8), int8
