@@ -6,7 +6,7 @@ counts: intents sent, answered, failed. Every answer is compared with the in-pro
 answer for the same intent, so "answered" means answered *right*. The supervisor's events say
 what it saw and how long the model took to answer again.
 
-Run with ``-s`` to see one summary line per fault (the fault table of the README).
+Run with ``-s`` to see one summary line per fault (the fault table of docs/how-to/serve-triton.md).
 """
 
 from __future__ import annotations
@@ -255,7 +255,7 @@ def test_oversized_http_body_gets_413_and_the_server_lives(server, reference):
 
 def test_tritonserver_dying_of_sigsegv_is_restarted_and_a_waiting_client_is_answered(server, reference):
     """Signal 11 is how Triton 2.51's HTTP server dies on big bodies (upstream issue 5840; not
-    reproduced on this machine, see the README): the same death, delivered directly."""
+    reproduced on this machine, see docs/how-to/serve-triton.md): the same death, delivered directly."""
     pid, since = server.pid, time.monotonic()
     os.kill(pid, signal.SIGSEGV)
     with connect(server.urls["grpc"], deadline=60.0) as client:

@@ -112,7 +112,7 @@ def test_repeated_invalid_request_and_the_cache(triton_served):
     with pytest.raises(InferenceServerException, match="empty intent"):
         client.infer(MODEL, bad)
     # Triton 2.51 (the version vedit pins) answers the repeat from its cache, without outputs; a
-    # Triton that stops caching errors fails here, and the README's note on it must go.
+    # Triton that stops caching errors fails here, and the note on it in docs/how-to/serve-triton.md must go.
     again = client.infer(MODEL, bad)
     assert again.as_numpy("adjust") is None
     info = base.model_info(MODEL, client.get_model_config(MODEL))
