@@ -2,7 +2,7 @@
 
 Everything goes under one home directory: ``$VEDIT_HOME`` if set, else the per-user data directory
 (``~/.local/share/vedit`` on Linux, via platformdirs). It never depends on the working directory, so
-``vedit predict`` finds the same model wherever it is run; the README's scripts set
+``vedit predict`` finds the same model wherever it is run; the quick start's scripts set
 ``VEDIT_HOME=./artifacts`` to keep a checkout's results inside it.
 """
 

@@ -51,7 +51,7 @@ class Stage:
 
 
 #: Between two fresh-clone runs on the 2-core CI-class machine while it was shared (load ~1: T5 267 s,
-#: Llama 237 s, whole run 15 min; load 2-6: 488 s, 456 s, 28 min; see the README's quick start).
+#: Llama 237 s, whole run 15 min; load 2-6: 488 s, 456 s, 28 min; see docs/getting-started.md).
 STAGES: dict[str, Stage] = {
     "t5": Stage("T5 student: synthetic data, tokenizer, training", 360, 10),
     "t5-export": Stage("T5 student -> ONNX fp32, validated against PyTorch", 10, 10),

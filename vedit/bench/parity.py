@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Gate:
-    """Parity limits for one precision; documented in the README's parity section."""
+    """Parity limits for one precision; documented in docs/concepts/parity.md."""
 
     precision: str
     max_overall_delta: float

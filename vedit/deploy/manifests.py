@@ -24,7 +24,7 @@ field of that model, every value of the model's type, recursively into the Kuber
 Scaling signal: CPU utilisation by default (every decode step is CPU work on the python stub even
 with a GPU, and it needs no extra components). ``--scale-on queue`` scales on Triton's queue time
 per request instead, a Pods metric that a Prometheus adapter must provide; the adapter rule is in
-:data:`QUEUE_METRIC_RULE` and in the README.
+:data:`QUEUE_METRIC_RULE` and in docs/how-to/deploy-kubernetes.md.
 """
 
 from __future__ import annotations

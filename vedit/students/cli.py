@@ -1,6 +1,6 @@
 """``vedit demo``: build the demo dataset and students, and print their offline metrics.
 
-Bare ``vedit demo`` does both (the README's first command). Everything is cached under the vedit
+Bare ``vedit demo`` does both (the quick start's first command). Everything is cached under the vedit
 home, so repeating a command is instant.
 """
 
