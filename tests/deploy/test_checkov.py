@@ -35,9 +35,13 @@ SHA = "c" * 64
 
 @pytest.fixture(scope="module")
 def checkov() -> Path:
+    from vedit.errors import PeerError
     from vedit.peers.env import peer_env
 
-    return peer_env("checkov", [CHECKOV], timeout=1200) / "bin" / "checkov"
+    try:
+        return peer_env("checkov", [CHECKOV], timeout=1200) / "bin" / "checkov"
+    except PeerError as exc:  # no package registry reachable and no cached env: say so, do not pass
+        pytest.skip(f"checkov could not be installed: {exc}")
 
 
 def run_checkov(checkov: Path, directory: Path, framework: str) -> dict:
