@@ -211,6 +211,8 @@ INVALID = [
     (dict(model_uri="https://x/repo.tar"), "--model-uri needs --model-sha256"),
     (dict(model_uri="https://x/repo.tar", model_sha256="abc"), "--model-uri needs --model-sha256 (64 hex"),
     (dict(model_sha256=SHA), "give --model-uri too"),
+    (dict(model_uri="pvc://claim", model_sha256=SHA), "use pvc://CLAIM/PATH/TO/ARCHIVE"),
+    (dict(model_uri="pvc://claim/../x.tar", model_sha256=SHA), "use pvc://CLAIM/PATH/TO/ARCHIVE"),
     (dict(model_uri="s3://b/r", model_sha256=SHA, fetch_image=FETCH, pvc="claim"), "give one"),
     (dict(model_uri="https://x/repo.tar", model_sha256=SHA), "--fetch-image 'kserve/storage-initializer:v0.21.0'"),
     (dict(image=None), "give --image NAME@sha256:DIGEST"),

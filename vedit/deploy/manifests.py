@@ -244,6 +244,11 @@ def check_options(opts: DeployOptions, facts: RepoFacts) -> None:
     if opts.model_uri is not None and not SHA256_HEX.match(opts.model_sha256 or ""):
         raise TritonRepoError("--model-uri needs --model-sha256 (64 hex digits): the sha256 of the repository "
                               "archive, checked before the server starts (`sha256sum repo.tar.gz`)")
+    if opts.model_uri is not None and opts.model_uri.startswith("pvc://"):
+        claim, _, path = opts.model_uri.removeprefix("pvc://").partition("/")
+        if not _DNS_LABEL.match(claim) or not path or path.endswith("/") or ".." in path.split("/"):
+            raise TritonRepoError(f"--model-uri {opts.model_uri!r}: use pvc://CLAIM/PATH/TO/ARCHIVE (one archive "
+                                  "file on that claim)")
     if opts.model_sha256 is not None and opts.model_uri is None:
         raise TritonRepoError("--model-sha256 checks the archive at --model-uri; give --model-uri too")
     if not opts.image:
