@@ -120,8 +120,10 @@ def test_the_front_sidecar_is_the_local_fronts_rendering(repo, tmp_path):
     files = _load(out)
     conf = files["front-configmap.yaml"]["data"]["nginx.conf"]
     facts = mf.read_repository(repo)
+    names = ("localhost", "vedit", "vedit.vedit", "vedit.vedit.svc", "vedit.vedit.svc.cluster.local", "~.")
     assert conf == pod_front_conf(body_limit=facts.body_limit, listen_port=8080, upstream_port=8000,
-                                  directory="/run/vedit-front")
+                                  directory="/run/vedit-front", names=names)
+    assert mf.front_names(DeployOptions(image=IMAGE, host="vedit.example.com"))[-1] == "vedit.example.com"
     assert f"client_max_body_size {facts.body_limit};" in conf and "server 127.0.0.1:8000;" in conf
     assert "access_log /dev/stdout" in conf and "user " not in conf
     template = files["deployment.yaml"]["spec"]["template"]

@@ -452,9 +452,18 @@ def _downloads(opts: DeployOptions) -> bool:
     return bool(opts.model_uri) and not opts.model_uri.startswith("pvc://")
 
 
-def _front_conf(facts: RepoFacts) -> str:
+def front_names(opts: DeployOptions) -> tuple[str, ...]:
+    """Host names the pod's front answers to: the probes' ``localhost``, the Service's DNS names and
+    the Ingress host (without ``--host`` the Ingress routes any host, so any is accepted: ``~.``,
+    an nginx regex; the NetworkPolicy still admits only the ingress controller)."""
+    svc = [opts.name, f"{opts.name}.{opts.namespace}", f"{opts.name}.{opts.namespace}.svc",
+           f"{opts.name}.{opts.namespace}.svc.cluster.local"]
+    return ("localhost", *svc, opts.host or "~.")
+
+
+def _front_conf(facts: RepoFacts, opts: DeployOptions) -> str:
     return pod_front_conf(body_limit=facts.body_limit, listen_port=FRONT_PORT, upstream_port=PORTS["http"],
-                          directory=FRONT_DIR)
+                          directory=FRONT_DIR, names=front_names(opts))
 
 
 def build_k8s(facts: RepoFacts, opts: DeployOptions) -> Manifests:
@@ -498,7 +507,7 @@ def build_k8s(facts: RepoFacts, opts: DeployOptions) -> Manifests:
         ],
         "securityContext": _container_security(),
     }
-    conf = _front_conf(facts)
+    conf = _front_conf(facts, opts)
     volumes: list[dict] = [
         _shm_volume(facts),
         {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},

@@ -142,13 +142,17 @@ http {{
 """
 
 
-def pod_front_conf(*, body_limit: int, listen_port: int, upstream_port: int, directory: str) -> str:
+def pod_front_conf(*, body_limit: int, listen_port: int, upstream_port: int, directory: str,
+                   names: tuple[str, ...] = ()) -> str:
     """nginx.conf of the front as a sidecar in a Kubernetes pod (``vedit triton deploy``).
 
     The same :meth:`FrontConfig.render` as the local front, so the pod gets the same allow-list,
     limits and readiness handling; only where nginx writes differs: logs to the container's
     stdout/stderr, pid and temp files under ``directory`` (an emptyDir: the root filesystem is
     read-only). nginx runs as the container's non-root user, so no ``user`` directive.
+    ``names``: the Host names the pod answers to (the Ingress host, the Service's DNS names,
+    ``localhost`` for the kubelet's probes), for a front that drops other hosts; this front does
+    not check Host yet, so they are not used here.
     """
     d = Path(directory)
     text = FrontConfig("0.0.0.0", listen_port, upstream_port, body_limit, d).render()
