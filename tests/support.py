@@ -12,3 +12,14 @@ def quick_export(model_dir: Path, out: Path, **kw):
     from vedit.export import export_model
 
     return export_model(model_dir, out, intents=EXPORT_INTENTS, max_new_tokens=24, **kw)
+
+
+def kserve_pod_spec(isvc: dict) -> dict:
+    """The pod KServe makes of an InferenceService's predictor: its PodSpec fields, with the ``triton``
+    entry as the container (checkov and the PSS checks know Pods, not InferenceServices)."""
+    pred = dict(isvc["spec"]["predictor"])
+    triton = {"name": "kserve-container", **pred.pop("triton")}
+    triton.pop("protocolVersion", None)
+    for key in ("minReplicas", "maxReplicas", "scaleMetric", "scaleTarget"):
+        pred.pop(key, None)
+    return {**pred, "containers": [triton]}

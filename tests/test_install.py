@@ -129,7 +129,8 @@ def test_serving_requirements_are_the_runtime_with_onnxruntime_gpu():
         for name in set(base) - {"onnxruntime"}:
             assert str(serving[name]) == str(base[name]), name
     dockerfile = (REPO / "Dockerfile.triton").read_text()
-    assert "-r /opt/vedit/requirements/serving-gpu.txt" in dockerfile and "--no-deps /opt/vedit" in dockerfile
+    # the image installs the hashed closure of serving-gpu.txt (tests/deploy/test_dockerfile.py checks it covers it)
+    assert "-r /opt/vedit/requirements/serving-gpu-hashes.txt" in dockerfile and "--no-deps" in dockerfile
 
 
 @needs_registry

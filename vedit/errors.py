@@ -7,6 +7,7 @@ Hierarchy (catch the base that fits)::
     ├── ToolCallError               model text that is not a valid call of a tool
     ├── DatasetError                a JSONL data file has bad rows (line numbers inside)
     ├── ModelDirError               a model / export directory is missing, corrupt or mismatched
+    │   └── ExportIntegrityError    an export's file differs from the sha256 its manifest records
     ├── OutputError                 an output file or directory cannot be written (exists, disk full, ...)
     ├── ExportError                 an export failed (validation, unsupported model, ...)
     │   └── ValidationError         exported model disagrees with its PyTorch original
@@ -53,6 +54,10 @@ class DatasetError(VeditError):
 
 class ModelDirError(VeditError):
     pass
+
+
+class ExportIntegrityError(ModelDirError):
+    """A file of an export is not the one the exporter wrote (or the manifest records no hashes)."""
 
 
 class OutputError(VeditError):

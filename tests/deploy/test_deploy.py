@@ -32,7 +32,16 @@ from vedit.triton_repo.profiles import PROFILES  # noqa: E402
 needs_kserve = pytest.mark.skipif(importlib.util.find_spec("kserve") is None,
                                   reason="the KServe SDK (deploy extra) checks InferenceServices")
 
-CORE_FILES = ["deployment.yaml", "service.yaml", "hpa.yaml", "pdb.yaml", "ingress.yaml"]
+CORE_FILES = ["front-configmap.yaml", "deployment.yaml", "service.yaml", "networkpolicy.yaml", "hpa.yaml", "pdb.yaml",
+              "ingress.yaml"]
+IMAGE = "reg.example/vedit@sha256:" + "a" * 64
+FETCH = "reg.example/storage-initializer@sha256:" + "b" * 64
+SHA = "c" * 64
+
+
+def opts_(**kw) -> DeployOptions:
+    """Options with an image by digest (required) unless the test says otherwise."""
+    return DeployOptions(**{"image": IMAGE, **kw})
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +55,8 @@ def _load(d):
 
 
 def _container(deployment):
-    (c,) = deployment["spec"]["template"]["spec"]["containers"]
+    c, front = deployment["spec"]["template"]["spec"]["containers"]
+    assert (c["name"], front["name"]) == ("triton", "front")
     return c
 
 
@@ -58,7 +68,7 @@ def _instances(repo):
 @pytest.mark.parametrize("profile", ["cpu", "l4", "a100"])
 def test_k8s_manifests_are_valid_and_follow_the_profile(repos, tmp_path, profile):
     repo = repos[profile]
-    out, report, _ = write_manifests(repo, tmp_path / "k8s", DeployOptions(image="reg.example/vedit:1", replicas=2))
+    out, report, _ = write_manifests(repo, tmp_path / "k8s", opts_(replicas=2))
     files = _load(out)
     assert sorted(files) == sorted(CORE_FILES + ["kustomization.yaml"])
     assert files["kustomization.yaml"]["resources"] == CORE_FILES
@@ -66,14 +76,17 @@ def test_k8s_manifests_are_valid_and_follow_the_profile(repos, tmp_path, profile
     for name in CORE_FILES:  # independently of vedit's own check
         kubernetes_validate.validate(files[name], K8S_VERSION, strict=True)
 
-    dep, svc, hpa, pdb, ing = (files[n] for n in CORE_FILES)
+    _conf, dep, svc, _netpol, hpa, pdb, ing = (files[n] for n in CORE_FILES)
     c = _container(dep)
-    assert c["image"] == "reg.example/vedit:1"
+    assert c["image"] == IMAGE
     assert "--model-repository=/models" in c["args"]
     assert f"--cache-config=local,size={64 * 1024 * 1024}" in c["args"]
-    assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"http": 8000, "grpc": 8001, "metrics": 8002}
-    assert c["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": "http"}
-    assert c["livenessProbe"]["httpGet"] == {"path": "/v2/health/live", "port": "http"}
+    # Triton's HTTP and gRPC on loopback, reached through the front (port 8080) in the same pod
+    assert {"--http-address=127.0.0.1", "--grpc-address=127.0.0.1"} <= set(c["args"])
+    assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"metrics": 8002}
+    host = [{"name": "Host", "value": "localhost"}]
+    assert c["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": "front", "httpHeaders": host}
+    assert c["livenessProbe"]["httpGet"] == {"path": "/v2/health/live", "port": "front", "httpHeaders": host}
     assert c["startupProbe"]["httpGet"]["path"] == "/v2/health/ready"
 
     prof = PROFILES[profile]
@@ -98,7 +111,8 @@ def test_k8s_manifests_are_valid_and_follow_the_profile(repos, tmp_path, profile
     assert dep["spec"]["replicas"] == 2
     sel = dep["spec"]["selector"]["matchLabels"]
     assert svc["spec"]["selector"] == sel and pdb["spec"]["selector"]["matchLabels"] == sel
-    assert {p["name"]: p["port"] for p in svc["spec"]["ports"]} == {"http": 8000, "grpc": 8001, "metrics": 8002}
+    assert {p["name"]: (p["port"], p["targetPort"]) for p in svc["spec"]["ports"]} == {
+        "http": (8000, "front"), "metrics": (8002, "metrics")}
     assert hpa["spec"]["minReplicas"] == 2 and hpa["spec"]["maxReplicas"] == 6
     assert hpa["spec"]["metrics"][0]["resource"]["name"] == "cpu"
     # the Ingress carries the local front's limit: batch x intent bytes x 6 (JSON escapes) + 16 KiB
@@ -109,13 +123,15 @@ def test_k8s_manifests_are_valid_and_follow_the_profile(repos, tmp_path, profile
 
 
 def test_model_uri_adds_a_fetching_init_container_and_queue_scaling_a_pods_metric(repos, tmp_path):
-    opts = DeployOptions(model_uri="s3://models/vedit-cpu", scale_on="queue", replicas=1, max_replicas=5)
+    opts = opts_(model_uri="s3://models/vedit-cpu.tar.gz", model_sha256=SHA, fetch_image=FETCH, scale_on="queue",
+                 replicas=1, max_replicas=5)
     out, _, _ = write_manifests(repos["cpu"], tmp_path / "k8s", opts)
     files = _load(out)
     pod = files["deployment.yaml"]["spec"]["template"]["spec"]
-    (init,) = pod["initContainers"]
-    assert init["args"] == ["s3://models/vedit-cpu", "/models"]
-    assert pod["volumes"][0] == {"name": "model-repository", "emptyDir": {}}
+    fetch, verify = pod["initContainers"]
+    assert fetch["args"] == ["s3://models/vedit-cpu.tar.gz", "/fetch"] and fetch["image"] == FETCH
+    assert verify["image"] == IMAGE and SHA in verify["command"][-1]
+    assert pod["volumes"][0] == {"name": "model-repository", "emptyDir": {"sizeLimit": "20Gi"}}
     metric = files["hpa.yaml"]["spec"]["metrics"][0]
     assert metric["type"] == "Pods" and metric["pods"]["metric"]["name"] == "triton_queue_us_per_request"
     assert files["hpa.yaml"]["spec"]["maxReplicas"] == 5
@@ -126,17 +142,22 @@ def test_model_uri_adds_a_fetching_init_container_and_queue_scaling_a_pods_metri
 @needs_kserve
 @pytest.mark.parametrize("profile", ["cpu", "l4"])
 def test_kserve_inference_service(repos, tmp_path, profile):
-    opts = DeployOptions(target="kserve", model_uri="gs://bucket/vedit", image="reg.example/vedit:1")
+    opts = opts_(target="kserve", model_uri="gs://bucket/vedit.tar", model_sha256=SHA, fetch_image=FETCH)
     out, report, _ = write_manifests(repos[profile], tmp_path / "ks", opts)
     files = _load(out)
-    assert sorted(files) == ["inferenceservice.yaml", "kustomization.yaml", "pdb.yaml"]
+    assert sorted(files) == ["inferenceservice.yaml", "kustomization.yaml", "networkpolicy.yaml", "pdb.yaml"]
     assert "valid against the KServe SDK models" in report[0]
     kubernetes_validate.validate(files["pdb.yaml"], K8S_VERSION, strict=True)
+    kubernetes_validate.validate(files["networkpolicy.yaml"], K8S_VERSION, strict=True)
     isvc = files["inferenceservice.yaml"]
     assert isvc["apiVersion"] == "serving.kserve.io/v1beta1"
     pred = isvc["spec"]["predictor"]
     t = pred["triton"]
-    assert t["storageUri"] == "gs://bucket/vedit" and t["image"] == "reg.example/vedit:1"
+    # fetched and checked by vedit's init containers, not by KServe (whose initializer unpacks unchecked)
+    assert "storageUri" not in t and t["image"] == IMAGE
+    assert [c["name"] for c in pred["initContainers"]] == ["fetch-model-archive", "verify-model-archive"]
+    assert pred["initContainers"][0]["args"] == ["gs://bucket/vedit.tar", "/fetch"]
+    assert {"name": "model-repository", "mountPath": "/mnt/models", "readOnly": True} in t["volumeMounts"]
     assert t["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": 8080}
     assert (pred["minReplicas"], pred["maxReplicas"], pred["scaleMetric"]) == (2, 6, "cpu")
     assert ("nvidia.com/gpu" in t["resources"]["limits"]) == (profile == "l4")
@@ -148,11 +169,11 @@ def pdb_selects(pdb):
 
 
 def test_a_broken_manifest_is_caught_before_writing(repos):
-    _, m = build_manifests(repos["cpu"], DeployOptions())
+    _, m = build_manifests(repos["cpu"], opts_())
     _container(m.objects["deployment.yaml"])["readinessProbe"]["httpGet"]["paht"] = "/v2/health/ready"
     with pytest.raises(TritonRepoError, match="readinessProbe.httpGet.*'paht' was unexpected"):
         validate(m)
-    _, m = build_manifests(repos["cpu"], DeployOptions())
+    _, m = build_manifests(repos["cpu"], opts_())
     m.objects["hpa.yaml"]["spec"]["minReplicas"] = "2"
     with pytest.raises(TritonRepoError, match="minReplicas"):
         validate(m)
@@ -160,7 +181,8 @@ def test_a_broken_manifest_is_caught_before_writing(repos):
 
 @needs_kserve
 def test_a_broken_inference_service_is_caught(repos):
-    _, m = build_manifests(repos["cpu"], DeployOptions(target="kserve", model_uri="s3://b/r"))
+    _, m = build_manifests(repos["cpu"], opts_(target="kserve", model_uri="s3://b/r.tar", model_sha256=SHA,
+                                               fetch_image=FETCH))
     pred = m.objects["inferenceservice.yaml"]["spec"]["predictor"]
     pred["trtion"] = pred.pop("triton")
     with pytest.raises(TritonRepoError, match="trtion: not a field of V1beta1PredictorSpec"):
@@ -179,11 +201,25 @@ INVALID = [
     (dict(profile="l4"), "built for profile cpu"),
     (dict(profile="tpu"), "unknown profile 'tpu'"),
     (dict(target="kserve"), "needs --model-uri"),
-    (dict(target="kserve", model_uri="s3://b/r", scale_on="queue"), "--scale-on queue needs --target k8s"),
+    (dict(target="kserve", model_uri="s3://b/r", model_sha256=SHA, fetch_image=FETCH, scale_on="queue"),
+     "--scale-on queue needs --target k8s"),
     (dict(replicas=0), "at least 1"),
     (dict(replicas=3, max_replicas=2), "below --replicas"),
-    (dict(model_uri="ftp://x/y"), "--model-uri 'ftp://x/y'"),
-    (dict(model_uri="s3://b/r", pvc="claim"), "give one"),
+    (dict(model_uri="ftp://x/y", model_sha256=SHA), "--model-uri 'ftp://x/y'"),
+    (dict(model_uri="http://x/repo.tar", model_sha256=SHA), "--model-uri 'http://x/repo.tar'"),
+    (dict(model_uri="hdfs://x/repo.tar", model_sha256=SHA), "--model-uri 'hdfs://x/repo.tar'"),
+    (dict(model_uri="https://x/repo.tar"), "--model-uri needs --model-sha256"),
+    (dict(model_uri="https://x/repo.tar", model_sha256="abc"), "--model-uri needs --model-sha256 (64 hex"),
+    (dict(model_sha256=SHA), "give --model-uri too"),
+    (dict(model_uri="pvc://claim", model_sha256=SHA), "use pvc://CLAIM/PATH/TO/ARCHIVE"),
+    (dict(model_uri="pvc://claim/../x.tar", model_sha256=SHA), "use pvc://CLAIM/PATH/TO/ARCHIVE"),
+    (dict(model_uri="s3://b/r", model_sha256=SHA, fetch_image=FETCH, pvc="claim"), "give one"),
+    (dict(model_uri="https://x/repo.tar", model_sha256=SHA), "--fetch-image 'kserve/storage-initializer:v0.21.0'"),
+    (dict(image=None), "give --image NAME@sha256:DIGEST"),
+    (dict(image="vedit-triton:latest"), "--image 'vedit-triton:latest': give it by digest"),
+    (dict(image="reg.example/vedit"), "give it by digest"),
+    (dict(image="reg.example/vedit@sha256:abc"), "give it by digest"),
+    (dict(namespace="default"), "other than 'default'"),
     (dict(name="Vedit_1"), "DNS label"),
 ]
 
@@ -191,7 +227,7 @@ INVALID = [
 @pytest.mark.parametrize("kwargs, message", INVALID, ids=[m for _, m in INVALID])
 def test_invalid_combinations_are_one_line_and_write_nothing(repos, tmp_path, kwargs, message):
     with pytest.raises(TritonRepoError) as exc:
-        write_manifests(repos["cpu"], tmp_path / "out", DeployOptions(**kwargs))
+        write_manifests(repos["cpu"], tmp_path / "out", opts_(**kwargs))
     assert message in str(exc.value) and "\n" not in str(exc.value)
     assert not (tmp_path / "out").exists()
 
@@ -200,16 +236,25 @@ def test_cli_writes_atomically_and_refuses_an_existing_dir(repos, tmp_path):
     from vedit.cli import cli
 
     out = tmp_path / "k8s"
-    result = CliRunner().invoke(cli, ["triton", "deploy", str(repos["cpu"]), "-o", str(out), "--replicas", "3"])
+    no_image = CliRunner().invoke(cli, ["triton", "deploy", str(repos["cpu"]), "-o", str(out)])
+    assert no_image.exit_code == 1 and "give --image NAME@sha256:DIGEST" in no_image.output and not out.exists()
+    tagged = CliRunner().invoke(cli, ["triton", "deploy", str(repos["cpu"]), "-o", str(tmp_path / "tagged"),
+                                      "--image", "vedit-triton:1", "--allow-tag"])
+    assert tagged.exit_code == 0, tagged.output
+    result = CliRunner().invoke(cli, ["triton", "deploy", str(repos["cpu"]), "-o", str(out), "--replicas", "3",
+                                      "--image", IMAGE])
     assert result.exit_code == 0, result.output
     assert result.output.count("valid    ") == len(CORE_FILES)
     assert _load(out)["deployment.yaml"]["spec"]["replicas"] == 3
-    again = CliRunner().invoke(cli, ["triton", "deploy", str(repos["cpu"]), "-o", str(out), "--replicas", "4"])
+    again = CliRunner().invoke(cli, ["triton", "deploy", str(repos["cpu"]), "-o", str(out), "--replicas", "4",
+                                     "--image", IMAGE])
     assert again.exit_code == 1 and "already exists" in again.output
     assert _load(out)["deployment.yaml"]["spec"]["replicas"] == 3
-    bad = CliRunner().invoke(cli, ["triton", "deploy", str(repos["cpu"]), "-o", str(out), "--force", "--target", "kserve"])
+    bad = CliRunner().invoke(cli, ["triton", "deploy", str(repos["cpu"]), "-o", str(out), "--force", "--target", "kserve",
+                                   "--image", IMAGE])
     assert bad.exit_code == 1
     assert [ln for ln in bad.output.splitlines() if ln.startswith("error:")] == [bad.output.strip()]
     assert _load(out)["deployment.yaml"]["spec"]["replicas"] == 3  # the refused run changed nothing
-    forced = CliRunner().invoke(cli, ["triton", "deploy", str(repos["cpu"]), "-o", str(out), "--replicas", "4", "--force"])
+    forced = CliRunner().invoke(cli, ["triton", "deploy", str(repos["cpu"]), "-o", str(out), "--replicas", "4", "--force",
+                                      "--image", IMAGE])
     assert forced.exit_code == 0 and _load(out)["deployment.yaml"]["spec"]["replicas"] == 4

@@ -4,11 +4,13 @@ Format (version 1)::
 
     {"format": "vedit-export", "version": 1, "family": "t5"|"llama", "precision": "fp32"|"fp16"|"int8",
      "opset": int, "files": {role: file}, "io": {file: {"inputs": [...], "outputs": [...]}},
-     "sizes": {file: bytes}, "source": {"model_dir", "adapter_dir", "sha256": {file: hex}},
+     "sizes": {file: bytes}, "sha256": {file: hex}, "source": {"model_dir", "adapter_dir", "sha256": {file: hex}},
      "merge": {...} | null, "versions": {package: version}, "validation": {...},
      "grammar": {...} | null, "created": ISO time}
 
 Roles in ``files``: T5 ``encoder``, ``decoder``, ``decoder_with_past``; Llama ``decoder``.
+``sizes`` and ``sha256`` cover every file of the directory but the manifest; :func:`vedit.manifest.read_manifest`
+checks both at every load.
 Non-finite numbers (e.g. an unlimited int8 tolerance) are written as ``null``.
 """
 
@@ -20,6 +22,8 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from vedit.atomicio import sha256_file
 
 
 #: Bumped whenever the graphs an export writes change (a new input, a fused graph). An export whose
@@ -71,6 +75,15 @@ def write_json(path: Path, data: dict[str, Any]) -> dict[str, Any]:
 def file_sizes(export_dir: Path) -> dict[str, int]:
     return {
         str(p.relative_to(export_dir)): p.stat().st_size
+        for p in sorted(export_dir.rglob("*"))
+        if p.is_file() and p.name != "manifest.json"
+    }
+
+
+def file_hashes(export_dir: Path) -> dict[str, str]:
+    """sha256 of every file but the manifest, what :func:`vedit.manifest.check_hashes` checks at load."""
+    return {
+        str(p.relative_to(export_dir)): sha256_file(p)
         for p in sorted(export_dir.rglob("*"))
         if p.is_file() and p.name != "manifest.json"
     }

@@ -16,7 +16,7 @@ from vedit.errors import ExportError
 from vedit.export import checks
 from vedit.atomicio import atomic_dir, check_target
 from vedit.export.families import check_format
-from vedit.export.manifest import file_sizes, graph_recipe, now_iso, package_versions, write_json
+from vedit.export.manifest import file_hashes, file_sizes, graph_recipe, now_iso, package_versions, write_json
 from vedit.manifest import FORMAT, VERSION
 from vedit.export.merge import MergeReport, merge_adapter
 from vedit.export.onnx_common import DEFAULT_OPSET, io_names, opset_of, threads_for_files, torch_threads
@@ -180,6 +180,7 @@ def _export_model(md: checks.ModelDir, target: Path, *, adapter_dir: Path | None
             "files": files,
             "io": {name: io_names(tmp / name) for name in files.values()},
             "sizes": file_sizes(tmp),
+            "sha256": file_hashes(tmp),
             "source": {
                 "model_dir": str(md.path),
                 "adapter_dir": str(adapter_dir) if adapter_dir is not None else None,

@@ -142,6 +142,23 @@ http {{
 """
 
 
+def pod_front_conf(*, body_limit: int, listen_port: int, upstream_port: int, directory: str,
+                   names: tuple[str, ...] = ()) -> str:
+    """nginx.conf of the front as a sidecar in a Kubernetes pod (``vedit triton deploy``).
+
+    The same :meth:`FrontConfig.render` as the local front, so the pod gets the same allow-list,
+    limits and readiness handling; only where nginx writes differs: logs to the container's
+    stdout/stderr, pid and temp files under ``directory`` (an emptyDir: the root filesystem is
+    read-only). nginx runs as the container's non-root user, so no ``user`` directive.
+    ``names``: the Host names the pod answers to (the Ingress host, the Service's DNS names,
+    ``localhost`` for the kubelet's probes), for a front that drops other hosts; this front does
+    not check Host yet, so they are not used here.
+    """
+    d = Path(directory)
+    text = FrontConfig("0.0.0.0", listen_port, upstream_port, body_limit, d).render()
+    return text.replace(f"{d}/access.log", "/dev/stdout").replace(f"{d}/error.log", "/dev/stderr")
+
+
 def _worker_user() -> str | None:
     """Workers started by root drop to ``nobody`` and its own group (Debian has no group "nobody",
     which nginx would assume)."""
@@ -297,4 +314,4 @@ class NginxFront:
             shutil.rmtree(self.directory, ignore_errors=True)
 
 
-__all__ = ["FrontConfig", "NginxFront", "body_limit", "kill_group", "nginx_binary", "stop_process"]
+__all__ = ["FrontConfig", "NginxFront", "body_limit", "kill_group", "nginx_binary", "pod_front_conf", "stop_process"]

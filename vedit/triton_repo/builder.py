@@ -13,7 +13,9 @@ Layout (``NAME`` defaults to ``vedit``)::
 The repository is self-contained (copies, not links), so it can be mounted into the official
 Triton container as is. It is written into a temporary directory next to ``REPO`` and renamed into
 place: a failed build leaves nothing behind, and an existing ``REPO`` is replaced only with
-``force``.
+``force``. The export is checked twice against its manifest's sha256 (:mod:`vedit.manifest`): the
+source before anything is written, and the copy once written, so a file changed on the way never
+reaches the repository (the Triton model checks it a third time when it loads).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from pathlib import Path
 
 from vedit import paths
 from vedit.atomicio import atomic_dir
-from vedit.errors import ModelDirError, TritonRepoError
+from vedit.errors import ExportIntegrityError, ModelDirError, TritonRepoError
 from vedit.manifest import read_manifest
 from vedit.registry import Registry, load_registry
 from vedit.triton_repo import config as cfgmod
@@ -45,6 +47,8 @@ class ExportInfo:
     precision: str
     registry: Registry
     weights_bytes: int
+    #: the manifest's sha256 of each file, which the repository's copy must match
+    hashes: dict[str, str]
 
 
 def read_export(export_dir: str | Path) -> ExportInfo:
@@ -61,7 +65,18 @@ def read_export(export_dir: str | Path) -> ExportInfo:
         precision=manifest.precision,
         registry=registry,
         weights_bytes=sum(p.stat().st_size for p in onnx),
+        hashes=dict(manifest.data["sha256"]),
     )
+
+
+def check_copy(copy: Path, info: ExportInfo) -> None:
+    """The repository's copy of the export is the export that was checked: same manifest hashes,
+    and every file matches them (hashed again, on the copy)."""
+    if read_manifest(copy).data.get("sha256") != info.hashes:
+        raise ExportIntegrityError(
+            f"{copy}: the copied manifest differs from {info.path / 'manifest.json'}; the export changed "
+            "during the build, build the repository again"
+        )
 
 
 def default_repo_dir(export_dir: Path, profile: str) -> Path:
@@ -113,7 +128,8 @@ def build_repository(
         template = resources.files("vedit.triton_repo").joinpath("triton_model.py").read_text(encoding="utf-8")
         (version_dir / "model.py").write_text(template, encoding="utf-8")
         shutil.copytree(info.path, version_dir / cfgmod.EXPORT_SUBDIR, symlinks=False)
+        check_copy(version_dir / cfgmod.EXPORT_SUBDIR, info)
     return repo
 
 
-__all__ = ["DEFAULT_NAME", "ExportInfo", "build_repository", "default_repo_dir", "read_export"]
+__all__ = ["DEFAULT_NAME", "ExportInfo", "build_repository", "check_copy", "default_repo_dir", "read_export"]
