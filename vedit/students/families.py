@@ -131,6 +131,9 @@ def _train_byte_bpe(family: Family, lines: list[str], out: Path) -> dict:
         vocab_size=family.vocab_size, special_tokens=["<|endoftext|>"], show_progress=False,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
     tok.save(str(out / "tokenizer.json"))
+    special = {"eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>", "bos_token": "<|endoftext|>",
+               "tokenizer_class": "PreTrainedTokenizerFast"}
+    (out / "tokenizer_config.json").write_text(json.dumps(special, indent=1) + "\n", encoding="utf-8")
     return {"eos_token_id": 0, "pad_token_id": 0, "vocab_size": tok.get_vocab_size()}
 
 
