@@ -17,14 +17,13 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import random
 import sysconfig
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from vedit import paths
 from vedit.atomicio import atomic_dir
-from vedit.registry import Registry, ToolCall, default_registry
+from vedit.registry import Registry, default_registry
 
 
 @dataclass(frozen=True)
@@ -48,26 +47,16 @@ RECIPE_VERSION = 1
 _CORPUS_BYTES = 16_000_000
 
 
-def _random_call(tool, rng: random.Random) -> ToolCall:
-    if tool.kind == "preset":
-        return ToolCall(tool, tuple(rng.randint(p.min, p.max) for p in tool.params), rng.choice(tool.presets))
-    if rng.random() < 0.2:
-        return ToolCall.unused(tool)
-    return ToolCall(tool, tuple(rng.randint(p.min, p.max) for p in tool.slot_params))
-
-
-def corpus(registry: Registry, n_intents: int = 3000) -> list[str]:
+def corpus(registry: Registry, n_intents: int = 4000) -> list[str]:
     """The training lines: the project's text first, then standard-library sources up to the budget."""
     from vedit.data.synth import generate
 
-    rng = random.Random(0)
     rows = generate(seed=0, n_intents=n_intents, n_test=0, registry=registry).train
     lines: list[str] = []
     for row in rows:
         for tool in registry.tools:
             lines.append(registry.prompt(tool.name, row.intent, "llama"))
             lines.append(row.calls_by_tool[tool.name].dumps())
-            lines.append(_random_call(tool, rng).dumps())
     size = sum(map(len, lines))
     stdlib = Path(sysconfig.get_paths()["stdlib"])
     sources = sorted(f for f in stdlib.rglob("*.py") if "site-packages" not in f.parts)
@@ -81,8 +70,8 @@ def corpus(registry: Registry, n_intents: int = 3000) -> list[str]:
 
 
 def recipe_key(family: Family, registry: Registry) -> str:
-    spec = {"family": asdict(family), "version": RECIPE_VERSION, "python": sysconfig.get_python_version(), "registry": registry.to_dict()
-            if hasattr(registry, "to_dict") else [t.name for t in registry.tools], "budget": _CORPUS_BYTES}
+    spec = {"family": asdict(family), "version": RECIPE_VERSION, "python": sysconfig.get_python_version(),
+            "registry": registry.to_json(), "budget": _CORPUS_BYTES}
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
