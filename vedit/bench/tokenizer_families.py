@@ -105,8 +105,12 @@ def measure(export_dir: Path, truth: Path, n: int, *, tokenizer: str = "", stude
     )
 
 
-def run(work: Path, n: int = 20) -> list[FamilyRow]:
-    """Build, export and measure every case of :data:`CASES` under ``work``."""
+def run(work: Path, n: int = 20, *, with_any: bool = True) -> list[FamilyRow]:
+    """Build, export and measure every case of :data:`CASES` under ``work``; with ``with_any``, the
+    merging families again with their grammar recompiled in mode ``any`` (the mode they had before
+    ``runs``), on a copy of the same export."""
+    from vedit.decoding.compile import compile_grammars
+
     from vedit.data.synth import generate, write_dataset
     from vedit.export import export_model
 
@@ -118,6 +122,11 @@ def run(work: Path, n: int = 20) -> list[FamilyRow]:
         export = work / f"{student}-{tokenizer}-onnx"
         export_model(model, export, intents=["golden hour"], max_new_tokens=8, force=True)
         rows.append(measure(export, data["test"], n, tokenizer=tokenizer, student=student))
+        if with_any and rows[-1].mode == "runs":
+            shutil.copytree(export, export.with_name(export.name + "-any"), dirs_exist_ok=True)
+            compile_grammars(export.with_name(export.name + "-any"), tokenization="any")
+            rows.append(measure(export.with_name(export.name + "-any"), data["test"], n, tokenizer=tokenizer,
+                                student=student))
     return rows
 
 
