@@ -8,23 +8,24 @@ and Llama-2 BPE), exported by the real exporter, and asked for the same scripted
 decoder calls per request, p50 ms per request (one request at a time), and whether the
 jump-forward answers are token-identical to step-by-step decoding.
 
-Run: ``python -m vedit.bench.tokenizer_families [N]`` (minutes on 2 cores; prints a Markdown table).
+Run: ``vedit bench tokenizers -n 20`` (minutes on 2 cores; prints a Markdown table).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import statistics
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from vedit import paths
 from vedit.bench.scripted import load_scripts, steer
 from vedit.registry import default_registry
 from vedit.students.families import family_dir
+
+log = logging.getLogger(__name__)
 
 #: (tokenizer family, student family): the digit-splitting reference first for each model family.
 CASES = (
@@ -118,6 +119,7 @@ def run(work: Path, n: int = 20, *, with_any: bool = True) -> list[FamilyRow]:
     data = write_dataset(generate(seed=3, n_intents=400, n_test=max(n, 1), registry=registry), work / "data")
     rows = []
     for tokenizer, student in CASES:
+        log.info(f"tokenizers: {tokenizer} on a tiny {student} student (train or reuse the tokenizer, export, measure)")
         model = student_dir(tokenizer, student, work / f"{student}-{tokenizer}")
         export = work / f"{student}-{tokenizer}-onnx"
         export_model(model, export, intents=["golden hour"], max_new_tokens=8, force=True)
@@ -139,17 +141,6 @@ def markdown(rows: list[FamilyRow]) -> str:
         f"| {r.p50_ms:.1f} ({r.step_p50_ms:.1f}) | {'yes' if r.identical else 'NO'} | {'yes' if r.scripted else 'NO'} |\n"
         for r in rows
     )
-
-
-def main(argv: list[str] | None = None) -> None:
-    args = sys.argv[1:] if argv is None else argv
-    n = int(args[0]) if args else 20
-    work = paths.home() / "bench" / "tokenizer_families"
-    print(markdown(run(work, n)))
-
-
-if __name__ == "__main__":
-    main()
 
 
 __all__ = ["CASES", "FamilyRow", "markdown", "measure", "run", "student_dir"]
