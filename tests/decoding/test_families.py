@@ -29,7 +29,7 @@ from vedit.decoding.language import char_regex
 from vedit.decoding.loop import decode
 from vedit.decoding.vocab import TokenizerInfo
 from vedit.export.spm import spm_file, tokenizer_from_spm
-from vedit.students.families import corpus, family_dir
+from vedit.students.families import corpus, family_dir, project_lines
 
 MERGING = ("t5-unigram", "llama2-bpe", "byte-level-bpe")
 REFERENCE = "unigram-split-digits"
@@ -80,9 +80,8 @@ def test_sentencepiece_files_load_and_encode_like_sentencepiece(name, registry):
 
     data = spm_file(family_dir(name)).read_bytes()
     sp, tok = spm.SentencePieceProcessor(model_proto=data), tokenizer_from_spm(data)
-    lines = corpus(registry, n_intents=100)
-    rng = random.Random(0)
-    project, generic = lines[:1800], rng.sample(lines[1800:], 1500)
+    project = project_lines(registry, n_intents=150)
+    generic = random.Random(0).sample(corpus(registry, n_intents=10)[60:], 1500)
     extra = [" {\"a\":1}", "two  spaces", "  leading", "emoji 😈 ok", "{\"brightness\":-12,\"contrast\":5}"]
     for text in project + extra:
         assert tok.encode(text, add_special_tokens=False).ids == sp.encode(text), text

@@ -47,16 +47,18 @@ RECIPE_VERSION = 1
 _CORPUS_BYTES = 16_000_000
 
 
-def corpus(registry: Registry, n_intents: int = 4000) -> list[str]:
-    """The training lines: the project's text first, then standard-library sources up to the budget."""
+def project_lines(registry: Registry, n_intents: int = 4000) -> list[str]:
+    """The project's own text: each synthetic intent's prompts and canonical answers."""
     from vedit.data.synth import generate
 
     rows = generate(seed=0, n_intents=n_intents, n_test=0, registry=registry).train
-    lines: list[str] = []
-    for row in rows:
-        for tool in registry.tools:
-            lines.append(registry.prompt(tool.name, row.intent, "llama"))
-            lines.append(row.calls_by_tool[tool.name].dumps())
+    return [line for row in rows for tool in registry.tools
+            for line in (registry.prompt(tool.name, row.intent, "llama"), row.calls_by_tool[tool.name].dumps())]
+
+
+def corpus(registry: Registry, n_intents: int = 4000) -> list[str]:
+    """The training lines: :func:`project_lines` first, then standard-library sources up to the budget."""
+    lines = project_lines(registry, n_intents)
     size = sum(map(len, lines))
     stdlib = Path(sysconfig.get_paths()["stdlib"])
     sources = sorted(f for f in stdlib.rglob("*.py") if "site-packages" not in f.parts)
@@ -126,4 +128,4 @@ def _train_byte_bpe(family: Family, lines: list[str], out: Path) -> dict:
     return {"eos_token_id": 0, "pad_token_id": 0, "vocab_size": tok.get_vocab_size()}
 
 
-__all__ = ["FAMILIES", "Family", "corpus", "family_dir", "recipe_key"]
+__all__ = ["FAMILIES", "Family", "corpus", "family_dir", "project_lines", "recipe_key"]
