@@ -29,7 +29,7 @@ def tok(tokenizer_dir):
     return load_tokenizer(tokenizer_dir)
 
 
-@pytest.fixture(scope="module", params=["canonical", "any"])
+@pytest.fixture(scope="module", params=["canonical", "runs", "any"])
 def grammar(request, registry, tok) -> CompiledGrammar:
     g = build_grammar(registry, tok, tokenization=request.param)
     assert g.mode == request.param

@@ -76,7 +76,7 @@ def test_tokenizer_without_braces_is_refused_with_the_fix(tmp_path):
 
 
 def test_byte_level_bpe_tokenizer_gets_a_grammar(tmp_path, registry):
-    """A GPT-2-style tokenizer: byte-level tokens, merged digits -> the 'any' tokenization mode."""
+    """A GPT-2-style tokenizer: byte-level tokens, merged digits -> the 'runs' tokenization mode."""
     tok = Tokenizer(models.BPE(unk_token=None))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
@@ -90,7 +90,7 @@ def test_byte_level_bpe_tokenizer_gets_a_grammar(tmp_path, registry):
             assert tok.decode([i]) == b.decode(), tok.id_to_token(i)
     info = load_tokenizer(d)
     grammar = build_grammar(registry, info)
-    assert grammar.mode == "any" and "digit" in grammar.meta["fallback_reason"]
+    assert grammar.mode == "runs" and "digit" in grammar.meta["fallback_reason"]
     for t in registry.tools:
         for text in accepted(t):
             m = grammar.matcher(t.name)

@@ -138,3 +138,26 @@ def serving_cmd(export_dir: Path, requests: int, concurrency: str, profile: str,
             click.echo(json.dumps(s.to_json()))
     else:
         click.echo(serving.table(stats))
+
+
+@bench.command("tokenizers")
+@click.option("-n", "--requests", type=click.IntRange(min=1), default=20, show_default=True,
+              help="Scripted requests per tokenizer family.")
+@click.option("--any/--no-any", "with_any", default=True, show_default=True,
+              help="Also measure the merging families with their grammar in mode 'any' (the mode they had before 'runs').")
+@click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Work folder for the students and exports [default: VEDIT_HOME/bench/tokenizer_families].")
+def tokenizers_cmd(requests: int, with_any: bool, out: Path | None) -> None:
+    """The tokenizer table: grammar mode, decoder calls, p50 ms and jump-forward exactness per tokenizer family.
+
+    Tiny random-weight students with locally trained tokenizers at real sizes (T5 Unigram, Llama-2
+    BPE, byte-level BPE, a digit-splitting reference), exported and steered to the same scripted
+    answers (minutes on 2 cores). See docs/tokenizers.md.
+    """
+    require_extras("export")
+    from vedit import paths
+    from vedit.bench.tokenizer_families import markdown, run
+
+    show_progress()
+    rows = run(out or paths.home() / "bench" / "tokenizer_families", requests, with_any=with_any)
+    click.echo(markdown(rows))

@@ -1,17 +1,21 @@
 """Compile the registry's output grammars against a tokenizer, once, at export time.
 
 For each tool a regex is generated from the registry (``language``) and compiled by outlines-core
-(``Index``) into a token automaton, which is stored as sparse tables (``grammar``). Two modes:
+(``Index``) into a token automaton, which is stored as sparse tables (``grammar``). Three modes:
 
 - ``canonical`` (preferred): the regex is written over *token symbols* so fixed text is spelled
   by the tokenizer's canonical tokens; the model decides only signs, digits, presets and ``{}``,
   and everything between is a forced chain (jump-forward). Needs a tokenizer whose digits are
   single tokens, and is checked against the tokenizer's own encodings of sample outputs.
+- ``runs`` (tokenizers that merge digits: T5 Unigram, SentencePiece BPE, byte-level BPE): free
+  points admit every valid token, as ``any`` does, and each forced run of text is spelled by the
+  tokenizer's own encoding from the boundary the model left (``runs``): jump-forward is kept.
 - ``any``: the character regex over the real bytes of every token, so any tokenization of a
-  valid text is admitted (what outlines-core does by default). Used when ``canonical`` cannot be.
+  valid text is admitted (what outlines-core does by default), nothing forced beyond single
+  choices. The last resort.
 
-``auto`` picks ``canonical`` when its checks pass, else ``any`` (the reason goes into the info).
-Either way the automaton admits exactly the registry's valid texts; the tests check that.
+``auto`` picks ``canonical`` when its checks pass, else ``runs``, else ``any`` (the reason goes
+into the info). Every mode's automaton admits exactly the registry's valid texts; the tests check that.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Literal
 
@@ -28,9 +33,11 @@ import outlines_core
 from vedit.atomicio import sha256_file
 from vedit.decoding.grammar import DONE, GRAMMAR_DIR, CompiledGrammar, ToolAutomaton
 from vedit.decoding.language import char_regex, needed_chars, token_regex
+from vedit.decoding.runs import TokenTrie, runs_graph
 from vedit.decoding.vocab import (
     TokenizerInfo,
     check_reachable,
+    continuation_tokenizer,
     digits_split,
     load_tokenizer,
     stretch_tokenizer,
@@ -42,7 +49,7 @@ from vedit.registry.model import Registry, Tool, load_registry
 
 log = logging.getLogger(__name__)
 
-Tokenization = Literal["auto", "canonical", "any"]
+Tokenization = Literal["auto", "canonical", "runs", "any"]
 #: Private-use plane 15: one character per token id in token-symbol regexes.
 _SYMBOL_BASE = 0xF0000
 
@@ -53,26 +60,31 @@ def build_grammar(registry: Registry, tok: TokenizerInfo, *, tokenization: Token
     for t in registry.tools:
         check_reachable(needed_chars(t), table, tok.unk_token_id, tok.tokenizer, where=f"the {t.name} grammar")
 
-    mode, reason = tokenization, ""
-    if tokenization in ("auto", "canonical"):
-        reason = _canonical_obstacle(table)
-        if reason and tokenization == "canonical":
-            raise GrammarError(f"canonical tokenization is not possible: {reason}; use tokenization='any'")
-        mode = "any" if reason else "canonical"
-
-    info: dict[str, dict] = {}
+    reason = ""
     automata: dict[str, ToolAutomaton] = {}
+    info: dict[str, dict] = {}
+    mode = "canonical" if tokenization == "auto" else tokenization
     if mode == "canonical":
         try:
+            obstacle = _canonical_obstacle(table)
+            if obstacle:
+                raise GrammarError(obstacle)
             automata, info = _build_canonical(registry, tok, table)
         except GrammarError as exc:
             if tokenization == "canonical":
+                raise GrammarError(f"canonical tokenization is not possible: {exc}; use tokenization='runs'") from None
+            reason, mode = str(exc), "runs"
+    if mode == "runs":
+        try:
+            automata, info = _build_runs(registry, tok, table)
+        except GrammarError as exc:
+            if tokenization == "runs":
                 raise
-            reason, mode = str(exc), "any"
+            reason, mode = f"{reason}; runs: {exc}" if reason else str(exc), "any"
     if mode == "any":
         automata, info = _build_any(registry, tok, table)
     if reason:
-        log.warning("grammar: using tokenization 'any' (%s)", reason)
+        (log.warning if mode == "any" else log.info)("grammar: tokenization %r (%s)", mode, reason)
 
     used = {int(t) for a in automata.values() for t in a.tokens}
     used.discard(tok.eos_token_id)
@@ -116,6 +128,24 @@ def _build_canonical(registry: Registry, tok: TokenizerInfo, table: list[bytes |
     return automata, info
 
 
+def _build_runs(registry: Registry, tok: TokenizerInfo, table: list[bytes | None]):
+    cont = continuation_tokenizer(tok.tokenizer)
+    unk = tok.unk_token_id
+
+    def encode(text: str) -> list[int] | None:
+        ids = cont.encode(text, add_special_tokens=False).ids
+        return None if unk is not None and unk in ids else ids
+
+    trie = TokenTrie.build(table, {tok.eos_token_id})
+    automata, info = {}, {}
+    for t in registry.tools:
+        start = time.perf_counter()
+        graph, first, finals, stats = runs_graph(char_regex(t), table, tok.eos_token_id, encode, trie)
+        automata[t.name] = _csr(t.name, graph, first, finals, tok.eos_token_id)
+        info[t.name] = {**_info(automata[t.name], time.perf_counter() - start), **asdict(stats)}
+    return automata, info
+
+
 def _build_any(registry: Registry, tok: TokenizerInfo, table: list[bytes | None]):
     by_bytes: dict[bytes, list[int]] = {}
     for i, b in enumerate(table):
@@ -138,13 +168,18 @@ def _index(regex: str, vocab, tool: Tool):
 
 
 def _tables(name: str, index, eos: int) -> ToolAutomaton:
-    """outlines-core Index -> CSR tables, states renumbered breadth-first from the start (0)."""
-    trans = index.get_transitions()
-    finals = set(index.get_final_states())
-    start = index.get_initial_state()
+    """outlines-core Index -> CSR tables."""
+    return _csr(name, index.get_transitions(), index.get_initial_state(), set(index.get_final_states()), eos)
+
+
+def _csr(name: str, trans: dict, start, finals: set, eos: int) -> ToolAutomaton:
+    """``{state: {token: next}}`` -> CSR tables, states renumbered breadth-first from the start (0).
+
+    An EOS transition becomes ``DONE`` (wherever it pointed); a state is final when it allows EOS
+    or is listed in ``finals``."""
     order, pos = [start], {start: 0}
     for s in order:
-        for n in sorted(trans.get(s, {}).values()):
+        for n in sorted(n for t, n in trans.get(s, {}).items() if t != eos):
             if n not in pos:
                 pos[n] = len(order)
                 order.append(n)

@@ -165,6 +165,46 @@ def stretch_tokenizer(tok: Tokenizer, table: list[bytes | None]):
     return tokenize
 
 
+def continuation_tokenizer(tok: Tokenizer) -> Tokenizer:
+    """A copy of ``tok`` that encodes text as it continues after a token boundary.
+
+    The full pipeline marks the start of a text: SentencePiece prepends ``▁`` (a ``Prepend``
+    normalizer or a ``Metaspace`` pre-tokenizer with ``prepend_scheme``), byte-level BPE may add a
+    space (``add_prefix_space``). Inside an output none of that happens, so the copy drops those
+    steps and keeps every other one (normalization, splitting, the model's merges or scores).
+    """
+    spec = json.loads(tok.to_str())
+    spec["normalizer"] = _without_prepend(spec.get("normalizer"))
+    spec["pre_tokenizer"] = _no_prefix(spec.get("pre_tokenizer"))
+    spec["post_processor"] = None
+    return Tokenizer.from_str(json.dumps(spec))
+
+
+def _without_prepend(component: dict | None) -> dict | None:
+    if not component:
+        return component
+    if component.get("type") == "Prepend":
+        return None
+    if component.get("type") == "Sequence":
+        kept = [c for c in (_without_prepend(c) for c in component["normalizers"]) if c]
+        return {**component, "normalizers": kept} if kept else None
+    return component
+
+
+def _no_prefix(component: dict | None) -> dict | None:
+    if not component:
+        return component
+    out = dict(component)
+    if out.get("type") == "Metaspace":
+        out["prepend_scheme"] = "never"
+        out.pop("add_prefix_space", None)  # tokenizers < 0.14 spelling
+    elif out.get("type") == "ByteLevel":
+        out["add_prefix_space"] = False
+    elif out.get("type") == "Sequence":
+        out["pretokenizers"] = [_no_prefix(c) for c in out["pretokenizers"]]
+    return out
+
+
 def digits_split(table: list[bytes | None]) -> bool:
     """True when no token mixes an ASCII digit with anything else (``split_digits`` tokenizers)."""
     digits = set(b"0123456789")
@@ -177,6 +217,7 @@ def digits_split(table: list[bytes | None]) -> bool:
 __all__ = [
     "TokenizerInfo",
     "check_reachable",
+    "continuation_tokenizer",
     "digits_split",
     "load_tokenizer",
     "stretch_tokenizer",

@@ -161,14 +161,61 @@ def load_model(md: ModelDir):
 
 
 def load_tokenizer(path: Path):
+    """The folder's tokenizer as a transformers fast tokenizer.
+
+    A folder with only a SentencePiece model (``spiece.model`` as many T5 checkpoints ship,
+    ``tokenizer.model`` as Llama-2's) is rebuilt with :mod:`vedit.export.spm`: transformers' own
+    conversion fails on the pinned protobuf runtime."""
     from transformers import AutoTokenizer
 
     if not any((path / n).exists() for n in ("tokenizer.json", "tokenizer.model", "spiece.model")):
         raise ModelDirError(f"{path}: no tokenizer files (tokenizer.json); save the tokenizer next to the model")
+    if not (path / "tokenizer.json").exists():
+        return _spm_tokenizer(path)
     try:
         return AutoTokenizer.from_pretrained(str(path))
     except Exception as exc:
         raise ModelDirError(f"{path}: cannot load the tokenizer ({str(exc).strip().splitlines()[0]})") from None
+
+
+def _spm_tokenizer(path: Path):
+    """A fast tokenizer from the folder's SentencePiece file, with the family's special-token rule
+    (T5 appends ``</s>``, Llama prepends ``<s>``, unless ``tokenizer_config.json`` says otherwise)."""
+    from tokenizers import processors
+    from transformers import PreTrainedTokenizerFast
+
+    from vedit.export.spm import special_tokens, spm_file, tokenizer_from_spm
+
+    f = spm_file(path)
+    try:
+        data = f.read_bytes()
+        tok = tokenizer_from_spm(data)
+        names = special_tokens(data)
+    except ModelDirError as exc:
+        raise ModelDirError(f"{f}: cannot load the tokenizer ({exc}); save it as tokenizer.json with a fast "
+                            "tokenizer's save_pretrained()") from None
+    tcfg = _json_or_empty(path / "tokenizer_config.json")
+    for key in ("eos", "bos", "unk", "pad"):
+        value = tcfg.get(f"{key}_token")
+        value = value.get("content") if isinstance(value, dict) else value
+        if isinstance(value, str) and tok.token_to_id(value) is not None:
+            names[key] = value
+    t5 = _json_or_empty(path / "config.json").get("model_type") == "t5"
+    add_bos = bool(tcfg.get("add_bos_token", not t5)) and "bos" in names
+    add_eos = bool(tcfg.get("add_eos_token", t5)) and "eos" in names
+    single = " ".join(([names["bos"]] if add_bos else []) + ["$A"] + ([names["eos"]] if add_eos else []))
+    used = [names[k] for k, on in (("bos", add_bos), ("eos", add_eos)) if on]
+    tok.post_processor = processors.TemplateProcessing(single=single,
+                                                       special_tokens=[(n, tok.token_to_id(n)) for n in used])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, **{f"{k}_token": v for k, v in names.items()},
+                                   padding_side="right" if t5 else "left")
+
+
+def _json_or_empty(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
 
 
 def check_tokenizer_matches(model, tokenizer, path: Path) -> None:
@@ -183,7 +230,8 @@ def check_tokenizer_matches(model, tokenizer, path: Path) -> None:
 
 
 def copy_tokenizer_files(src: Path, dst: Path) -> list[str]:
-    """Copy the tokenizer files byte for byte (no re-serialisation drift)."""
+    """Copy the tokenizer files byte for byte (no re-serialisation drift); a folder with only a
+    SentencePiece model also gets the ``tokenizer.json`` serving reads (built as :func:`load_tokenizer` does)."""
     import shutil
 
     copied = []
@@ -191,4 +239,7 @@ def copy_tokenizer_files(src: Path, dst: Path) -> list[str]:
         if (src / name).exists():
             shutil.copyfile(src / name, dst / name)
             copied.append(name)
+    if "tokenizer.json" not in copied:
+        _spm_tokenizer(src).backend_tokenizer.save(str(dst / "tokenizer.json"))
+        copied.append("tokenizer.json")
     return copied
