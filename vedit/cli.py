@@ -25,6 +25,7 @@ def _register() -> None:
     from vedit.export.cli import export
     from vedit.pipeline import run_cmd
     from vedit.predict_cli import predict
+    from vedit.render.cli import preview
 
     demo.add_command(run_cmd)
 
@@ -32,6 +33,7 @@ def _register() -> None:
     cli.add_command(demo)
     cli.add_command(export)
     cli.add_command(predict)
+    cli.add_command(preview)
     from vedit.bench.cli import serving_cmd
     from vedit.triton_repo.cli import triton
 
