@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -121,4 +122,18 @@ def before_after(photos: Sequence[Photo], answers: Sequence[tuple[str, Mapping[s
     return Sheet(image, seconds, skipped)
 
 
-__all__ = ["CELL_HEIGHT", "Sheet", "before_after", "compose", "summary"]
+def contact_sheet(predictions: Sequence, out: str | Path | None = None, *, photos: Sequence[Photo] | None = None,
+                  cell_height: int = 200) -> Sheet:
+    """The answers (``Prediction`` objects, e.g. to :data:`vedit.intents.SAMPLE_INTENTS`) on the
+    scikit-image sample photos, before/after; written as a PNG to ``out`` when given."""
+    from vedit.render.photo import save_photo
+    from vedit.render.samples import sample_photos
+
+    photos = list(photos) if photos is not None else sample_photos(max_side=2 * cell_height)
+    sheet = before_after(photos, [(p.intent, p.calls) for p in predictions], cell_height=cell_height)
+    if out is not None:
+        save_photo(np.asarray(sheet.image, dtype=np.float32) / 255.0, out)
+    return sheet
+
+
+__all__ = ["CELL_HEIGHT", "Sheet", "before_after", "compose", "contact_sheet", "summary"]
