@@ -88,10 +88,39 @@ def preview(intents: tuple[str, ...], images: tuple[Path, ...], output: Path, mo
                err=True)
 
 
+@click.command("playground", context_settings={"help_option_names": HELP_OPTIONS})
+@click.option("--model", "model_dir", type=click.Path(path_type=Path), default=None, help=_MODEL_HELP)
+@click.option("--url", default=None, help=_URL_HELP)
+@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True,
+              help="Port of the page (0: any free port).")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to bind; the default keeps the page on this machine.")
+def playground(model_dir: Path | None, url: str | None, port: int, host: str) -> None:
+    """Serve a page to try a student: type an intent, see the tool calls, the edit and the latency."""
+    check_target(model_dir, url)
+    require_extras("render")
+    from vedit.clibase import show_progress
+    from vedit.render.playground import make_server, url_of
+
+    show_progress()
+    with open_client(model_dir, url) as client:
+        try:
+            server = make_server(client, host, port)
+        except OSError as exc:
+            raise click.ClickException(f"cannot listen on {host}:{port} ({exc.strerror}); try --port 0") from None
+        click.echo(f"vedit playground on {url_of(server)} (Ctrl-C stops it)")
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            click.echo("stopped", err=True)
+        finally:
+            server.server_close()
+
+
 def _pixels(image):
     import numpy as np
 
     return np.asarray(image, dtype=np.float32) / 255.0
 
 
-__all__ = ["check_target", "open_client", "preview"]
+__all__ = ["check_target", "open_client", "playground", "preview"]
