@@ -49,6 +49,13 @@ class Playground:
             self._samples = {p.name: p for p in sample_photos(max_side=PLAYGROUND_SIDE)}
         return self._samples
 
+    def warm(self) -> None:
+        """Load the sample photos and the colour libraries now, not on the first request."""
+        import colour  # noqa: F401 - importing colour-science takes seconds
+        import skimage.color  # noqa: F401
+
+        self.samples()
+
     def edit(self, intent: str, upload: bytes | None, sample: str | None) -> dict:
         """Answer ``intent`` and draw it on the upload (or a sample photo); the page's JSON."""
         from vedit.render.engine import Renderer
@@ -152,7 +159,9 @@ def make_handler(playground: Playground) -> type[BaseHTTPRequestHandler]:
 def make_server(client, host: str = "127.0.0.1", port: int = 0, max_upload: int = MAX_UPLOAD_BYTES
                 ) -> ThreadingHTTPServer:
     """A server for the page (``port=0``: a free port; ``server.server_address`` says which)."""
-    server = ThreadingHTTPServer((host, port), make_handler(Playground(client, max_upload)))
+    state = Playground(client, max_upload)
+    state.warm()
+    server = ThreadingHTTPServer((host, port), make_handler(state))
     server.daemon_threads = True
     return server
 

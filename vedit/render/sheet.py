@@ -53,6 +53,14 @@ class Sheet:
     skipped: list[str] = field(default_factory=list)
 
 
+def printable(text: str) -> str:
+    """``text`` with the symbols Pillow's bundled font cannot draw (emoji) written as ``U+1F608``."""
+    import unicodedata
+
+    return "".join(f"U+{ord(ch):04X}" if ord(ch) > 0xFFFF or unicodedata.category(ch) == "So" else ch
+                   for ch in text)
+
+
 def _font(size: int):
     from PIL import ImageFont
 
@@ -74,7 +82,7 @@ def compose(rows: Sequence[Sequence[np.ndarray]], titles: Sequence[str], caption
     title_font, caption_font = _font(14), _font(11)
     x = label_w + PAD
     for j, w in enumerate(widths):
-        draw.text((x, 3), titles[j], fill=INK, font=title_font)
+        draw.text((x, 3), printable(titles[j]), fill=INK, font=title_font)
         draw.text((x, 20), captions[j] if j < len(captions) else "", fill=MUTED, font=caption_font)
         x += w + PAD
     y = TITLE_H
