@@ -137,6 +137,11 @@ def test_your_own_photo_and_a_non_image(browser, served, tmp_path):
     assert "Traceback" not in browser.page_source
     browser.save_screenshot(str(tmp_path / "playground-error.png"))
 
+    big = tmp_path / "big.png"
+    big.write_bytes(b"\0" * 2_100_000)
+    _ask(browser, url, "cold tone", big)
+    assert _text(browser, "error") == "photo of 2.1 MB is over the limit of 2 MB; pick a smaller one"
+
 
 def test_the_api_bounds_uploads_and_answers_errors_in_one_line(served):
     url, _ = served
@@ -144,6 +149,8 @@ def test_the_api_bounds_uploads_and_answers_errors_in_one_line(served):
     with pytest.raises(urllib.error.HTTPError) as err:
         urllib.request.urlopen(req, timeout=30)
     assert err.value.code == 413 and "over the limit of 2 MB" in json.loads(err.value.read())["error"]
+    with urllib.request.urlopen(url + "api/samples", timeout=30) as res:
+        assert json.loads(res.read())["max_upload"] == 2_000_000
     req = urllib.request.Request(url + "api/edit?intent=%20", data=b"", method="POST")
     with pytest.raises(urllib.error.HTTPError) as err:
         urllib.request.urlopen(req, timeout=30)

@@ -8,7 +8,7 @@ from PIL import Image
 from vedit.decoding import Prediction
 from vedit.registry import ToolCall, call_from_value, default_registry
 from vedit.render.samples import SAMPLES, sample_photos
-from vedit.render.sheet import LABEL_W, PAD, TITLE_H, contact_sheet, summary
+from vedit.render.sheet import LABEL_W, PAD, TITLE_H, contact_sheet, printable, summary
 
 
 def _prediction(intent, preset, intensity=100):
@@ -40,3 +40,8 @@ def test_contact_sheet_shows_each_photo_before_and_after_each_answer(tmp_path):
 def test_summary_names_the_used_calls():
     assert summary(_prediction("x", "vivid", 70).calls) == "vivid 70"
     assert summary(_prediction("x", "none", 0).calls) == "no edit"
+
+
+def test_titles_the_font_cannot_draw_are_spelled_out():
+    assert printable("😈") == "U+1F608"
+    assert printable("golden hour, Morocco") == "golden hour, Morocco"

@@ -95,8 +95,9 @@ class VisualParity:
 
         w = self.worst
         image = compose([[w.before, w.reference, w.candidate]],
-                        ["before", "PyTorch original", f"export (CIEDE2000 {w.delta_e:.2f})"],
-                        ["", summary(w.reference_calls), summary(w.candidate_calls)], [f"{w.photo}"])
+                        [f"before: {w.intent}", "PyTorch original", f"export (CIEDE2000 {w.delta_e:.2f})"],
+                        ["", summary(w.reference_calls), summary(w.candidate_calls)], [w.photo],
+                        cell_height=w.before.shape[0])  # drawn size: no upscaling
         return save_photo(np.asarray(image, dtype=np.float32) / 255.0, path)
 
 

@@ -115,6 +115,18 @@ def make_handler(playground: Playground) -> type[BaseHTTPRequestHandler]:
         def _json(self, status: int, obj: dict) -> None:
             self._send(status, json.dumps(obj, ensure_ascii=False).encode("utf-8"), "application/json; charset=utf-8")
 
+        def _discard(self, length: int) -> None:
+            """Read a refused body in chunks, kept nowhere, so the sender can read the answer;
+            beyond twice the limit, stop reading and close the connection instead."""
+            if length > 2 * playground.max_upload:
+                self.close_connection = True
+                return
+            while length > 0:
+                chunk = self.rfile.read(min(length, 1 << 16))
+                if not chunk:
+                    break
+                length -= len(chunk)
+
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
             path = urlsplit(self.path).path
             if path in ("/", "/index.html"):
@@ -122,7 +134,7 @@ def make_handler(playground: Playground) -> type[BaseHTTPRequestHandler]:
             elif path == "/api/samples":
                 from vedit.render.samples import SAMPLES
 
-                self._json(HTTPStatus.OK, {"samples": SAMPLES})
+                self._json(HTTPStatus.OK, {"samples": SAMPLES, "max_upload": playground.max_upload})
             else:
                 self._json(HTTPStatus.NOT_FOUND, {"error": f"no page at {path}; open /"})
 
@@ -137,7 +149,7 @@ def make_handler(playground: Playground) -> type[BaseHTTPRequestHandler]:
                 self._json(HTTPStatus.BAD_REQUEST, {"error": "bad Content-Length"})
                 return
             if length > playground.max_upload:
-                self.close_connection = True  # the body is not read: do not reuse the connection
+                self._discard(length)
                 self._json(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {
                     "error": f"photo of {length / 1e6:.1f} MB is over the limit of {playground.max_upload / 1e6:.0f} MB; "
                              "pick a smaller one"})
