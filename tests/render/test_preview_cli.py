@@ -57,3 +57,13 @@ def test_bad_inputs_are_one_line(tiny_export, tmp_path):
     assert len(res.output.strip().splitlines()) == 1 and not (tmp_path / "o.png").exists()
     res = CliRunner().invoke(cli, ["preview", "x", "--image", str(notes), "-o", str(tmp_path / "o.png")])
     assert res.exit_code == 2 and "--model EXPORT_DIR or --url URL" in res.output
+
+
+@pytest.mark.triton
+def test_through_a_triton_server_the_picture_is_the_same(triton_served, tiny_export, photo, tmp_path):
+    local, remote = tmp_path / "local.png", tmp_path / "remote.png"
+    for out, target in ((local, ["--model", str(tiny_export)]), (remote, ["--url", triton_served.http])):
+        res = CliRunner().invoke(cli, ["preview", "golden hour", "welding mask", "--image", str(photo), "-o", str(out),
+                                       *target])
+        assert res.exit_code == 0, res.output
+    np.testing.assert_array_equal(np.asarray(Image.open(local)), np.asarray(Image.open(remote)))
