@@ -120,3 +120,11 @@ def test_a_non_image_is_one_line_error(tmp_path):
     Image.fromarray(noise).save(buf, format="PNG")
     with pytest.raises(RenderError, match="broken or truncated"):
         load_photo(buf.getvalue()[: len(buf.getvalue()) // 2], name="cut.png")
+
+
+def test_a_large_jpeg_is_decoded_at_a_reduced_scale_and_still_oriented(tmp_path):
+    big = tmp_path / "big.jpg"
+    Image.new("RGB", (3000, 2000), (40, 160, 90)).save(big, quality=95, exif=_exif(6))
+    photo = load_photo(big, max_side=512)
+    assert photo.source_size == (2000, 3000) and photo.size == (341, 512)  # rotated, then bounded
+    np.testing.assert_allclose(photo.pixels[256, 170], np.array([40, 160, 90]) / 255, atol=3 / 255)

@@ -10,7 +10,7 @@ import pytest
 
 from vedit.errors import RenderError
 from vedit.registry import default_registry
-from vedit.render.filter import apply_filter
+from vedit.render.filter import apply_filter, load_lut, lookup
 from vedit.render.looks import LUT_DIR, RECIPES, generate, missing_recipes
 from vedit.render.selective import HUE_CENTRES, apply_selective, band_weights
 
@@ -101,3 +101,10 @@ def test_regenerating_the_luts_gives_identical_files(tmp_path):
     for path in written:
         assert filecmp.cmp(path, LUT_DIR / path.name, shallow=False), f"{path.name} differs: run python -m vedit.render.looks"
     assert sorted(p.name for p in LUT_DIR.glob("*.cube")) == sorted(p.name for p in written)
+
+
+@pytest.mark.parametrize("preset", ["teal_and_orange_3", "duotone_pink", "faded_Mist"])
+def test_the_lookup_is_colour_sciences_trilinear_interpolation(preset):
+    lut = load_lut(LUT_DIR / f"{preset}.cube")
+    x = np.random.default_rng(7).random((20, 30, 3)).astype(np.float32)
+    np.testing.assert_allclose(lookup(lut.table.astype(np.float32), x), lut.apply(x), atol=1e-5)

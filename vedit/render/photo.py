@@ -15,6 +15,7 @@ import io
 import time
 import warnings
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -57,7 +58,12 @@ def _orient(a: np.ndarray, orientation: int) -> np.ndarray:
     return np.ascontiguousarray(ops[orientation](a)) if orientation in ops else a
 
 
-def _open(data: bytes, name: str):
+def _open(data: bytes, name: str, max_side: int | None = None):
+    """Open and decode; returns the image and its oriented source size (width, height).
+
+    A JPEG larger than twice ``max_side`` is decoded at a reduced scale (libjpeg's DCT scaling,
+    ``Image.draft``): decoding 24 Mpixel to show 1 Mpixel is most of a preview's time otherwise.
+    """
     from PIL import Image, UnidentifiedImageError
 
     Image.MAX_IMAGE_PIXELS = MAX_PIXELS
@@ -67,8 +73,14 @@ def _open(data: bytes, name: str):
             im = Image.open(io.BytesIO(data))
             # Pillow orients TIFFs itself while loading and drops the tag: keep it for tifffile's pixels
             im.vedit_orientation = int(getattr(im, "tag_v2", {}).get(_ORIENTATION, 1))
+            w, h = im.size
+            if im.format != "TIFF" and int(im.getexif().get(_ORIENTATION, 1)) in (5, 6, 7, 8):
+                w, h = h, w
+            if im.format == "JPEG" and max_side and max(im.size) > 2 * max_side:
+                scale = 2 * max_side / max(im.size)
+                im.draft("RGB", (int(im.size[0] * scale) + 1, int(im.size[1] * scale) + 1))
             im.load()
-        return im
+        return im, (w, h)
     except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         if isinstance(exc, UnidentifiedImageError):
             raise RenderError(f"{name}: not an image Pillow can read (use a JPEG, PNG, TIFF or WebP)") from None
@@ -78,7 +90,8 @@ def _open(data: bytes, name: str):
 
 
 def _pixels(im, data: bytes) -> tuple[np.ndarray, int]:
-    """Float pixels of an opened image, oriented, and their source bit depth."""
+    """Pixels of an opened image, oriented: uint8 / uint16 arrays as decoded (floats for 32-bit
+    integer images), and their source bit depth."""
     from PIL import ImageOps
 
     if im.format == "TIFF":
@@ -89,25 +102,48 @@ def _pixels(im, data: bytes) -> tuple[np.ndarray, int]:
         except Exception:  # noqa: BLE001 - a TIFF tifffile cannot read: Pillow's 8-bit decode
             raw = None
         if raw is not None and raw.dtype == np.uint16 and raw.ndim == 3 and raw.shape[-1] in (3, 4):
-            return _orient(raw[..., :3].astype(np.float32) / 65535.0, im.vedit_orientation), 16
+            return _orient(raw[..., :3], im.vedit_orientation), 16
     im = ImageOps.exif_transpose(im)
-    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-        grey = np.asarray(im, dtype=np.float32) / (65535.0 if im.mode.startswith("I;16") else max(1.0, im.getextrema()[1]))
+    if im.mode.startswith("I;16"):
+        return np.repeat(np.asarray(im, dtype=np.uint16)[..., None], 3, axis=-1), 16
+    if im.mode == "I":
+        grey = np.asarray(im, dtype=np.float32) / max(1.0, im.getextrema()[1])
         return np.repeat(grey[..., None], 3, axis=-1), 16
-    return np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0, 8
+    return np.asarray(im.convert("RGB")), 8
+
+
+@lru_cache(maxsize=2)
+def _decode_table(levels: int) -> np.ndarray:
+    """Linear light of every code value of an integer image (a lookup beats the power function)."""
+    return to_linear(np.arange(levels, dtype=np.float64) / (levels - 1))
+
+
+def _as_float(raw: np.ndarray, linear: bool) -> np.ndarray:
+    """Integer or float pixels as float32 in [0, 1], encoded or (``linear``) linear light."""
+    if raw.dtype in (np.uint8, np.uint16):
+        if linear:
+            return _decode_table(256 if raw.dtype == np.uint8 else 65536)[raw]
+        return raw.astype(np.float32) / np.float32(255.0 if raw.dtype == np.uint8 else 65535.0)
+    x = np.asarray(raw, dtype=np.float32)
+    return to_linear(x) if linear else x
 
 
 def bound(pixels: np.ndarray, max_side: int | None) -> np.ndarray:
-    """Downscale so the longest side is at most ``max_side`` (Lanczos, in linear light)."""
+    """Downscale so the longest side is at most ``max_side`` (Lanczos, in linear light).
+
+    ``pixels``: float encoded values, or the uint8 / uint16 arrays a decoder gives; the result is
+    float32 encoded values either way.
+    """
     h, w = pixels.shape[:2]
     if not max_side or max(h, w) <= max_side:
-        return pixels
+        return _as_float(pixels, linear=False)
     from PIL import Image
 
     scale = max_side / max(h, w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    lin = to_linear(pixels)
-    chans = [np.asarray(Image.fromarray(np.ascontiguousarray(lin[..., c]), mode="F").resize(size, Image.Resampling.LANCZOS))
+    lin = _as_float(pixels, linear=True)
+    chans = [np.asarray(Image.fromarray(np.ascontiguousarray(lin[..., c]), mode="F")
+                        .resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0))
              for c in range(3)]
     return to_encoded(np.stack(chans, axis=-1))
 
@@ -126,10 +162,9 @@ def load_photo(source: str | Path | bytes, *, max_side: int | None = PREVIEW_SID
             raise RenderError(f"{path}: photo not found") from None
         except OSError as exc:
             raise RenderError(f"{path}: cannot read ({exc.strerror})") from None
-    im = _open(data, label)
+    im, source_size = _open(data, label, max_side)
     icc = im.info.get("icc_profile")
     pixels, bits = _pixels(im, data)
-    source_size = (pixels.shape[1], pixels.shape[0])
     pixels = bound(pixels, max_side)
     return Photo(pixels.astype(np.float32), bits, icc, source_size, label, time.perf_counter() - start)
 
@@ -138,11 +173,9 @@ def from_array(rgb: np.ndarray, name: str = "photo", max_side: int | None = PREV
     """A photo from a uint8 / uint16 / float array (e.g. scikit-image's sample images)."""
     a = np.asarray(rgb)
     bits = 16 if a.dtype == np.uint16 else 8
-    scale = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(a.dtype, 1.0)
-    pixels = a.astype(np.float32) / scale
-    if pixels.ndim == 2:
-        pixels = np.repeat(pixels[..., None], 3, axis=-1)
-    return Photo(bound(pixels[..., :3], max_side), bits, None, (a.shape[1], a.shape[0]), name)
+    if a.ndim == 2:
+        a = np.repeat(a[..., None], 3, axis=-1)
+    return Photo(bound(a[..., :3], max_side), bits, None, (a.shape[1], a.shape[0]), name)
 
 
 def to_pil(pixels: np.ndarray, icc_profile: bytes | None = None):
