@@ -156,3 +156,15 @@ def test_the_api_bounds_uploads_and_answers_errors_in_one_line(served):
         urllib.request.urlopen(req, timeout=30)
     assert err.value.code == 400 and json.loads(err.value.read()) == {
         "error": "intent: empty intent; type a look, e.g. golden hour"}
+
+
+def test_a_request_for_another_host_name_is_refused(served):
+    """DNS rebinding: a page from elsewhere that resolves its own name to 127.0.0.1 gets nothing."""
+    url, _ = served
+    req = urllib.request.Request(url + "api/samples", headers={"Host": "evil.example:80"})
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(req, timeout=30)
+    assert err.value.code == 403 and "refused" in json.loads(err.value.read())["error"]
+    req = urllib.request.Request(url + "api/samples", headers={"Host": "localhost"})
+    with urllib.request.urlopen(req, timeout=30) as res:
+        assert res.status == 200

@@ -6,7 +6,9 @@ else (:func:`vedit.client.connect`: an export directory in-process or a Triton U
 answer (:mod:`vedit.render`) and returns the tool calls (JSON), the before/after photos (PNG data
 URLs) and the latency. Uploads are read into memory, bounded (:data:`MAX_UPLOAD_BYTES`) and never
 written anywhere. Every failure is one line on the page (``{"error": ...}``), never a traceback.
-It binds 127.0.0.1 unless told otherwise, and uses only the standard library's ``http.server``.
+It binds 127.0.0.1 unless told otherwise, and then answers only requests addressed to a loopback
+name (the Host header), so a web page elsewhere cannot reach it through DNS rebinding. It uses only
+the standard library's ``http.server``.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ log = logging.getLogger(__name__)
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 #: Longest side the page shows (the edit is drawn at this size).
 PLAYGROUND_SIDE = 768
+#: Host names a loopback-bound page answers to.
+LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 @dataclass
@@ -39,6 +43,7 @@ class Playground:
 
     client: object  # vedit.client LocalClient / TritonClient
     max_upload: int = MAX_UPLOAD_BYTES
+    loopback_only: bool = True
     lock: threading.Lock = field(default_factory=threading.Lock)
     _samples: dict | None = None
 
@@ -127,7 +132,19 @@ def make_handler(playground: Playground) -> type[BaseHTTPRequestHandler]:
                     break
                 length -= len(chunk)
 
+        def _foreign_host(self) -> bool:
+            """On a loopback address, a request whose Host is not a loopback name is refused."""
+            if not playground.loopback_only:
+                return False
+            host = urlsplit("//" + (self.headers.get("Host") or "")).hostname or ""
+            if host in LOOPBACK_NAMES:
+                return False
+            self._json(HTTPStatus.FORBIDDEN, {"error": f"host {host!r} refused: open the page at 127.0.0.1"})
+            return True
+
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            if self._foreign_host():
+                return
             path = urlsplit(self.path).path
             if path in ("/", "/index.html"):
                 self._send(HTTPStatus.OK, page(), "text/html; charset=utf-8")
@@ -139,6 +156,8 @@ def make_handler(playground: Playground) -> type[BaseHTTPRequestHandler]:
                 self._json(HTTPStatus.NOT_FOUND, {"error": f"no page at {path}; open /"})
 
         def do_POST(self) -> None:  # noqa: N802
+            if self._foreign_host():
+                return
             url = urlsplit(self.path)
             if url.path != "/api/edit":
                 self._json(HTTPStatus.NOT_FOUND, {"error": f"no endpoint at {url.path}; POST /api/edit"})
@@ -171,7 +190,13 @@ def make_handler(playground: Playground) -> type[BaseHTTPRequestHandler]:
 def make_server(client, host: str = "127.0.0.1", port: int = 0, max_upload: int = MAX_UPLOAD_BYTES
                 ) -> ThreadingHTTPServer:
     """A server for the page (``port=0``: a free port; ``server.server_address`` says which)."""
-    state = Playground(client, max_upload)
+    import ipaddress
+
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    state = Playground(client, max_upload, loopback_only=loopback)
     state.warm()
     server = ThreadingHTTPServer((host, port), make_handler(state))
     server.daemon_threads = True
