@@ -128,3 +128,20 @@ def test_a_large_jpeg_is_decoded_at_a_reduced_scale_and_still_oriented(tmp_path)
     photo = load_photo(big, max_side=512)
     assert photo.source_size == (2000, 3000) and photo.size == (341, 512)  # rotated, then bounded
     np.testing.assert_allclose(photo.pixels[256, 170], np.array([40, 160, 90]) / 255, atol=3 / 255)
+
+
+def test_a_16_bit_colour_png_is_read_at_8_bits_with_a_warning(tmp_path, caplog):
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = b"\0" + struct.pack(">6H", 1000, 2000, 3000, 65535, 0, 32768)  # 2x1, 16 bits per channel
+    png = tmp_path / "rgb16.png"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 2, 1, 16, 2, 0, 0, 0))
+                    + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+    with caplog.at_level(logging.WARNING, logger="vedit.render"):
+        photo = load_photo(png)
+    assert "16-bit colour PNG is read at 8 bits" in caplog.text and photo.bits == 8
+    np.testing.assert_allclose(photo.pixels[0, 1], [1.0, 0.0, 32768 / 65535], atol=1 / 255)

@@ -4,7 +4,7 @@ A :class:`Photo` is float32 sRGB-encoded pixels in [0, 1] plus what must survive
 the source bit depth and the embedded ICC profile (written back on output, so a Display P3 photo
 stays Display P3). Pillow decodes everything it knows; 16-bit colour TIFFs, which Pillow would cut
 to 8 bits, are read with tifffile and oriented the same way Pillow's ``exif_transpose`` orients
-the 8-bit ones. Large photos are previewed at a bounded size, downscaled in linear light.
+the 8-bit ones (16-bit colour PNGs are read at 8 bits, with a warning saying so). Large photos are previewed at a bounded size, downscaled in linear light.
 Transparency is dropped (the tools edit colour). Anything that is not a readable image is one
 :class:`~vedit.errors.RenderError` line.
 """
@@ -12,6 +12,7 @@ Transparency is dropped (the tools edit colour). Anything that is not a readable
 from __future__ import annotations
 
 import io
+import logging
 import time
 import warnings
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ import numpy as np
 
 from vedit.errors import RenderError
 from vedit.render.light import to_encoded, to_linear
+
+log = logging.getLogger(__name__)
 
 #: Default longest side of a preview, in pixels.
 PREVIEW_SIDE = 1024
@@ -73,6 +76,9 @@ def _open(data: bytes, name: str, max_side: int | None = None):
             im = Image.open(io.BytesIO(data))
             # Pillow orients TIFFs itself while loading and drops the tag: keep it for tifffile's pixels
             im.vedit_orientation = int(getattr(im, "tag_v2", {}).get(_ORIENTATION, 1))
+            # Pillow decodes 16-bit colour PNGs to 8 bits: say so rather than pretend
+            im.vedit_cut_16 = (im.format == "PNG" and im.mode in ("RGB", "RGBA") and bool(im.tile)
+                               and ";16" in str(im.tile[0].args))
             w, h = im.size
             if im.format != "TIFF" and int(im.getexif().get(_ORIENTATION, 1)) in (5, 6, 7, 8):
                 w, h = h, w
@@ -163,6 +169,9 @@ def load_photo(source: str | Path | bytes, *, max_side: int | None = PREVIEW_SID
         except OSError as exc:
             raise RenderError(f"{path}: cannot read ({exc.strerror})") from None
     im, source_size = _open(data, label, max_side)
+    if im.vedit_cut_16:
+        log.warning("%s: a 16-bit colour PNG is read at 8 bits (Pillow keeps no more); "
+                    "a 16-bit TIFF keeps all 16", label)
     icc = im.info.get("icc_profile")
     pixels, bits = _pixels(im, data)
     pixels = bound(pixels, max_side)
