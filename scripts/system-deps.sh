@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # System packages vedit's serving needs, from Debian: nginx (the HTTP front of `vedit triton serve`,
-# which refuses oversized bodies before Triton 2.51's HTTP server can crash on them).
+# which refuses oversized bodies before Triton 2.51's HTTP server can crash on them); chromium and
+# its driver (the test suite drives the `vedit playground` page in a real headless browser).
 # Installs only what is missing; needs root (CI runs as root) or passwordless sudo.
 set -euo pipefail
 missing=()
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 if [ ${#missing[@]} -eq 0 ]; then
     exit 0
 fi

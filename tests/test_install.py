@@ -31,7 +31,8 @@ REPO = Path(__file__).resolve().parents[1]
 #: what the runtime must never pull in
 HEAVY = ("torch", "transformers", "optimum", "peft", "tritonclient", "matplotlib", "outlines_core", "sentencepiece")
 HEAVY_DISTS = {"torch", "transformers", "optimum", "optimum-onnx", "peft", "tritonclient", "nvidia-pytriton",
-               "matplotlib", "outlines-core", "sentencepiece", "onnx"}
+               "matplotlib", "outlines-core", "sentencepiece", "onnx", "pillow", "scikit-image", "colour-science",
+               "scipy"}
 PLATFORMS = ["manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64",
              "linux_x86_64"]
 
@@ -197,3 +198,8 @@ def test_base_install_is_a_working_runtime_without_torch(tmp_path, tiny_export):
     assert r.stderr.strip().splitlines() == [
         "error: vedit triton build needs the vedit[triton] extra (missing: grpc, pytriton, tritonclient); "
         "install it with: pip install 'vedit[triton]'"]
+    r = subprocess.run([str(vedit_bin), "preview", "golden hour", "--image", "photo.jpg", "-o", "out.png", "--model",
+                        str(tiny_export)], capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
+    assert r.returncode == 1 and r.stderr.strip().splitlines() == [
+        "error: vedit preview needs the vedit[render] extra (missing: PIL, colour, scipy, skimage, tifffile); "
+        "install it with: pip install 'vedit[render]'"]

@@ -24,8 +24,10 @@ def test_main_job_quick(tmp_path, monkeypatch):
         fp32 = json.loads((reports / f"parity-{fam}-fp32.json").read_text())
         assert fp32["passed"] and fp32["agreement"] == 1.0
         assert fp32["sides"]["candidate"]["validity"] == 1.0
+        assert fp32["visual"]["max"] == 0.0 and fp32["visual"]["pairs"] == 3 * 12  # same answers, same pixels
     assert "identical to in-process: True" in summary
     assert (reports / "latency.png").stat().st_size > 10_000
+    assert (reports / "contact-sheet.png").stat().st_size > 50_000 and "contact sheet:" in summary
     # Tiny students are barely trained, so an int8 gate may fail; then, and only then, the job exits 1
     # and lists exactly the gates that failed (the reports say which).
     failed = [f"parity {fam} int8" for fam in ("t5", "llama")

@@ -65,6 +65,9 @@ def test_tour_prints_t5_answers_before_the_llama_stage(tmp_path):
     for _, rest in calls:
         json.loads(rest.removesuffix("  (not used)"))
     assert text.index("=== First answers") < text.index(pipeline.STAGES["llama"].title)
+    # the answers drawn on the sample photos: the contact sheet, in the tour's reports (vedit.render)
+    sheet = tmp_path / "tour" / "reports" / "contact-sheet.png"
+    assert f"contact sheet: {sheet}" in answers and sheet.stat().st_size > 50_000
 
     # the tour lives apart from the full run's home
     assert (tmp_path / "tour" / "exports" / "flan-t5-fp32" / "manifest.json").is_file()

@@ -26,6 +26,7 @@ def _register() -> None:
     from vedit.export.cli import export
     from vedit.pipeline import run_cmd
     from vedit.predict_cli import predict
+    from vedit.render.cli import playground, preview
 
     demo.add_command(run_cmd)
 
@@ -33,6 +34,8 @@ def _register() -> None:
     cli.add_command(demo)
     cli.add_command(export)
     cli.add_command(predict)
+    cli.add_command(preview)
+    cli.add_command(playground)
     from vedit.bench.cli import serving_cmd
     from vedit.deploy.cli import deploy
     from vedit.serving.cli import serve

@@ -16,6 +16,7 @@ Hierarchy (catch the base that fits)::
     ├── MissingExtraError           a command needs an extra that is not installed (pip install 'vedit[...]')
     ├── ProviderError               a requested onnxruntime execution provider (CUDA) is not active
     ├── PeerError                   a peer engine (benchmark comparison) cannot be installed or its worker failed
+    ├── RenderError                 a photo cannot be read or an answer cannot be rendered on it
     └── ClientError                 talking to a server failed
         ├── ServerUnavailableError  nothing answers at the URL (after bounded retries)
         └── ServerResponseError     the server answered with an error
@@ -102,3 +103,7 @@ class ProviderError(VeditError):
 
 class PeerError(VeditError):
     """A peer engine the benchmark compares with: its environment cannot be built, or its worker died or hung."""
+
+
+class RenderError(VeditError):
+    """A photo cannot be read (not an image, too large) or a tool call cannot be rendered on it."""

@@ -21,6 +21,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "triton": ("tritonclient", "pytriton", "grpc"),
     "deploy": ("kubernetes_validate", "kserve", "yaml"),
     "bench": ("matplotlib",),
+    "render": ("PIL", "skimage", "colour", "tifffile", "scipy"),
 }
 
 

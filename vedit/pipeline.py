@@ -197,6 +197,15 @@ def _answers(preds) -> str:
     return "\n".join(lines)
 
 
+def _contact_sheet(preds, path: Path) -> str:
+    """The answers drawn on scikit-image's sample photos, before/after (vedit.render)."""
+    from vedit.render.sheet import contact_sheet
+
+    sheet = contact_sheet(preds, path)
+    missed = f"; not drawn: {'; '.join(sheet.skipped)}" if sheet.skipped else ""
+    return f"contact sheet: {path} (rendered in {sheet.seconds:.1f} s{missed})"
+
+
 def _build_lines(built, stages: tuple[str, ...]) -> list[str]:
     lines = []
     for stage in stages:
@@ -297,6 +306,7 @@ def _run(options: PipelineOptions, home: Path, echo: Echo) -> PipelineReport:
         ])
         if options.quick:
             body += "\n(tour: a tiny student trained for a few steps; its answers are valid JSON, not good edits)"
+        body += "\n" + _contact_sheet(preds, reports / "contact-sheet.png")
         report.add("First answers (in-process, T5 fp32 export, constrained decoding)", body, echo)
         echo(f"first answers after {time.perf_counter() - t_start:.0f} s")
 
@@ -359,7 +369,9 @@ def _run(options: PipelineOptions, home: Path, echo: Echo) -> PipelineReport:
         for (family, precision), d in exports.items():
             ref, adapter = (t5, None) if family == "t5" else (llama_base, llama_lora)
             res = run_parity(ref, truth, candidate=d, adapter_dir=adapter, threads=options.threads)
-            report.add(f"Parity: {family} {precision} ({len(truth)} test intents)", format_parity(res), echo)
+            worst = res.visual.save_worst(reports / f"parity-{family}-{precision}-worst.png") if res.visual else None
+            report.add(f"Parity: {family} {precision} ({len(truth)} test intents)",
+                       format_parity(res) + (f"\nworst rendered pair side by side: {worst}" if worst else ""), echo)
             rows.append((f"{family} {precision}", len(truth), res))
             if not res.passed:
                 report.failures.append(f"parity {family} {precision}: {'; '.join(res.failures)}")

@@ -30,6 +30,8 @@ def test_fp32_export_is_at_parity_with_its_original(tiny_t5_dir, t5_fp32, truth_
     # like with like: the constrained original and the ONNX runtime give the same calls
     assert result.agreement == 1.0 and result.disagreements == []
     assert result.overall_delta == 0.0 and result.passed
+    # what users see: the same answers draw the same photos (CIEDE2000 0 on every pair)
+    assert len(result.visual.per_pair) == 3 * len(rows) and result.visual.max == 0.0
     assert result.candidate.validity == 1.0 and result.reference.validity == 1.0
     # an untrained model rarely writes valid JSON on its own: the unconstrained side shows it
     assert result.unconstrained.validity < 1.0

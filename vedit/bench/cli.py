@@ -44,10 +44,12 @@ def metrics(truth: Path, predictions: Path, as_json: bool) -> None:
               help="Gate to apply (default: the export's precision).")
 @click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the tables.")
+@click.option("--worst-png", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the rendered pair that differs most (CIEDE2000) side by side to this PNG.")
 def parity(reference: Path, adapter: Path | None, candidate: Path | None, url: str | None, data: Path,
-           limit: int | None, precision: str | None, threads: int, as_json: bool) -> None:
+           limit: int | None, precision: str | None, threads: int, as_json: bool, worst_png: Path | None) -> None:
     """Compare an export (or a server) with its PyTorch original; exit 1 when the gate fails."""
-    require_extras("export", *(("triton",) if url else ()))
+    require_extras("export", "render", *(("triton",) if url else ()))
     from vedit.bench.parity import format_parity, run_parity
     from vedit.data.rows import read_truth
 
@@ -58,6 +60,8 @@ def parity(reference: Path, adapter: Path | None, candidate: Path | None, url: s
     result = run_parity(reference, truth, candidate=url or candidate, adapter_dir=adapter,
                         precision=precision, threads=threads)
     click.echo(json.dumps(result.to_json(), indent=2) if as_json else format_parity(result))
+    if worst_png is not None and result.visual is not None and result.visual.save_worst(worst_png):
+        click.echo(f"worst pair: {worst_png}", err=True)
     if not result.passed:
         raise SystemExit(1)
 

@@ -7,6 +7,10 @@ Three sides run on the same intents:
 The gate compares like with like, the constrained original against the candidate: the overall
 score (All) may not move by more than ``max_overall_delta`` and at least ``min_agreement`` of the
 tool outputs must be identical. The unconstrained original is reported for context only.
+
+Parity in what users see (:mod:`vedit.bench.visual`): both constrained sides' answers are drawn on
+the sample photos and compared with CIEDE2000; a quantized variant's gate also requires the p95
+below :data:`~vedit.bench.visual.JND` (2.3, the just-noticeable difference).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Mapping, Sequence
 
+from vedit.bench.visual import JND, VisualParity, compare_renders
 from vedit.data.metrics import Report, format_table, normalise, score
 from vedit.data.rows import TruthRow
 from vedit.errors import VeditError
@@ -35,14 +40,16 @@ class Gate:
     precision: str
     max_overall_delta: float
     min_agreement: float
+    #: CIEDE2000 p95 limit of the rendered edits (None: reported, not gated)
+    max_delta_e_p95: float | None = None
 
 
 #: fp32 must reproduce the original; fp16 may flip near-ties; int8 (dynamic quantization of a
 #: small student) changes some answers, so only a bounded metric loss is allowed.
 GATES: dict[str, Gate] = {
     "fp32": Gate("fp32", 0.005, 0.99),
-    "fp16": Gate("fp16", 0.01, 0.95),
-    "int8": Gate("int8", 0.03, 0.75),
+    "fp16": Gate("fp16", 0.01, 0.95, JND),
+    "int8": Gate("int8", 0.03, 0.75, JND),
 }
 
 
@@ -76,6 +83,7 @@ class ParityResult:
     candidate: Side
     agreement: float
     disagreements: list[dict] = field(default_factory=list)
+    visual: VisualParity | None = None
 
     @property
     def overall_delta(self) -> float:
@@ -90,6 +98,9 @@ class ParityResult:
             out.append(f"exact agreement {self.agreement:.2%} < {self.gate.min_agreement:.0%}")
         if self.candidate.validity < 1.0:
             out.append(f"candidate validity {self.candidate.validity:.2%} < 100%")
+        limit = self.gate.max_delta_e_p95
+        if limit is not None and self.visual is not None and self.visual.p95 >= limit:
+            out.append(f"rendered edits CIEDE2000 p95 {self.visual.p95:.2f} >= {limit} (just noticeable)")
         return out
 
     @property
@@ -106,6 +117,7 @@ class ParityResult:
             "overall_delta": self.overall_delta,
             "sides": {s.name: s.to_json() for s in (self.unconstrained, self.reference, self.candidate)},
             "disagreements": self.disagreements[:20],
+            "visual": self.visual.to_json() if self.visual is not None else None,
         }
 
 
@@ -180,10 +192,12 @@ def run_parity(
     precision: str | None = None,
     batch_size: int = 16,
     threads: int | None = None,
+    visual: bool = True,
 ) -> ParityResult:
     """Run the three sides on ``truth``'s intents and compare.
 
-    ``candidate`` is an export directory (in-process runtime) or a Triton URL.
+    ``candidate`` is an export directory (in-process runtime) or a Triton URL. ``visual``: also draw
+    the constrained sides' answers on the sample photos and compare them (CIEDE2000).
     """
     import torch
 
@@ -242,7 +256,11 @@ def run_parity(
     log.info(f"[3/3] candidate {candidate}")
     side_c = _side("candidate", registry, truth, served)
     rate, diffs = agreement(registry, side_r, side_c)
-    return ParityResult(precision, GATES[precision], side_u, side_r, side_c, rate, diffs)
+    seen = None
+    if visual:
+        log.info("rendering both sides' answers on the sample photos (CIEDE2000)")
+        seen = compare_renders(registry, side_r.calls, side_c.calls)
+    return ParityResult(precision, GATES[precision], side_u, side_r, side_c, rate, diffs, seen)
 
 
 def format_parity(result: ParityResult) -> str:
@@ -261,6 +279,9 @@ def format_parity(result: ParityResult) -> str:
         lines.append(f"{name:>4}: overall {cand[name].overall - ref[name].overall:+.4f}  (final: {tools})")
     lines.append(f"exact agreement: {result.agreement:.2%}  "
                  f"(gate {result.gate.precision}: |delta overall| <= {result.gate.max_overall_delta}, "
-                 f"agreement >= {result.gate.min_agreement:.0%})")
+                 f"agreement >= {result.gate.min_agreement:.0%}"
+                 + (f", CIEDE2000 p95 < {result.gate.max_delta_e_p95}" if result.gate.max_delta_e_p95 else "") + ")")
+    if result.visual is not None:
+        lines.append(result.visual.line())
     lines.append("PASS" if result.passed else "FAIL: " + "; ".join(result.failures))
     return "\n".join(lines)

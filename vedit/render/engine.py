@@ -1,0 +1,94 @@
+"""Render tool calls on pixels: the registry's tools, mapped to the operations that draw them.
+
+The registry decides which tools, parameters, colours and presets exist; this module knows how to
+draw ``adjust`` (:mod:`vedit.render.adjust`), ``selective_adjust`` (:mod:`vedit.render.selective`)
+and ``filter`` (:mod:`vedit.render.filter`). Whatever the registry names and the renderer cannot
+draw (a new tool, a new parameter, a colour without a hue band, a preset without a LUT) is listed
+by :meth:`Renderer.gaps` and logged as a warning naming it when a call uses it, never dropped in
+silence. ``strict=True`` makes any gap an error instead.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from vedit.errors import RenderError
+from vedit.registry import Registry, ToolCall, default_registry
+from vedit.render.adjust import KNOWN, apply_adjust
+from vedit.render.filter import apply_filter, lut_path
+from vedit.render.looks import LUT_DIR
+from vedit.render.selective import HUE_CENTRES, apply_selective
+
+log = logging.getLogger(__name__)
+
+#: The tools the renderer draws: name -> the registry kind it expects, in drawing order.
+DRAWN = {"adjust": "flat", "selective_adjust": "per_colour", "filter": "preset"}
+
+
+@dataclass
+class Renderer:
+    registry: Registry
+    lut_dir: Path = LUT_DIR
+    strict: bool = False
+
+    @classmethod
+    def default(cls, **kwargs) -> "Renderer":
+        return cls(default_registry(), **kwargs)
+
+    def gaps(self) -> list[str]:
+        """What the registry has and the renderer cannot draw, one readable item each."""
+        out = []
+        for tool in self.registry.tools:
+            if DRAWN.get(tool.name) != tool.kind:
+                out.append(f"tool {tool.name} ({tool.kind}): no renderer")
+            elif tool.kind == "flat":
+                out += [f"adjust.{p.name}: no operation" for p in tool.params if p.name not in KNOWN]
+            elif tool.kind == "per_colour":
+                out += [f"selective_adjust colour {c}: no hue band" for c in tool.colours if c not in HUE_CENTRES]
+                out += [f"selective_adjust.{p.name}: no operation" for p in tool.params
+                        if p.name not in ("saturation", "luminance")]
+            else:
+                out += [f"filter preset {p}: no LUT file" for p in tool.presets
+                        if p != "none" and not lut_path(p, self.lut_dir).is_file()]
+        return out
+
+    def render(self, pixels: np.ndarray, calls: Mapping[str, ToolCall]) -> tuple[np.ndarray, list[str]]:
+        """Draw ``calls`` (tool name -> call, e.g. ``Prediction.calls``) on encoded float pixels.
+
+        Returns the pixels and what was not drawn (also logged as warnings).
+        """
+        skipped: list[str] = []
+        x = np.asarray(pixels, dtype=np.float32)
+        for name in [n for n in DRAWN if n in calls] + [n for n in calls if n not in DRAWN]:
+            call = calls[name]
+            if not call.used:
+                continue
+            value = call.as_value()
+            if DRAWN.get(name) != call.tool.kind:
+                skipped.append(f"{name}: no renderer for this tool")
+            elif name == "adjust":
+                skipped += [f"adjust.{k}={v}: no operation" for k, v in value.items() if v and k not in KNOWN]
+                x = apply_adjust(x, value)
+            elif name == "selective_adjust":
+                colours = tuple(c for c in call.tool.colours if c in HUE_CENTRES)
+                skipped += [f"selective_adjust colour {c}: no hue band" for c in call.tool.colours
+                            if c not in HUE_CENTRES and any(value[c].values())]
+                x = apply_selective(x, colours, value)
+            else:
+                if lut_path(call.preset, self.lut_dir).is_file():
+                    x = apply_filter(x, call.preset, value.get("intensity", 100), self.lut_dir)
+                else:
+                    skipped.append(f"filter preset {call.preset}: no LUT file")
+        for item in skipped:
+            log.warning("not rendered: %s", item)
+        if skipped and self.strict:
+            raise RenderError(f"cannot render: {'; '.join(skipped)}")
+        return x, skipped
+
+
+__all__ = ["DRAWN", "Renderer"]
