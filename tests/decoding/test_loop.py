@@ -108,3 +108,18 @@ def test_pick_rows_is_the_first_maximum_of_each_row(data):
     for k, a in enumerate(allowed):
         values = [float(logits[k, t]) for t in a]
         assert got[k] == values.index(max(values))
+
+
+@given(runs=st.lists(st.lists(st.integers(0, 99), min_size=1, max_size=6), min_size=1, max_size=9),
+       left=st.booleans())
+@settings(max_examples=100, deadline=None)
+def test_pad_runs_places_each_run_and_marks_it(runs, left):
+    from vedit.decoding.loop import pad_runs
+
+    ids, real = pad_runs(runs, -1, left=left)
+    width = max(map(len, runs))
+    assert ids.shape == real.shape == (len(runs), width) and ids.dtype == np.int64
+    for row, mask, run in zip(ids.tolist(), real.tolist(), runs):
+        pad = [-1] * (width - len(run))
+        assert row == (pad + run if left else run + pad)
+        assert mask == [x != -1 for x in row]

@@ -16,6 +16,7 @@ rows can share a call (:meth:`Backend.schedule`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Callable, Protocol, Sequence
 
 import numpy as np
@@ -59,6 +60,32 @@ class RowTrace:
 #: Up to this many rows a Python round per row (two numpy calls each) is cheaper than the segmented
 #: form's dozen calls (measured: ~7 us per row against ~30 us fixed, 2 cores).
 FEW_ROWS = 4
+
+
+def pad_runs(tokens: Sequence[Sequence[int]], pad_id: int, *, left: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Runs of different lengths as one (rows, longest) int64 array, padded with ``pad_id`` after
+    them (``left``: before them), and the boolean mask of the real positions (every backend builds
+    its call's input ids this way). Up to :data:`FEW_ROWS` rows, two numpy calls on padded Python
+    lists; beyond, a fixed number of numpy calls whatever the rows (numpy's per-call cost, a few us,
+    is what a decoder call's Python time is made of on small models)."""
+    if len(tokens) <= FEW_ROWS:
+        width = max(map(len, tokens))
+        if left:
+            ids = [[*[pad_id] * (width - len(t)), *t] for t in tokens]
+            real = [[False] * (width - len(t)) + [True] * len(t) for t in tokens]
+        else:
+            ids = [[*t, *[pad_id] * (width - len(t))] for t in tokens]
+            real = [[True] * len(t) + [False] * (width - len(t)) for t in tokens]
+        return np.array(ids, dtype=np.int64), np.array(real, dtype=bool)
+    lengths = np.fromiter(map(len, tokens), dtype=np.int64, count=len(tokens))
+    width = int(lengths.max())
+    if left:
+        real = np.arange(width) >= width - lengths[:, None]
+    else:
+        real = np.arange(width) < lengths[:, None]
+    ids = np.full(real.shape, pad_id, dtype=np.int64)
+    ids[real] = np.fromiter(chain.from_iterable(tokens), dtype=np.int64, count=int(lengths.sum()))
+    return ids, real
 
 
 def pick_rows(logits: np.ndarray, allowed: Sequence[np.ndarray]) -> list[int]:
@@ -144,4 +171,4 @@ def _take_forced(m: Matcher, tr: RowTrace, pending: list[int]) -> None:
         pending.extend(run[:-1] if m.is_finished() else run)
 
 
-__all__ = ["Backend", "Bias", "RowTrace", "decode", "pick_rows"]
+__all__ = ["Backend", "Bias", "RowTrace", "decode", "pad_runs", "pick_rows"]
