@@ -37,6 +37,7 @@ decoders' ``last_index`` input, fed by :class:`~vedit.decoding.session.Session`)
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -138,7 +139,9 @@ class AlignRows:
         return binding.get_outputs()[0]
 
 
+@lru_cache(maxsize=None)
 def _past(name: str) -> str:
+    """The past input fed by a present output (asked for every cache tensor of every call: cached)."""
     return "past_key_values." + name[len("present.") :]
 
 

@@ -229,7 +229,7 @@ class Session:
         callers such as the exporter's validation hold fp32 reference tensors)."""
         if isinstance(value, np.ndarray) and value.dtype.kind == "f":
             want = self.inputs[name].dtype
-            if want in (np.float16, np.float32, np.float64) and value.dtype != want:
+            if value.dtype != want:
                 return value.astype(want)
         return value
 
