@@ -61,7 +61,7 @@ def test_quantized_graphs_are_weight_only(export):
         assert not ops & {"DynamicQuantizeLinear", "MatMulInteger", "DynamicQuantizeMatMul"}, name
         nbits = [n for n in g.node if n.op_type == "MatMulNBits"]
         assert {a.i for n in nbits for a in n.attribute if a.name == "bits"} == {bits}
-        assert {a.i for n in nbits for a in n.attribute if a.name == "block_size"} == {quantize.BLOCK_SIZE}
+        assert {a.i for n in nbits for a in n.attribute if a.name == "block_size"} == {quantize.BLOCK_SIZES[bits]}
     v = result.manifest["validation"]
     assert v["passed"] and not v["tolerance"]["greedy_gated"] and any("not gated" in n for n in v["notes"])
 

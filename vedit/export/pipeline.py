@@ -64,7 +64,7 @@ def _convert(staging: Path, out: Path, onnx_files: list[str], precision: str, fa
             move_onnx(staging, out, name)
         elif bits := PRECISION_TABLE[precision].weight_bits:
             log.info(f"quantizing {name}'s MatMul weights to {bits} bits (MatMulNBits, "
-                     f"blocks of {quantize.BLOCK_SIZE})")
+                     f"blocks of {quantize.BLOCK_SIZES[bits]})")
             quantize.to_nbits(staging / name, out / name, bits=bits)
         else:
             log.info(f"converting {name} to fp16" + (" (overflow-prone ops kept in fp32)" if family == "t5" else ""))
