@@ -44,7 +44,27 @@ VERSION = 2
 READABLE = {"t5": (2,), "llama": (1, 2)}
 FILE = "manifest.json"
 FAMILIES = ("t5", "llama")
-PRECISIONS = ("fp32", "fp16", "int8")
+
+
+@dataclass(frozen=True)
+class Precision:
+    """One export precision: the one table the exporter, the CLIs, Triton profiles and benches read."""
+
+    name: str
+    #: bits per MatMul weight in a weight-only quantized export (onnxruntime ``MatMulNBits``), else None
+    weight_bits: int | None
+    summary: str
+
+
+PRECISION_TABLE: dict[str, Precision] = {p.name: p for p in (
+    Precision("fp32", None, "reference"),
+    Precision("fp16", None, "GPU serving"),
+    Precision("int8", 8, "weight-only 8-bit MatMulNBits, CPU; answers independent of batch partners"),
+    Precision("int4", 4, "weight-only 4-bit MatMulNBits, CPU; smallest, least exact"),
+)}
+PRECISIONS = tuple(PRECISION_TABLE)
+#: precisions whose MatMul weights are quantized (their exports are validated, not gated, on logits)
+QUANTIZED = tuple(p.name for p in PRECISION_TABLE.values() if p.weight_bits)
 #: ONNX file of each role when a manifest names none (optimum's names)
 DEFAULT_FILES = {
     "t5": {"encoder": "encoder_model.onnx", "decoder": "decoder_model.onnx",

@@ -3,7 +3,7 @@
 The T5 student comes first, as far as its first answers: data -> tokenizer -> T5 -> ONNX fp32 export
 (validated) -> constrained answers for a few intents. A newcomer sees what the toolkit does after a
 few minutes instead of after the whole run. Then: Llama student and the LoRA adapters -> offline
-metrics (PyTorch) -> merge LoRA -> the other exports (T5 int8, Llama fp32 + int8) -> decoding
+metrics (PyTorch) -> merge LoRA -> the other exports (T5 int8 + int4, Llama fp32 + int8 + int4) -> decoding
 guarantees (schema validity on hostile input, jump-forward == step-by-step) -> parity -> Triton
 repository served by a real tritonserver, answers over HTTP and gRPC -> latency report and plot.
 
@@ -36,6 +36,7 @@ from vedit.clibase import HELP_OPTIONS, show_progress
 from vedit.atomicio import atomic_open
 from vedit.extras import require_extras
 from vedit.intents import SAMPLE_INTENTS
+from vedit.manifest import QUANTIZED
 
 Echo = Callable[[str], None]
 
@@ -59,7 +60,7 @@ STAGES: dict[str, Stage] = {
     "llama": Stage("Llama student and the LoRA adapters: training", 330, 5),
     "metrics": Stage("Offline metrics of the PyTorch originals (test split)", 60, 10),
     "merge": Stage("LoRA merge, checked against the adapter models", 10, 5),
-    "exports": Stage("Other exports: T5 int8, Llama fp32 and int8, each validated", 15, 15),
+    "exports": Stage("Other exports: T5 int8 and int4, Llama fp32, int8 and int4, each validated", 20, 20),
     "guarantees": Stage("Constrained decoding guarantees on the T5 export", 60, 10),
     "parity": Stage("Parity: each export against its PyTorch original", 60, 10),
     "triton": Stage("Triton: a real tritonserver answering over HTTP and gRPC", 10, 10),
@@ -339,9 +340,10 @@ def _run(options: PipelineOptions, home: Path, echo: Echo) -> PipelineReport:
 
     # 4. the other exports (validated against PyTorch by the exporter)
     with stage("exports"):
-        exports[("t5", "int8")] = _export("flan-t5", t5, adapter=None, family="t5", precision="int8",
-                                          force=options.force, home=home, echo=echo)
-        for precision in ("fp32", "int8"):
+        for precision in QUANTIZED:  # int8 and int4 beside each other (vedit.manifest)
+            exports[("t5", precision)] = _export("flan-t5", t5, adapter=None, family="t5", precision=precision,
+                                                 force=options.force, home=home, echo=echo)
+        for precision in ("fp32", *QUANTIZED):
             exports[("llama", precision)] = _export("llama", llama_base, adapter=llama_lora, family="llama",
                                                     precision=precision, force=options.force, home=home,
                                                     echo=echo)
@@ -407,10 +409,10 @@ def _run(options: PipelineOptions, home: Path, echo: Echo) -> PipelineReport:
 
     with stage("latency"):
         llama = Subject("demo Llama student (base + LoRA)", llama_base, llama_lora,
-                        {p: exports[("llama", p)] for p in ("fp32", "int8")},
+                        {p: exports[("llama", p)] for p in ("fp32", *QUANTIZED)},
                         merged=llama_merged if (llama_merged / "config.json").is_file() else None)
         files = run_latency_command(student=t5, adapter=None,
-                                    exports=[f"fp32={exports[('t5', 'fp32')]}", f"int8={exports[('t5', 'int8')]}"],
+                                    exports=[f"{p}={exports[('t5', p)]}" for p in ("fp32", *QUANTIZED)],
                                     base_shape=options.base_shape, triton=options.triton,
                                     requests=options.latency_requests, concurrency="1,4,16",
                                     threads=options.threads, out=reports,

@@ -100,8 +100,21 @@ def test_forced_tokens_follow_single_choices(grammar, tok, registry):
                 assert probe.advance(c)
             assert probe.is_finished() or len(probe.allowed_tokens()) > 1
             assert m.state == state
+            # take_forced() consumes the same chain in one step, ending where the probe ended
+            taker = grammar.matcher(tool)
+            taker.state = state
+            assert list(taker.take_forced()) == chain
+            assert taker.is_finished() == probe.is_finished()
+            assert probe.is_finished() or taker.state == probe.state  # a finished matcher has no state
+            # advance_nth(k) is advance() of the k-th allowed token
+            allowed = m.allowed_tokens().tolist()
+            nth = grammar.matcher(tool)
+            nth.state = state
+            assert nth.advance_nth(allowed.index(i)) == i
             assert m.advance(i)
+            assert nth.is_finished() == m.is_finished() and (m.is_finished() or nth.state == m.state)
         assert m.forced_tokens() == [tok.eos_token_id]
+        assert m.take_forced() == (tok.eos_token_id,) and m.is_finished() and m.take_forced() == ()
 
 
 def test_canonical_mode_forces_the_fixed_text(registry, tok):

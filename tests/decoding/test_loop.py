@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from vedit.decoding.compile import build_grammar
 from vedit.decoding.loop import decode
@@ -64,3 +66,60 @@ def test_jump_forward_equals_step_by_step(grammar, registry, group, seed):
         assert a.tokens[-1] == grammar.eos_token_id
     assert jf_calls < step_calls
     assert step_calls == max(len(t.tokens) for t in step_traces) or group
+
+
+def _reference_greedy(model: HistoryModel, matcher, prefix: list[int], row: int) -> list[int]:
+    """Constrained greedy decoding of one row written out by hand: one model call per token, the
+    highest allowed logit, ties to the lowest id (plain Python, no vedit loop code)."""
+    out, feed = [], list(prefix)
+    while not matcher.is_finished():
+        logits = model.feed([row], [feed])[0]
+        allowed = [int(t) for t in matcher.allowed_tokens()]
+        tok = min(allowed, key=lambda t: (-float(logits[t]), t))
+        assert matcher.advance(tok)
+        out.append(tok)
+        feed = [tok]
+    return out
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_decode_equals_a_hand_written_greedy_loop(grammar, registry, seed):
+    tools = list(registry.tool_names) * 2
+    traces = decode(HistoryModel(grammar.vocab_size, seed, False), [grammar.matcher(t) for t in tools],
+                    [[7, r] for r in range(len(tools))])
+    ref = HistoryModel(grammar.vocab_size, seed, False)
+    want = [_reference_greedy(ref, grammar.matcher(t), [7, r], r) for r, t in enumerate(tools)]
+    assert [t.tokens for t in traces] == want
+
+
+@given(st.data())
+@settings(max_examples=200, deadline=None)
+def test_pick_rows_is_the_first_maximum_of_each_row(data):
+    """Integer-valued logits make ties common: the first (lowest id) maximum must win."""
+    from vedit.decoding.loop import pick_rows
+
+    vocab = data.draw(st.integers(1, 40))
+    rows = data.draw(st.integers(1, 10))  # both the per-row and the segmented form (FEW_ROWS)
+    logits = np.array(data.draw(st.lists(st.lists(st.integers(-3, 3), min_size=vocab, max_size=vocab),
+                                         min_size=rows, max_size=rows)), dtype=np.float32)
+    allowed = [np.array(sorted(data.draw(st.sets(st.integers(0, vocab - 1), min_size=1))), dtype=np.int32)
+               for _ in range(rows)]
+    got = pick_rows(logits, allowed)
+    for k, a in enumerate(allowed):
+        values = [float(logits[k, t]) for t in a]
+        assert got[k] == values.index(max(values))
+
+
+@given(runs=st.lists(st.lists(st.integers(0, 99), min_size=1, max_size=6), min_size=1, max_size=9),
+       left=st.booleans())
+@settings(max_examples=100, deadline=None)
+def test_pad_runs_places_each_run_and_marks_it(runs, left):
+    from vedit.decoding.loop import pad_runs
+
+    ids, real = pad_runs(runs, -1, left=left)
+    width = max(map(len, runs))
+    assert ids.shape == real.shape == (len(runs), width) and ids.dtype == np.int64
+    for row, mask, run in zip(ids.tolist(), real.tolist(), runs):
+        pad = [-1] * (width - len(run))
+        assert row == (pad + run if left else run + pad)
+        assert mask == [x != -1 for x in row]

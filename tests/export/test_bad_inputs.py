@@ -96,8 +96,8 @@ def test_pickled_weights_with_allow_flag(tmp_path, tiny_t5_dir):
 def test_unknown_format_and_precision(tmp_path, tiny_t5_dir):
     r = CliRunner().invoke(export, ["flan-t5", "--to", "tflite", "--model", str(tiny_t5_dir), "-o", str(tmp_path / "o")])
     assert _error_line(r) == "error: unknown export format 'tflite'; available formats: onnx"
-    r = CliRunner().invoke(export, ["flan-t5", "--precision", "int4", "--model", str(tiny_t5_dir), "-o", str(tmp_path / "o")])
-    assert _error_line(r) == "error: unknown precision 'int4'; available: fp32, fp16, int8"
+    r = CliRunner().invoke(export, ["flan-t5", "--precision", "int3", "--model", str(tiny_t5_dir), "-o", str(tmp_path / "o")])
+    assert _error_line(r) == "error: unknown precision 'int3'; available: fp32, fp16, int8, int4"
     assert not (tmp_path / "o").exists()
 
 

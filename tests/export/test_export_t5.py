@@ -191,7 +191,7 @@ def test_t5_int8_smaller_and_reported(t5_int8, t5_fp32):
     import onnx
 
     ops = {n.op_type for n in onnx.load(str(t5_int8.out_dir / "decoder_with_past_model.onnx")).graph.node}
-    assert "MatMulInteger" in ops
+    assert "MatMulNBits" in ops and "DynamicQuantizeLinear" not in ops
 
 
 def test_export_is_current_only_for_the_same_weights(t5_fp32, tiny_t5_dir, tmp_path):

@@ -73,7 +73,7 @@ def test_existing_repository_is_refused_unless_forced(export_dir, tmp_path):
 @pytest.mark.parametrize(
     "profile, precision, message",
     [
-        ("cpu", "fp16", "profile cpu serves fp32 or int8 exports, this export is fp16"),
+        ("cpu", "fp16", "profile cpu serves fp32 or int8 or int4 exports, this export is fp16"),
         ("l4", "int8", "profile l4 serves fp16 or fp32 exports, this export is int8"),
     ],
 )
@@ -107,7 +107,7 @@ def test_damaged_or_foreign_export_is_refused(export_dir, tmp_path):
         build_repository(export_dir, out=tmp_path / "repo")
     for changes, message in (({"version": None}, f"not a vedit-export v{VERSION} manifest"),
                              ({"format": "other"}, f"not a vedit-export v{VERSION} manifest"),
-                             ({"precision": "int4"}, "unknown precision 'int4'")):
+                             ({"precision": "int3"}, "unknown precision 'int3'")):
         _rewrite_manifest(export_dir, **{"format": "vedit-export", "version": VERSION, "precision": "fp32", **changes})
         with pytest.raises(ModelDirError, match=message):
             build_repository(export_dir, out=tmp_path / "repo")

@@ -9,6 +9,7 @@ import click
 
 from vedit.clibase import VeditGroup, show_progress
 from vedit.extras import require_extras
+from vedit.manifest import PRECISIONS
 
 _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
@@ -40,7 +41,7 @@ def metrics(truth: Path, predictions: Path, as_json: bool) -> None:
 @click.option("--url", default=None, help="Or a Triton server serving the export (http://... or grpc://...).")
 @click.option("--data", "data", type=_FILE, required=True, help="Truth JSONL (e.g. the demo test set).")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N intents.")
-@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default=None,
+@click.option("--precision", type=click.Choice(PRECISIONS), default=None,
               help="Gate to apply (default: the export's precision).")
 @click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the tables.")

@@ -13,6 +13,7 @@ from vedit import paths
 from vedit.bench.latency import Call, LatencyRun, measure_model
 from vedit.bench.report import write
 from vedit.errors import ModelDirError
+from vedit.manifest import PRECISIONS
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,7 @@ def _parse_exports(specs: Sequence[str]) -> dict[str, Path]:
 
 
 def _default_exports() -> dict[str, Path]:
-    found = {p: paths.exports_dir() / f"flan-t5-{p}" for p in ("fp32", "int8")}
+    found = {p: paths.exports_dir() / f"flan-t5-{p}" for p in PRECISIONS}
     found = {k: v for k, v in found.items() if (v / "manifest.json").exists()}
     if "fp32" not in found:
         raise ModelDirError("no demo export found; run `vedit export flan-t5 --to onnx` (and --precision int8)")

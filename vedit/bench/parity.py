@@ -44,12 +44,13 @@ class Gate:
     max_delta_e_p95: float | None = None
 
 
-#: fp32 must reproduce the original; fp16 may flip near-ties; int8 (dynamic quantization of a
-#: small student) changes some answers, so only a bounded metric loss is allowed.
+#: fp32 must reproduce the original; fp16 may flip near-ties; int8 / int4 (weight-only quantization of
+#: a small student) change some answers, so only a bounded metric loss is allowed (more for 4 bits).
 GATES: dict[str, Gate] = {
     "fp32": Gate("fp32", 0.005, 0.99),
     "fp16": Gate("fp16", 0.01, 0.95, JND),
     "int8": Gate("int8", 0.03, 0.75, JND),
+    "int4": Gate("int4", 0.05, 0.6, JND),
 }
 
 

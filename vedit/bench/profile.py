@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 PARTS = ("encoder", "prefill", "decoder calls", "cache ops", "grammar", "python")
-_MATCHER_METHODS = ("allowed_tokens", "advance", "forced_tokens", "is_finished")
+_MATCHER_METHODS = ("allowed_tokens", "advance", "advance_nth", "forced_tokens", "take_forced", "is_finished")
 
 
 @dataclass

@@ -26,6 +26,7 @@ from typing import Sequence
 
 import numpy as np
 
+from vedit.decoding.loop import pad_runs
 from vedit.decoding.session import Session
 
 
@@ -124,29 +125,25 @@ class DecoderOnlyBackend:
                 self.skip[r] = 0
         self._compact(rows)
         b = len(rows)
-        width = max(len(t) for t in tokens)
-        ids = np.full((b, width), self.m.pad_id, dtype=np.int64)
-        new_mask = np.zeros((b, width), dtype=np.int64)
-        if self.kv is None:  # prefill: left padding, real tokens right-aligned
-            for i, t in enumerate(tokens):
-                ids[i, width - len(t) :] = t
-                new_mask[i, width - len(t) :] = 1
+        prefill = self.kv is None  # prefill: left padding, real tokens right-aligned
+        ids, real = pad_runs(tokens, self.m.pad_id, left=prefill)
+        width = ids.shape[1]
+        new_mask = real.astype(np.int64)
+        run = [len(t) for t in tokens]
+        if prefill:
             pos = np.clip(np.cumsum(new_mask, axis=1) - 1, 0, None)
             past = self.m.empty_past(b)
             last = np.full(b, width - 1)
         else:
-            for i, t in enumerate(tokens):
-                ids[i, : len(t)] = t
-                new_mask[i, : len(t)] = 1
             pos = self.next_pos[:, None] + np.arange(width)[None, :]
             past = {n: self.kv[n] for n in self.m.past_names}
-            last = np.array([len(t) - 1 for t in tokens])
+            last = [n - 1 for n in run]
         mask = np.concatenate([self.mask, new_mask], axis=1)
         out = self.m.session.run({"input_ids": ids, "attention_mask": mask, "position_ids": pos, **past},
                                  keep=self.m.present_names, last=last)
         self.kv = {p: out[q] for p, q in zip(self.m.past_names, self.m.present_names)}
         self.mask = mask
-        self.next_pos = self.next_pos + np.array([len(t) for t in tokens])
+        self.next_pos = self.next_pos + run
         return out["last_logits"]
 
     def _compact(self, rows: list[int]) -> None:

@@ -59,6 +59,21 @@ class ToolAutomaton:
             return int(self.next[k])
         return None
 
+    def forced_run(self, state: int) -> tuple[tuple[int, ...], int]:
+        """The tokens forced from ``state`` (each state on the way allows exactly one token) and the
+        state they lead to (``DONE`` when the run ends with EOS). Computed once per state and kept:
+        jump-forward asks for it after every model decision, and a run is often a dozen tokens."""
+        runs = self.__dict__.setdefault("_runs", {})
+        run = runs.get(state)
+        if run is None:
+            tokens, s, indptr = [], state, self.indptr
+            while s != DONE and indptr[s + 1] - indptr[s] == 1:
+                k = int(indptr[s])
+                tokens.append(int(self.tokens[k]))
+                s = int(self.next[k])
+            run = runs[state] = (tuple(tokens), s)
+        return run
+
     def max_tokens(self) -> int:
         """Length of the longest accepted token sequence, EOS included (the automaton is acyclic).
 
@@ -210,6 +225,30 @@ class Matcher:
         m[self.allowed_tokens()] = True
         return m
 
+    def advance_nth(self, k: int) -> int:
+        """Consume the ``k``-th of :meth:`allowed_tokens` (the loop's choice, by position: no search)
+        and return its id."""
+        a = self.automaton
+        i = a.indptr[self.state] + k
+        token, nxt = int(a.tokens[i]), int(a.next[i])
+        if nxt == DONE:
+            self.finished = True
+        else:
+            self.state = nxt
+        return token
+
+    def take_forced(self) -> tuple[int, ...]:
+        """Consume the tokens the grammar forces from here (ending with EOS when the output is
+        complete) and return them: :meth:`forced_tokens` and :meth:`advance` on each, in one step."""
+        if self.finished:
+            return ()
+        tokens, nxt = self.automaton.forced_run(self.state)
+        if nxt == DONE:
+            self.finished = True
+        else:
+            self.state = nxt
+        return tokens
+
     def advance(self, token: int) -> bool:
         """Consume ``token``; False (and no change) if the grammar refuses it."""
         if self.finished:
@@ -228,17 +267,9 @@ class Matcher:
 
         Ends with EOS when the output is complete. Does not advance the matcher.
         """
-        out: list[int] = []
         if self.finished:
-            return out
-        a, s = self.automaton, self.state
-        while a.indptr[s + 1] - a.indptr[s] == 1:
-            k = a.indptr[s]
-            out.append(int(a.tokens[k]))
-            s = int(a.next[k])
-            if s == DONE:
-                break
-        return out
+            return []
+        return list(self.automaton.forced_run(self.state)[0])
 
     def is_final(self) -> bool:
         """The text so far is a complete output (EOS is allowed)."""
@@ -278,6 +309,14 @@ class FreeMatcher:
 
     def forced_tokens(self) -> list[int]:
         return []
+
+    def take_forced(self) -> tuple[int, ...]:
+        return ()
+
+    def advance_nth(self, k: int) -> int:
+        token = int(self.all[k])
+        self.advance(token)
+        return token
 
     def is_finished(self) -> bool:
         return self.finished

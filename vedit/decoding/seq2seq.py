@@ -37,12 +37,14 @@ decoders' ``last_index`` input, fed by :class:`~vedit.decoding.session.Session`)
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import onnxruntime as ort
 
+from vedit.decoding.loop import pad_runs
 from vedit.decoding.session import Session, op_session
 from vedit.errors import ModelDirError
 
@@ -137,7 +139,9 @@ class AlignRows:
         return binding.get_outputs()[0]
 
 
+@lru_cache(maxsize=None)
 def _past(name: str) -> str:
+    """The past input fed by a present output (asked for every cache tensor of every call: cached)."""
     return "past_key_values." + name[len("present.") :]
 
 
@@ -200,12 +204,10 @@ class Seq2SeqBackend(_Encoded):
 
     def feed(self, rows: list[int], tokens: Sequence[list[int]]) -> np.ndarray:
         key = tuple(rows)
-        width = max(len(t) for t in tokens)
-        ids = np.full((len(rows), width), self.m.pad_id, dtype=np.int64)
-        for i, t in enumerate(tokens):
-            ids[i, : len(t)] = t
+        ids, _ = pad_runs(tokens, self.m.pad_id)
+        width = ids.shape[1]
         sel = np.array(rows)
-        last = np.array([len(t) - 1 for t in tokens])  # each row's last real token: what the grammar needs
+        last = [len(t) - 1 for t in tokens]  # each row's last real token: what the grammar needs
         feeds = {"input_ids": ids, "encoder_attention_mask": self.enc_mask[sel]}
         first = self.length[rows[0]] == 0
         if first:
@@ -286,6 +288,8 @@ class JoinedSeq2SeqBackend(_Encoded):
         self.width = 0  # cache positions (the longest row's length; shorter rows have holes in front)
         self.self_past: dict[str, Any] = {}  # past name -> (rows, heads, width, head dim)
         self.cross_past: dict[str, Any] = {}
+        self._enc_key: tuple[int, ...] | None = None  # the rows of the encoder mask below
+        self._enc_rows: np.ndarray | None = None
 
     def schedule(self, active: list[int]) -> list[int]:
         return list(active)
@@ -294,12 +298,13 @@ class JoinedSeq2SeqBackend(_Encoded):
         key = tuple(rows)
         if self.width and key != self.rows:
             self._select(key)
-        width = max(len(t) for t in tokens)
-        ids = np.full((len(rows), width), self.m.pad_id, dtype=np.int64)
-        for i, t in enumerate(tokens):
-            ids[i, : len(t)] = t
-        last = np.array([len(t) - 1 for t in tokens])  # each row's last real token: what the grammar needs
-        feeds = {"input_ids": ids, "encoder_attention_mask": self.enc_mask[np.array(rows)]}
+        ids, _ = pad_runs(tokens, self.m.pad_id)
+        width = ids.shape[1]
+        run = [len(t) for t in tokens]
+        last = [n - 1 for n in run]  # each row's last real token: what the grammar needs
+        if self._enc_key != key:
+            self._enc_key, self._enc_rows = key, self.enc_mask[np.array(rows)]
+        feeds = {"input_ids": ids, "encoder_attention_mask": self._enc_rows}
         if not self.width:
             feeds["encoder_hidden_states"] = self._hidden(key)
             out = self.m.decoder.run(feeds, keep=self.m.self_names + self.m.cross_names, last=last)
@@ -307,16 +312,15 @@ class JoinedSeq2SeqBackend(_Encoded):
         else:
             if "encoder_hidden_states" in self.m.decoder_with_past.inputs:
                 feeds["encoder_hidden_states"] = self._hidden(key)
-            mask = np.zeros((len(rows), self.width + width), dtype=np.int64)
-            for i, r in enumerate(rows):
-                mask[i, self.width - self.length[r] :] = 1  # holes in front; the new positions all count
-            feeds[SELF_MASK] = mask
+            lengths = np.array([self.length[r] for r in rows])
+            # holes in front of each row's real past; the new positions all count
+            feeds[SELF_MASK] = (np.arange(self.width + width) >= self.width - lengths[:, None]).astype(np.int64)
             feeds.update(self.self_past)
             feeds.update(self.cross_past)
             out = self.m.decoder_with_past.run(feeds, keep=self.m.self_names, last=last)
-        ends = [self.width + len(t) for t in tokens]  # where each row's real tokens end now
-        for i, r in enumerate(rows):
-            self.length[r] += len(tokens[i])
+        ends = [self.width + n for n in run]  # where each row's real tokens end now
+        for r, n in zip(rows, run):
+            self.length[r] += n
         self.rows = key
         self.self_past = self._align({_past(n): out[n] for n in self.m.self_names}, ends, self.width + width)
         return out["last_logits"]

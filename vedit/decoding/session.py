@@ -152,6 +152,8 @@ class Session:
         self._gather: LastLogits | None = None
         #: the graph gathers each row's position itself (``last_index``): ``logits`` is (rows, 1, vocab)
         self.gathers_last = LAST_INDEX in self.inputs
+        #: inputs whose host arrays may need a float conversion (see :meth:`_as_declared`)
+        self._float_inputs = [n for n, spec in self.inputs.items() if spec.dtype in (np.float16, np.float32, np.float64)]
         self.calls = 0
 
     def run(self, feeds: Mapping[str, Any], *, keep: Sequence[str] = (), last: np.ndarray | None = None) -> dict[str, Any]:
@@ -166,11 +168,13 @@ class Session:
         """
         if self.gathers_last and last is not None:
             feeds = {**feeds, LAST_INDEX: np.asarray(last, dtype=np.int64).reshape(-1)}
-        feeds = {k: v for k, v in feeds.items() if k in self.inputs}
-        missing = set(self.inputs) - set(feeds)
-        if missing:
-            raise ModelDirError(f"the ONNX model wants inputs this runtime does not provide: {sorted(missing)}")
-        feeds = {k: self._as_declared(k, v) for k, v in feeds.items()}
+        try:  # one pass per call over the declared inputs (this runs for every decoder call)
+            feeds = {k: feeds[k] for k in self.inputs}
+        except KeyError:
+            missing = set(self.inputs) - set(feeds)
+            raise ModelDirError(f"the ONNX model wants inputs this runtime does not provide: {sorted(missing)}") from None
+        for k in self._float_inputs:
+            feeds[k] = self._as_declared(k, feeds[k])
         self.calls += 1
         if self.gathers_last:
             out = self._run_bound(feeds, set(keep)) if self.use_binding else self._run_host(feeds)
@@ -191,7 +195,7 @@ class Session:
         return out
 
     def _run_host(self, feeds: Mapping[str, Any]) -> dict[str, Any]:
-        host = {k: self.to_host(v) for k, v in feeds.items()}
+        host = {k: v.numpy() if isinstance(v, ort.OrtValue) else v for k, v in feeds.items()}
         return dict(zip(self.output_names, self.session.run(self.output_names, host)))
 
     def _last_logits(self, logits: Any) -> "LastLogits":
@@ -225,7 +229,7 @@ class Session:
         callers such as the exporter's validation hold fp32 reference tensors)."""
         if isinstance(value, np.ndarray) and value.dtype.kind == "f":
             want = self.inputs[name].dtype
-            if want in (np.float16, np.float32, np.float64) and value.dtype != want:
+            if value.dtype != want:
                 return value.astype(want)
         return value
 

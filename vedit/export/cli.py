@@ -14,6 +14,7 @@ from vedit.errors import ModelDirError
 from vedit.extras import require_extras
 from vedit.export.families import FORMATS
 from vedit.export.pipeline import PRECISIONS, default_family_dirs, export_model
+from vedit.manifest import PRECISION_TABLE
 
 
 @click.group(cls=VeditGroup)
@@ -48,7 +49,7 @@ def _export_options(fn):
     fn = click.option("--adapter", "adapter_dir", type=click.Path(path_type=Path),
                       help="LoRA adapter to merge first.")(fn)
     fn = click.option("--precision", default="fp32", show_default=True, metavar="|".join(PRECISIONS),
-                      help="fp32 (reference), fp16 (GPU serving), int8 (dynamic quantization, CPU).")(fn)
+                      help="; ".join(f"{p.name}: {p.summary}" for p in PRECISION_TABLE.values()) + ".")(fn)
     fn = click.option("-o", "--output", "out_dir", type=click.Path(path_type=Path), help="Export directory.")(fn)
     fn = click.option("--force", is_flag=True, help="Replace the export directory if it exists.")(fn)
     fn = click.option("--allow-pickle", is_flag=True, help="Allow pickled (*.bin) weights: trusted sources only.")(fn)

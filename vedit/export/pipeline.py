@@ -10,14 +10,13 @@ import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 from vedit.errors import ExportError
 from vedit.export import checks
 from vedit.atomicio import atomic_dir, check_target
 from vedit.export.families import check_format
 from vedit.export.manifest import file_hashes, file_sizes, graph_recipe, now_iso, package_versions, write_json
-from vedit.manifest import FORMAT, VERSION
+from vedit.manifest import FORMAT, PRECISION_TABLE, PRECISIONS, VERSION
 from vedit.export.merge import MergeReport, merge_adapter
 from vedit.export.onnx_common import DEFAULT_OPSET, io_names, opset_of, threads_for_files, torch_threads
 from vedit.export.prompts import held_out_intents, prompt_batches
@@ -26,8 +25,6 @@ from vedit.registry import Registry, default_registry
 
 log = logging.getLogger(__name__)
 
-Precision = Literal["fp32", "fp16", "int8"]
-PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
 STAGING = ".staging"
 
 
@@ -65,9 +62,10 @@ def _convert(staging: Path, out: Path, onnx_files: list[str], precision: str, fa
     for name in onnx_files:
         if precision == "fp32":
             move_onnx(staging, out, name)
-        elif precision == "int8":
-            log.info(f"quantizing {name} to int8 (dynamic, per channel)")
-            quantize.to_int8(staging / name, out / name)
+        elif bits := PRECISION_TABLE[precision].weight_bits:
+            log.info(f"quantizing {name}'s MatMul weights to {bits} bits (MatMulNBits, "
+                     f"blocks of {quantize.BLOCK_SIZES[bits]})")
+            quantize.to_nbits(staging / name, out / name, bits=bits)
         else:
             log.info(f"converting {name} to fp16" + (" (overflow-prone ops kept in fp32)" if family == "t5" else ""))
             quantize.to_fp16(staging / name, out / name, family=family)
@@ -87,7 +85,7 @@ def export_model(
     family: str | None = None,
     adapter_dir: str | Path | None = None,
     to: str = "onnx",
-    precision: Precision = "fp32",
+    precision: str = "fp32",
     force: bool = False,
     allow_pickle: bool = False,
     registry: Registry | None = None,
@@ -218,4 +216,4 @@ def default_family_dirs(family: str) -> dict:
     return {"model": students_dir() / "llama-base", "adapter": students_dir() / "llama-lora"}
 
 
-__all__ = ["ExportResult", "PRECISIONS", "Precision", "export_model"]
+__all__ = ["ExportResult", "PRECISIONS", "export_model"]

@@ -1,12 +1,14 @@
-"""Lower-precision copies of an fp32 export: fp16 (GPU serving) and int8 (CPU / edge).
+"""Lower-precision copies of an fp32 export: fp16 (GPU serving), int8 and int4 (CPU / edge).
 
-- int8: ``onnxruntime.quantization.quantize_dynamic``, int8 weights per output channel, activations
-  quantized at run time, and ``reduce_range=True`` (7-bit weights): on x86 CPUs without VNNI (AVX2
-  only, like the CI machines) onnxruntime's u8s8 kernels saturate int16 intermediate sums, which with
-  full-range per-channel weights gave logit errors 15x larger than per-tensor on a single MatMul
-  (0.29 vs 0.019); with ``reduce_range`` per-channel is back to 0.019. On random or lightly trained
-  weights it does not reproduce fp32 greedy output, so its validation reports diffs and token
-  agreement without failing on them; its quality is judged by the offline metrics (bench).
+- int8 / int4: weight-only quantization to onnxruntime's ``MatMulNBits`` (the form
+  onnxruntime-genai ships), 8 or 4 bits per weight with a scale and zero point per block of
+  :data:`BLOCK_SIZES` weights along K; at run time each row's activations are quantized on their
+  own (:data:`ACCURACY_LEVEL`), so a row's logits depend on that row alone. The dynamic
+  quantization used before (``quantize_dynamic``: ``DynamicQuantizeLinear``, one activation scale
+  over the whole input tensor) changed a request's answer with its batch partners (Triton's
+  dynamic batching, the in-process batcher) and between jump-forward and step-by-step. Quantized
+  weights do not reproduce fp32 greedy output on random or lightly trained weights, so validation
+  reports diffs and token agreement without failing on them; quality is judged by the parity gate.
 - fp16: ``onnxruntime.transformers.float16``. The KV cache inputs/outputs (and the encoder states
   handed to the decoders) become fp16 too: with fp32 I/O every decoder call converts, and on a GPU
   moves, twice the bytes of the whole cache; only ``logits`` stays fp32 (the grammar's argmax reads
@@ -25,6 +27,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+#: MatMulNBits ``accuracy_level`` 4: activations quantized to int8 per row and per block of K, and
+#: integer dot products, so a row's result is a function of that row alone. Measured on onnxruntime
+#: 1.31 CPU (2 threads, 128x384 and 768x2048 MatMuls, rows alone vs in batches of 2-200): bitwise the
+#: same at 8 bits, and at 4 bits with blocks of 16 (with blocks of 32 or more a lone 4-bit row takes
+#: another kernel and differs in the last bits). The fp32-activation levels (0-2) are not invariant
+#: either (a lone row takes a GEMV path) and their 8-bit kernel dequantizes every call: 40x slower
+#: than fp32.
+ACCURACY_LEVEL: int | None = 4
+#: Weights per quantization block along K (one scale and zero point each), per bit width; see
+#: ACCURACY_LEVEL for why 4 bits take blocks of 16. Measured on a base-shaped FFN stack (768/2048,
+#: one thread, 1/3/8 rows): 8-bit blocks of 32 are 1.07-1.17x faster than blocks of 16, 2.5x/1.8x/1.2x
+#: faster than fp32, but 1.4-2.4x slower than the batch-dependent dynamic int8 of before.
+BLOCK_SIZES = {8: 32, 4: 16}
 #: Serialized size above which a model is saved with external data (protobuf's limit is 2 GiB - 1).
 #: Tests lower it to exercise the large-model path on tiny models.
 EXTERNAL_DATA_THRESHOLD = 2**31 - 1
@@ -60,53 +75,49 @@ def _save(model, dst: Path) -> None:
         onnx.save(model, str(dst))
 
 
-def to_int8(src: Path, dst: Path, *, per_channel: bool = True, reduce_range: bool = True) -> None:
-    """Dynamic int8 quantization of the MatMul weights (int8, per output channel by default).
+def to_nbits(src: Path, dst: Path, *, bits: int, block_size: int | None = None,
+             accuracy_level: int | None = ACCURACY_LEVEL) -> int:
+    """Weight-only quantization of every MatMul with a constant weight to ``MatMulNBits``
+    (``bits`` 8 or 4, one scale and zero point per ``block_size`` weights along K, by default
+    :data:`BLOCK_SIZES`).
 
-    The quantizer writes to a scratch directory with external data (it cannot know the size in
-    advance); the result is then saved by its real serialized size (:func:`_save`).
+    Returns the number of MatMuls quantized; an export where none was is refused (the graph would
+    silently stay fp32 under an int label).
     """
-    import logging
-    import shutil
-    import tempfile
+    from vedit.errors import ExportError
 
+    quantizer = _nbits_quantizer()
     import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-    from onnxruntime.quantization.registry import IntegerOpsRegistry
 
-    # The quantizer takes any node named "Attention" for its contrib op (QAttention); the fused Llama
-    # graph (vedit.export.fuse) has the standard ONNX Attention, which must stay float.
-    op_types = [t for t in IntegerOpsRegistry if t != "Attention"]
-    # onnxruntime's quantizer logs "consider pre-processing" on the root logger at every call: drop
-    # that one record while it runs, without changing the level of a logger the application owns.
+    model = onnx.load(str(src), load_external_data=True)
+    before = sum(n.op_type == "MatMul" for n in model.graph.node)
+    q = quantizer(model, bits=bits, block_size=block_size or BLOCK_SIZES[bits], is_symmetric=False, accuracy_level=accuracy_level)
+    q.process()
+    out = q.model.model
+    done = sum(n.op_type == "MatMulNBits" for n in out.graph.node)
+    if not done:
+        raise ExportError(f"{src.name}: no MatMul with a constant weight to quantize ({before} MatMul nodes); "
+                          "export it at fp32")
+    _save(out, dst)
+    return done
+
+
+def _nbits_quantizer():
+    """onnxruntime's ``MatMulNBitsQuantizer``, imported without its import-time side effect: the
+    module calls ``logging.basicConfig(level=INFO)``, which would give an application's root logger a
+    handler and an INFO level; a placeholder handler makes that call a no-op, and the module's own
+    logger is kept at WARNING (it logs one INFO line per quantized node)."""
+    import logging
+
     root = logging.getLogger()
-    hush = _DropRecords("pre-processing before quantization")
-    root.addFilter(hush)
-    scratch = Path(tempfile.mkdtemp(prefix=".int8-", dir=dst.parent))
+    placeholder = logging.NullHandler()
+    root.addHandler(placeholder)
     try:
-        quantize_dynamic(
-            str(src),
-            str(scratch / dst.name),
-            per_channel=per_channel,
-            reduce_range=reduce_range,
-            weight_type=QuantType.QInt8,
-            op_types_to_quantize=op_types,
-            use_external_data_format=True,
-        )
-        _save(onnx.load(str(scratch / dst.name), load_external_data=True), dst)
+        from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
     finally:
-        root.removeFilter(hush)
-        shutil.rmtree(scratch, ignore_errors=True)
-
-
-class _DropRecords:
-    """A logging filter that drops records whose message contains ``fragment``."""
-
-    def __init__(self, fragment: str) -> None:
-        self.fragment = fragment
-
-    def filter(self, record) -> bool:
-        return self.fragment not in record.getMessage()
+        root.removeHandler(placeholder)
+    logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer").setLevel(logging.WARNING)
+    return MatMulNBitsQuantizer
 
 
 def _drop_duplicate_nodes(graph) -> None:

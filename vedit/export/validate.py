@@ -10,7 +10,7 @@ fp32          atol 1e-4 (< 100M params) or 1e-3,       gated: identical, except 
                                                         within the tolerance
 fp16          atol 5e-2, rtol 1e-2; gated (run on the   reported only
               CPU execution provider: GPU unchecked)
-int8          reported only (finite values gated)       reported only: dynamic quantization does
+int8, int4    reported only (finite values gated)       reported only: quantized weights do
                                                         not reproduce fp32 greedy output on random
                                                         or lightly trained weights; its quality
                                                         delta is measured by ``vedit bench``
@@ -41,6 +41,7 @@ from vedit.decoding.loop import decode
 from vedit.decoding.seq2seq import SELF_MASK, Seq2SeqModel
 from vedit.decoding.session import CPU, CUDA
 from vedit.errors import ValidationError
+from vedit.manifest import QUANTIZED
 from vedit.export.reference import Batch, encode, llama_position_ids, probe_tokens
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,7 @@ def tolerance_for(precision: str, num_params: int) -> Tolerance:
         return Tolerance(1e-4 if num_params < LARGE_MODEL_PARAMS else 1e-3, 1e-5, True, True)
     if precision == "fp16":
         return Tolerance(5e-2, 1e-2, True, False)
-    if precision == "int8":
+    if precision in QUANTIZED:
         return Tolerance(float("inf"), 0.0, False, False)
     raise ValueError(precision)
 
@@ -418,8 +419,8 @@ def _validate(export_dir: Path, model, tokenizer, *, family: str, files: dict[st
         ran_on = runner.providers[0]
         notes.append(f"fp16 validated on {ran_on}" if ran_on == CUDA else
                      "fp16 ran on the CPU execution provider here; CUDA (GPU) execution is unchecked")
-    if precision == "int8":
-        notes.append("int8 is not gated on logits or greedy agreement; judge it by `vedit bench` metrics")
+    if precision in QUANTIZED:
+        notes.append(f"{precision} is not gated on logits or greedy agreement; judge it by `vedit bench` metrics")
     report = ValidationReport(
         precision=precision,
         tolerance={"atol": tol.atol, "rtol": tol.rtol, "logits_gated": tol.logits_gated,

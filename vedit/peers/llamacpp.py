@@ -4,7 +4,7 @@ What runs: llama-cpp-python, built from its sdist in the ``llamacpp`` peer env (
 here; a plain CPU build, minutes on two cores). The student's merged HF folder is converted to GGUF
 by the converter vendored in that same sdist (``convert_hf_to_gguf.py`` + its ``gguf-py``), at F32
 (``fp32``) or Q8_0 (``q8_0``: llama.cpp's 8-bit weights, blocks of 32 with one scale each; vedit's
-int8 is onnxruntime's dynamic quantization, so the two int8 rows are each engine's own int8).
+int8 is onnxruntime's MatMulNBits 8-bit weights, blocks of 32, so the two int8 rows are each engine's own int8).
 
 A worker in the peer venv (``workers/llamacpp_worker.py``) answers each request's three tool prompts
 with vedit's prompt ids (llama.cpp's tokenizer never writes a prompt: its SentencePiece path merges

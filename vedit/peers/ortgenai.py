@@ -3,7 +3,8 @@
 What runs: genai 0.18's model builder turns the student's merged HF folder into genai's graph
 (GroupQueryAttention, rotary embedding, SkipSimplifiedLayerNorm, a KV buffer shared between past
 and present) at ``fp32`` or ``int8`` (builder ``-p int8``: MatMulNBits 8-bit weights, block 32,
-int8 activations by default on CPU; vedit's int8 is onnxruntime's dynamic quantization, so the two
+int8 activations by default on CPU; vedit's int8 is MatMulNBits 8-bit weights, block 32, with each row's
+activations quantized on their own, so the two
 int8 rows are each engine's own int8). A worker in the peer venv answers each request's three
 tool prompts (vedit's prompt ids) with genai's guidance: llguidance with vedit's character regex of
 each tool (:func:`vedit.decoding.language.char_regex`, exactly vedit's output format) and

@@ -28,7 +28,7 @@ from typing import Literal
 from vedit.errors import TritonRepoError
 
 Kind = Literal["KIND_CPU", "KIND_GPU"]
-Precision = Literal["fp32", "fp16", "int8"]
+Precision = str  # one of vedit.manifest.PRECISIONS
 
 GIB = 1024**3
 #: Per GPU instance, outside onnxruntime's arena: CUDA context, cuBLAS/cuDNN workspaces.
@@ -42,8 +42,8 @@ class Profile:
     name: str
     kind: Kind
     precisions: tuple[Precision, ...]
-    """Export precisions accepted, preferred first (fp16 needs a GPU; int8 dynamic quantization
-    runs on CPU kernels only)."""
+    """Export precisions accepted, preferred first (fp16 needs a GPU; int8/int4 weight-only
+    quantization, MatMulNBits, is served on CPU)."""
     max_instances: int
     """Instance count on CPU; the cap on GPU, where memory may allow fewer."""
     max_batch_size: int
@@ -138,15 +138,15 @@ PROFILES: dict[str, Profile] = {
         Profile(
             name="cpu",
             kind="KIND_CPU",
-            precisions=("fp32", "int8"),
+            precisions=("fp32", "int8", "int4"),
             max_instances=2,
             max_batch_size=8,
             max_queue_delay_us=500,
             threads=1,
             providers=("CPUExecutionProvider",),
             reason=(
-                "Any x86 host without a GPU: fp32, or int8 dynamic quantization (about 2x faster "
-                "decoder steps, gated by the offline metrics). Two single-threaded instances: one "
+                "Any x86 host without a GPU: fp32, or int8/int4 weight-only quantization (smaller, "
+                "gated by the offline metrics). Two single-threaded instances: one "
                 "runs ONNX kernels while the other does its Python-side work, and two processes "
                 "of one thread never oversubscribe a small host. Batches of up to 8 and a 0.5 ms "
                 "delay: on CPU the batch mostly saves Python overhead, not compute."
