@@ -37,6 +37,9 @@ def _register() -> None:
 
     triton.add_command(serving_cmd, "bench")  # `vedit triton bench` = `vedit bench serving`
     cli.add_command(triton)
+    from vedit.web.cli import web
+
+    cli.add_command(web)
 
 
 _register()

@@ -97,3 +97,7 @@ class ProviderError(VeditError):
 
 class PeerError(VeditError):
     """A peer engine the benchmark compares with: its environment cannot be built, or its worker died or hung."""
+
+
+class WebBuildError(VeditError):
+    """A static site for the browser cannot be built (unsupported export, web runtime not built)."""

@@ -1,0 +1,131 @@
+"""Write a static site that runs an export's student in the browser.
+
+The site is the JavaScript runtime of ``web/`` (bundled by esbuild, with onnxruntime-web's WASM
+files: ``web/dist``, built by ``bash scripts/web.sh``), the export's ONNX files and tokenizer, and
+``model/web.json``: everything the JavaScript loop needs that the Python runtime derives from the
+export, rendered here by the Python code itself so nothing is restated: the compiled grammar's
+tables and token bytes (the :class:`~vedit.decoding.grammar.CompiledGrammar` that
+:func:`~vedit.decoding.grammar.load_grammar` reads), each tool's prompt around the intent (from the
+registry snapshot), the input limit (:func:`~vedit.decoding.prompts.input_limit`) and the intent
+rule's byte limit. A service worker caches every file, so the page answers offline once loaded.
+
+Why the runtime is not shipped inside the Python package: onnxruntime-web's WASM binary alone is
+15 MB (30 MB more for its WebGPU build), a binary that does not belong in git nor in the 220 MB edge
+install; ``scripts/web.sh`` builds it with the pinned npm packages (``npm ci``) in seconds, and
+``vedit web build`` says so in one line when it is missing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vedit.atomicio import atomic_dir
+from vedit.decoding.grammar import load_grammar
+from vedit.decoding.prompts import input_limit
+from vedit.decoding.vocab import load_tokenizer
+from vedit.errors import WebBuildError
+from vedit.intents import MAX_INTENT_BYTES
+from vedit.manifest import read_manifest
+from vedit.registry.model import load_registry
+
+WEB_FORMAT = "vedit-web"
+WEB_VERSION = 1
+#: the files of ``web/dist`` every site needs (the bundle names the wasm it loads)
+RUNTIME_FILES = ("index.html", "vedit-web.js", "sw.js", "ort-wasm-simd-threaded.wasm", "ort-wasm-simd-threaded.mjs")
+#: the precisions whose ONNX inputs and outputs are float32 (what the JavaScript caches hold)
+PRECISIONS = ("fp32", "int8")
+_SENTINEL = "\x00vedit-intent\x00"
+
+
+@dataclass(frozen=True)
+class SiteReport:
+    out_dir: Path
+    family: str
+    precision: str
+    bytes_total: int
+    bytes_model: int
+    files: int
+
+
+def runtime_dir() -> Path:
+    """The built JavaScript runtime: ``$VEDIT_WEB_DIST``, else ``web/dist`` of this checkout."""
+    env = os.environ.get("VEDIT_WEB_DIST")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "web" / "dist"
+
+
+def web_meta(export_dir: str | Path) -> dict[str, Any]:
+    """``model/web.json``: what the JavaScript runtime reads besides the ONNX files and tokenizer."""
+    d = Path(export_dir)
+    man = read_manifest(d)
+    if man.family != "t5":
+        raise WebBuildError(f"{d}: the web runtime serves T5 students (the demo's family); this export is "
+                            f"{man.family}: serve it with vedit predict or Triton")
+    if man.precision not in PRECISIONS:
+        raise WebBuildError(f"{d}: the web runtime serves {' and '.join(PRECISIONS)} exports; this one is "
+                            f"{man.precision}: export with --precision int8 or fp32")
+    registry = load_registry(d / "registry.json")
+    grammar = load_grammar(d)
+    tok = load_tokenizer(d)
+    tools = []
+    for t in registry.tools:
+        parts = registry.prompt(t.name, _SENTINEL, man.family).split(_SENTINEL)
+        if len(parts) != 2:
+            raise WebBuildError(f"the {t.name} prompt must name the intent once; fix the registry's prompt")
+        tools.append({"name": t.name, "kind": t.kind, "params": [p.name for p in t.params],
+                      "colours": list(t.colours), "prompt": parts})
+    automata = {name: {"indptr": a.indptr.tolist(), "tokens": a.tokens.tolist(), "next": a.next.tolist(),
+                       "final": a.final.astype(int).tolist()} for name, a in grammar.automata.items()}
+    return {
+        "format": WEB_FORMAT,
+        "version": WEB_VERSION,
+        "family": man.family,
+        "precision": man.precision,
+        "files": {role: man.files[role] for role in ("encoder", "decoder", "decoder_with_past")},
+        "pad_token_id": tok.pad_token_id,
+        "decoder_start_token_id": int(man.config.get("decoder_start_token_id", tok.pad_token_id)),
+        "max_input_tokens": input_limit(man.family, man.config, grammar.max_tokens()),
+        "max_intent_bytes": MAX_INTENT_BYTES,
+        "tools": tools,
+        "grammar": {"mode": grammar.mode, "eos_token_id": grammar.eos_token_id, "automata": automata,
+                    "token_bytes": {str(i): b.hex() for i, b in sorted(grammar.token_bytes.items())}},
+    }
+
+
+def build_site(export_dir: str | Path, out_dir: str | Path, *, force: bool = True,
+               runtime: str | Path | None = None) -> SiteReport:
+    """Write the site for ``export_dir`` into ``out_dir`` atomically (a temp dir, then a rename)."""
+    d = Path(export_dir)
+    meta = web_meta(d)
+    src = Path(runtime) if runtime else runtime_dir()
+    missing = [f for f in RUNTIME_FILES if not (src / f).is_file()]
+    if missing:
+        raise WebBuildError(f"the web runtime is not built ({src} lacks {', '.join(missing)}); build it with "
+                            "`bash scripts/web.sh` (needs node and npm)")
+    model_files = [*meta["files"].values(), "tokenizer.json", "tokenizer_config.json"]
+    with atomic_dir(out_dir, force=force) as tmp:
+        (tmp / "model").mkdir()
+        for name in model_files:
+            shutil.copyfile(d / name, tmp / "model" / name)
+        (tmp / "model" / "web.json").write_text(json.dumps(meta, separators=(",", ":")) + "\n", encoding="utf-8")
+        for name in RUNTIME_FILES:
+            if name != "sw.js":
+                shutil.copyfile(src / name, tmp / name)
+        files = sorted(p.relative_to(tmp).as_posix() for p in tmp.rglob("*") if p.is_file())
+        digest = hashlib.sha256()
+        for name in files:
+            digest.update(name.encode() + b"\0" + (tmp / name).read_bytes())
+        sw = (src / "sw.js").read_text(encoding="utf-8")
+        sw = sw.replace("__VEDIT_FILES__", json.dumps(["./", *files])).replace("__VEDIT_VERSION__", digest.hexdigest()[:16])
+        (tmp / "sw.js").write_text(sw, encoding="utf-8")
+        sizes = {p.relative_to(tmp).as_posix(): p.stat().st_size for p in tmp.rglob("*") if p.is_file()}
+    return SiteReport(Path(out_dir), meta["family"], meta["precision"], sum(sizes.values()),
+                      sum(v for k, v in sizes.items() if k.startswith("model/")), len(sizes))
+
+
+__all__ = ["PRECISIONS", "SiteReport", "build_site", "runtime_dir", "web_meta"]
