@@ -1,0 +1,71 @@
+"""The page itself, in Debian's headless chromium: `?intent=` answers on load, the text box answers
+as the user types, every intent gets the Python runtime's JSON (fp32 all; int8 all but near ties),
+and once loaded the page answers with the server gone (service worker cache)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from browser import ASK, chromium, code_units, static_server, wait_answered
+from conftest import INTENTS, Reference, compare
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_page_answers_as_python(sites, exports, tmp_path, precision):
+    ref = Reference(exports[precision])
+    with static_server(sites[precision]) as url, chromium(tmp_path / "profile") as driver:
+        driver.get(url + "?intent=golden%20hour")
+        wait_answered(driver)
+        want, _, _ = ref.answer("golden hour")
+        del want["stats"]
+        assert json.loads(driver.find_element("id", "answer").text) == want
+        assert driver.find_element("id", "latency").text.endswith(" ms")
+        driver.set_script_timeout(120)
+        got = []
+        for intent in INTENTS:
+            r = json.loads(driver.execute_async_script(ASK, code_units(intent)))
+            assert "error" not in r, r
+            shown = json.loads(r["shown"])
+            assert r["count"] == 1 and shown == {k: v for k, v in r["full"].items() if k not in ("stats", "trace")}
+            got.append(r["full"])
+    counts = compare(ref, INTENTS, got, precision=precision)
+    print(f"chromium {precision}: {counts}")
+    if precision == "fp32":
+        assert counts["identical"] == len(INTENTS)
+    else:
+        assert counts["identical"] >= 0.8 * len(INTENTS)
+
+
+def test_text_box_answers_as_the_user_types(sites, exports, tmp_path):
+    ref = Reference(exports["fp32"])
+    with static_server(sites["fp32"]) as url, chromium(tmp_path / "profile") as driver:
+        driver.get(url)
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        WebDriverWait(driver, 120).until(lambda d: d.execute_script("return document.body.dataset.state") != "loading")
+        box = driver.find_element("id", "intent")
+        box.send_keys("cold tone")
+        WebDriverWait(driver, 60).until(
+            lambda d: d.find_element("id", "answer").text and json.loads(d.find_element("id", "answer").text)["intent"] == "cold tone")
+        want, _, _ = ref.answer("cold tone")
+        del want["stats"]
+        assert json.loads(driver.find_element("id", "answer").text) == want
+
+
+def test_offline_once_loaded(sites, exports, tmp_path):
+    """The service worker caches every file: with the server gone, a reload still answers."""
+    ref = Reference(exports["int8"])
+    with chromium(tmp_path / "profile") as driver:
+        with static_server(sites["int8"]) as url:
+            driver.get(url + "?intent=Morocco")
+            wait_answered(driver)
+            driver.set_script_timeout(60)
+            assert driver.execute_async_script(
+                "const done = arguments[0]; navigator.serviceWorker.ready.then(() => done(true), () => done(false));")
+        driver.get(url + "?intent=cold%20tone")  # the server is down now
+        wait_answered(driver)
+        want, _, _ = ref.answer("cold tone")
+        del want["stats"]
+        assert json.loads(driver.find_element("id", "answer").text) == want
