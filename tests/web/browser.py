@@ -46,7 +46,7 @@ def chromium(profile: Path) -> Iterator["object"]:
     opts = webdriver.ChromeOptions()
     opts.binary_location = binary
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                f"--user-data-dir={profile}", "--window-size=1000,800"):
+                f"--user-data-dir={profile}", "--window-size=1100,700"):
         opts.add_argument(arg)
     driver = webdriver.Chrome(options=opts, service=Service(executable_path=driver_path))
     try:

@@ -69,3 +69,20 @@ def test_offline_once_loaded(sites, exports, tmp_path):
         want, _, _ = ref.answer("cold tone")
         del want["stats"]
         assert json.loads(driver.find_element("id", "answer").text) == want
+
+
+def test_webgpu_build_answers_as_python(web_runtime, exports, tmp_path):
+    """`vedit web build --webgpu` ships onnxruntime-web's WebGPU build; headless chromium here has
+    no GPU adapter, so the page runs that build's CPU kernels, and must still answer as Python."""
+    from vedit.web import build_site
+
+    site = build_site(exports["fp32"], tmp_path / "site", runtime=web_runtime, webgpu=True).out_dir
+    assert (site / "ort-wasm-simd-threaded.asyncify.wasm").is_file() and not (site / "ort-wasm-simd-threaded.wasm").exists()
+    ref = Reference(exports["fp32"])
+    with static_server(site) as url, chromium(tmp_path / "profile") as driver:
+        driver.get(url + "?intent=golden%20hour")
+        wait_answered(driver)
+        assert driver.find_element("id", "backend").text.endswith("wasm, 1 thread(s)")
+        driver.set_script_timeout(120)
+        got = [json.loads(driver.execute_async_script(ASK, code_units(s)))["full"] for s in INTENTS]
+    assert compare(ref, INTENTS, got, precision="fp32")["identical"] == len(INTENTS)

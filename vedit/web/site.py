@@ -10,7 +10,7 @@ registry snapshot), the input limit (:func:`~vedit.decoding.prompts.input_limit`
 rule's byte limit. A service worker caches every file, so the page answers offline once loaded.
 
 Why the runtime is not shipped inside the Python package: onnxruntime-web's WASM binary alone is
-15 MB (30 MB more for its WebGPU build), a binary that does not belong in git nor in the 220 MB edge
+15 MB (29 MB for its WebGPU build), a binary that does not belong in git nor in the 220 MB edge
 install; ``scripts/web.sh`` builds it with the pinned npm packages (``npm ci``) in seconds, and
 ``vedit web build`` says so in one line when it is missing.
 """
@@ -36,8 +36,16 @@ from vedit.registry.model import load_registry
 
 WEB_FORMAT = "vedit-web"
 WEB_VERSION = 1
-#: the files of ``web/dist`` every site needs (the bundle names the wasm it loads)
-RUNTIME_FILES = ("index.html", "vedit-web.js", "sw.js", "ort-wasm-simd-threaded.wasm", "ort-wasm-simd-threaded.mjs")
+#: site file -> ``web/dist`` file, per flavour: onnxruntime-web's WASM build (CPU, 15 MB), or its
+#: WebGPU build (WebGPU where the browser offers it, else the same CPU kernels; 29 MB)
+RUNTIME_FILES = {
+    "wasm": {"index.html": "index.html", "sw.js": "sw.js", "vedit-web.js": "vedit-web.js",
+             "ort-wasm-simd-threaded.wasm": "ort-wasm-simd-threaded.wasm",
+             "ort-wasm-simd-threaded.mjs": "ort-wasm-simd-threaded.mjs"},
+    "webgpu": {"index.html": "index.html", "sw.js": "sw.js", "vedit-web.js": "vedit-web-webgpu.js",
+               "ort-wasm-simd-threaded.asyncify.wasm": "ort-wasm-simd-threaded.asyncify.wasm",
+               "ort-wasm-simd-threaded.asyncify.mjs": "ort-wasm-simd-threaded.asyncify.mjs"},
+}
 #: the precisions whose ONNX inputs and outputs are float32 (what the JavaScript caches hold)
 PRECISIONS = ("fp32", "int8")
 _SENTINEL = "\x00vedit-intent\x00"
@@ -98,12 +106,16 @@ def web_meta(export_dir: str | Path) -> dict[str, Any]:
 
 
 def build_site(export_dir: str | Path, out_dir: str | Path, *, force: bool = True,
-               runtime: str | Path | None = None) -> SiteReport:
-    """Write the site for ``export_dir`` into ``out_dir`` atomically (a temp dir, then a rename)."""
+               runtime: str | Path | None = None, webgpu: bool = False) -> SiteReport:
+    """Write the site for ``export_dir`` into ``out_dir`` atomically (a temp dir, then a rename).
+
+    ``webgpu``: ship onnxruntime-web's WebGPU build (twice the WASM bytes); the page then asks for
+    WebGPU where the browser offers an adapter and runs on the CPU kernels otherwise."""
     d = Path(export_dir)
     meta = web_meta(d)
     src = Path(runtime) if runtime else runtime_dir()
-    missing = [f for f in RUNTIME_FILES if not (src / f).is_file()]
+    runtime_files = RUNTIME_FILES["webgpu" if webgpu else "wasm"]
+    missing = [f for f in runtime_files.values() if not (src / f).is_file()]
     if missing:
         raise WebBuildError(f"the web runtime is not built ({src} lacks {', '.join(missing)}); build it with "
                             "`bash scripts/web.sh` (needs node and npm)")
@@ -113,9 +125,9 @@ def build_site(export_dir: str | Path, out_dir: str | Path, *, force: bool = Tru
         for name in model_files:
             shutil.copyfile(d / name, tmp / "model" / name)
         (tmp / "model" / "web.json").write_text(json.dumps(meta, separators=(",", ":")) + "\n", encoding="utf-8")
-        for name in RUNTIME_FILES:
+        for name, source in runtime_files.items():
             if name != "sw.js":
-                shutil.copyfile(src / name, tmp / name)
+                shutil.copyfile(src / source, tmp / name)
         files = sorted(p.relative_to(tmp).as_posix() for p in tmp.rglob("*") if p.is_file())
         digest = hashlib.sha256()
         for name in files:

@@ -4,6 +4,10 @@
 import * as ort from "onnxruntime-web/wasm";
 import { Student } from "./student.js";
 
+/* global __VEDIT_WEBGPU__ */
+/** this bundle is onnxruntime-web's WebGPU build (build.mjs defines it per bundle) */
+const WEBGPU = typeof __VEDIT_WEBGPU__ !== "undefined" && __VEDIT_WEBGPU__;
+
 const $ = (id) => /** @type {HTMLElement} */ (document.getElementById(id));
 const base = new URL("./", location.href);
 
@@ -20,17 +24,20 @@ async function main() {
     if (!r.ok) throw new Error(`model/${name}: HTTP ${r.status}`);
     return r;
   };
+  const providers = WEBGPU && "gpu" in navigator && (await navigator.gpu.requestAdapter().catch(() => null))
+    ? ["webgpu", "wasm"] : ["wasm"];
   const t0 = performance.now();
   const student = await Student.load({
     ort,
     json: async (name) => (await fetchOk(name)).json(),
     bytes: async (name) => new Uint8Array(await (await fetchOk(name)).arrayBuffer()),
-    sessionOptions: { executionProviders: ["wasm"] },
+    // WebGPU where offered (onnxruntime-web falls back to the next provider when it cannot start)
+    sessionOptions: { executionProviders: providers },
   });
   const loadMs = performance.now() - t0;
   document.body.dataset.state = "ready";
   $("status").textContent = `${student.meta.family} ${student.meta.precision} student loaded in ${loadMs.toFixed(0)} ms`;
-  $("backend").textContent = `onnxruntime-web ${ort.env.versions?.web || ""} wasm, ${ort.env.wasm.numThreads} thread(s)`;
+  $("backend").textContent = `onnxruntime-web ${ort.env.versions?.web || ""} ${providers.join(" > ")}, ${ort.env.wasm.numThreads} thread(s)`;
 
   let latest = 0;
   const answer = async (intent) => {
@@ -39,7 +46,7 @@ async function main() {
     const out = await student.predict(intent);
     const ms = performance.now() - t;
     if (ticket !== latest) return; // the user typed on: show the newest answer only
-    $("answer").textContent = JSON.stringify(out, null, 1);
+    $("answer").textContent = show(out);
     $("latency").textContent = `${ms.toFixed(1)} ms`;
     document.body.dataset.ms = String(ms);
     document.body.dataset.answered = String(Number(document.body.dataset.answered) + 1);
@@ -53,6 +60,12 @@ async function main() {
     await answer(q);
   }
   document.body.dataset.sinceStart = String(performance.now());
+}
+
+/** The answer JSON, one line per key (a tool's call on one line, as `vedit predict` prints them). */
+function show(answer) {
+  const lines = Object.entries(answer).map(([k, v]) => `  ${JSON.stringify(k)}: ${JSON.stringify(v)}`);
+  return `{\n${lines.join(",\n")}\n}`;
 }
 
 main().catch((e) => {
