@@ -47,23 +47,24 @@ def web_runtime(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def t5_int8_export(export_root, tiny_t5_dir) -> Path:
-    return quick_export(tiny_t5_dir, export_root / "t5-int8-web", family="t5", precision="int8").out_dir
+def exports(export_root, tiny_export, llama_fp32, tiny_t5_dir, tiny_llama_dir) -> dict[str, Path]:
+    """"family-precision" -> a tiny export (the shared fp32 ones, int8 made here)."""
+    return {
+        "t5-fp32": tiny_export,
+        "t5-int8": quick_export(tiny_t5_dir, export_root / "t5-int8-web", family="t5", precision="int8").out_dir,
+        "llama-fp32": llama_fp32.out_dir,
+        "llama-int8": quick_export(tiny_llama_dir, export_root / "llama-int8-web", family="llama",
+                                   precision="int8").out_dir,
+    }
 
 
 @pytest.fixture(scope="session")
-def sites(tmp_path_factory, web_runtime, tiny_export, t5_int8_export) -> dict[str, Path]:
-    """precision -> a site built by `vedit web build`'s library function."""
+def sites(tmp_path_factory, web_runtime, exports) -> dict[str, Path]:
+    """"family-precision" -> the export's site, built by `vedit web build`'s library function."""
     from vedit.web import build_site
 
     root = tmp_path_factory.mktemp("sites")
-    return {p: build_site(d, root / p, runtime=web_runtime).out_dir
-            for p, d in (("fp32", tiny_export), ("int8", t5_int8_export))}
-
-
-@pytest.fixture(scope="session")
-def exports(tiny_export, t5_int8_export) -> dict[str, Path]:
-    return {"fp32": tiny_export, "int8": t5_int8_export}
+    return {name: build_site(d, root / name, runtime=web_runtime).out_dir for name, d in exports.items()}
 
 
 class Reference:

@@ -12,10 +12,11 @@ from browser import ASK, chromium, code_units, static_server, wait_answered
 from conftest import INTENTS, Reference, compare
 
 
-@pytest.mark.parametrize("precision", ["fp32", "int8"])
-def test_page_answers_as_python(sites, exports, tmp_path, precision):
-    ref = Reference(exports[precision])
-    with static_server(sites[precision]) as url, chromium(tmp_path / "profile") as driver:
+@pytest.mark.parametrize("name", ["t5-fp32", "t5-int8", "llama-fp32", "llama-int8"])
+def test_page_answers_as_python(sites, exports, tmp_path, name):
+    precision = name.split("-")[1]
+    ref = Reference(exports[name])
+    with static_server(sites[name]) as url, chromium(tmp_path / "profile") as driver:
         driver.get(url + "?intent=golden%20hour")
         wait_answered(driver)
         want, _, _ = ref.answer("golden hour")
@@ -31,7 +32,7 @@ def test_page_answers_as_python(sites, exports, tmp_path, precision):
             assert r["count"] == 1 and shown == {k: v for k, v in r["full"].items() if k not in ("stats", "trace")}
             got.append(r["full"])
     counts = compare(ref, INTENTS, got, precision=precision)
-    print(f"chromium {precision}: {counts}")
+    print(f"chromium {name}: {counts}")
     if precision == "fp32":
         assert counts["identical"] == len(INTENTS)
     else:
@@ -39,8 +40,8 @@ def test_page_answers_as_python(sites, exports, tmp_path, precision):
 
 
 def test_text_box_answers_as_the_user_types(sites, exports, tmp_path):
-    ref = Reference(exports["fp32"])
-    with static_server(sites["fp32"]) as url, chromium(tmp_path / "profile") as driver:
+    ref = Reference(exports["t5-fp32"])
+    with static_server(sites["t5-fp32"]) as url, chromium(tmp_path / "profile") as driver:
         driver.get(url)
         from selenium.webdriver.support.ui import WebDriverWait
 
@@ -56,9 +57,9 @@ def test_text_box_answers_as_the_user_types(sites, exports, tmp_path):
 
 def test_offline_once_loaded(sites, exports, tmp_path):
     """The service worker caches every file: with the server gone, a reload still answers."""
-    ref = Reference(exports["int8"])
+    ref = Reference(exports["t5-int8"])
     with chromium(tmp_path / "profile") as driver:
-        with static_server(sites["int8"]) as url:
+        with static_server(sites["t5-int8"]) as url:
             driver.get(url + "?intent=Morocco")
             wait_answered(driver)
             driver.set_script_timeout(60)
@@ -76,9 +77,9 @@ def test_webgpu_build_answers_as_python(web_runtime, exports, tmp_path):
     no GPU adapter, so the page runs that build's CPU kernels, and must still answer as Python."""
     from vedit.web import build_site
 
-    site = build_site(exports["fp32"], tmp_path / "site", runtime=web_runtime, webgpu=True).out_dir
+    site = build_site(exports["t5-fp32"], tmp_path / "site", runtime=web_runtime, webgpu=True).out_dir
     assert (site / "ort-wasm-simd-threaded.asyncify.wasm").is_file() and not (site / "ort-wasm-simd-threaded.wasm").exists()
-    ref = Reference(exports["fp32"])
+    ref = Reference(exports["t5-fp32"])
     with static_server(site) as url, chromium(tmp_path / "profile") as driver:
         driver.get(url + "?intent=golden%20hour")
         wait_answered(driver)

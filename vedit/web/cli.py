@@ -21,7 +21,7 @@ def web() -> None:
 @click.option("--webgpu", is_flag=True,
               help="Ship onnxruntime-web's WebGPU build (29 MB instead of 15 MB): WebGPU where the browser offers it.")
 def build(export_dir: Path, out_dir: Path, force: bool, webgpu: bool) -> None:
-    """Write a static site for EXPORT_DIR (a T5 export, fp32 or int8) into OUT."""
+    """Write a static site for EXPORT_DIR (a T5 or Llama export, fp32 or int8) into OUT."""
     from vedit.web.site import build_site
 
     r = build_site(export_dir, out_dir, force=force, webgpu=webgpu)

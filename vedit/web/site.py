@@ -27,7 +27,8 @@ from typing import Any
 
 from vedit.atomicio import atomic_dir
 from vedit.decoding.grammar import load_grammar
-from vedit.decoding.prompts import input_limit
+from vedit.decoding.decoder_only import DecoderOnlyModel
+from vedit.decoding.prompts import PromptBuilder, input_limit
 from vedit.decoding.vocab import load_tokenizer
 from vedit.errors import WebBuildError
 from vedit.intents import MAX_INTENT_BYTES
@@ -48,6 +49,8 @@ RUNTIME_FILES = {
 }
 #: the precisions whose ONNX inputs and outputs are float32 (what the JavaScript caches hold)
 PRECISIONS = ("fp32", "int8")
+#: the model families the JavaScript runtime has a backend for (web/src/t5.js, web/src/llama.js)
+FAMILIES = ("t5", "llama")
 _SENTINEL = "\x00vedit-intent\x00"
 
 
@@ -71,12 +74,16 @@ def web_meta(export_dir: str | Path) -> dict[str, Any]:
     """``model/web.json``: what the JavaScript runtime reads besides the ONNX files and tokenizer."""
     d = Path(export_dir)
     man = read_manifest(d)
-    if man.family != "t5":
-        raise WebBuildError(f"{d}: the web runtime serves T5 students (the demo's family); this export is "
+    if man.family not in FAMILIES:
+        raise WebBuildError(f"{d}: the web runtime serves {' and '.join(FAMILIES)} students; this export is "
                             f"{man.family}: serve it with vedit predict or Triton")
     if man.precision not in PRECISIONS:
         raise WebBuildError(f"{d}: the web runtime serves {' and '.join(PRECISIONS)} exports; this one is "
                             f"{man.precision}: export with --precision int8 or fp32")
+    external = sorted(p.name for p in d.iterdir() if p.suffix != ".onnx" and ".onnx" in p.name)
+    if external:
+        raise WebBuildError(f"{d}: the ONNX weights are in external data files ({', '.join(external)}), which the "
+                            "web runtime does not load; a model that needs them is too big for a browser anyway")
     registry = load_registry(d / "registry.json")
     grammar = load_grammar(d)
     tok = load_tokenizer(d)
@@ -89,15 +96,24 @@ def web_meta(export_dir: str | Path) -> dict[str, Any]:
                       "colours": list(t.colours), "prompt": parts})
     automata = {name: {"indptr": a.indptr.tolist(), "tokens": a.tokens.tolist(), "next": a.next.tolist(),
                        "final": a.final.astype(int).tolist()} for name, a in grammar.automata.items()}
+    limit = input_limit(man.family, man.config, grammar.max_tokens())
+    family: dict[str, Any] = {}
+    if man.family == "t5":
+        family["files"] = {role: man.files[role] for role in ("encoder", "decoder", "decoder_with_past")}
+        family["decoder_start_token_id"] = int(man.config.get("decoder_start_token_id", tok.pad_token_id))
+    else:  # the prompt prefixes the predictor caches at load, and the KV cache's shape, as Python has them
+        model = DecoderOnlyModel(d, man.files, pad_token_id=tok.pad_token_id, config=man.config)
+        family["files"] = {"decoder": man.files["decoder"]}
+        family["prefixes"] = PromptBuilder(registry, tok.tokenizer, man.family, limit).shared_prefixes()
+        family["kv_shape"] = {name: [h, dim] for name, (h, dim, _) in model._shape.items()}
     return {
         "format": WEB_FORMAT,
         "version": WEB_VERSION,
         "family": man.family,
         "precision": man.precision,
-        "files": {role: man.files[role] for role in ("encoder", "decoder", "decoder_with_past")},
+        **family,
         "pad_token_id": tok.pad_token_id,
-        "decoder_start_token_id": int(man.config.get("decoder_start_token_id", tok.pad_token_id)),
-        "max_input_tokens": input_limit(man.family, man.config, grammar.max_tokens()),
+        "max_input_tokens": limit,
         "max_intent_bytes": MAX_INTENT_BYTES,
         "tools": tools,
         "grammar": {"mode": grammar.mode, "eos_token_id": grammar.eos_token_id, "automata": automata,
@@ -140,4 +156,4 @@ def build_site(export_dir: str | Path, out_dir: str | Path, *, force: bool = Tru
                       sum(v for k, v in sizes.items() if k.startswith("model/")), len(sizes))
 
 
-__all__ = ["PRECISIONS", "SiteReport", "build_site", "runtime_dir", "web_meta"]
+__all__ = ["FAMILIES", "PRECISIONS", "SiteReport", "build_site", "runtime_dir", "web_meta"]

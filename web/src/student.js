@@ -5,6 +5,7 @@
 // for an intent the intent rule refuses (vedit/intents.py), as the in-process client refuses it.
 import { CompiledGrammar } from "./grammar.js";
 import { intentProblem } from "./intents.js";
+import { LlamaModel } from "./llama.js";
 import { decode } from "./loop.js";
 import { PromptBuilder } from "./prompts.js";
 import { T5Model } from "./t5.js";
@@ -26,15 +27,21 @@ export class Student {
     if (meta.format !== WEB_FORMAT || meta.version !== WEB_VERSION) {
       throw new Error(`web.json is ${meta.format} v${meta.version}, this runtime reads ${WEB_FORMAT} v${WEB_VERSION}; rebuild the site with vedit web build`);
     }
-    if (meta.family !== "t5") {
-      throw new Error(`the web runtime serves T5 students; this export is ${meta.family}`);
+    if (meta.family !== "t5" && meta.family !== "llama") {
+      throw new Error(`the web runtime serves T5 and Llama students; this export is ${meta.family}`);
     }
     const tokenizer = new StudentTokenizer(await src.json("tokenizer.json"), await src.json("tokenizer_config.json"));
     const open = async (name) => src.ort.InferenceSession.create(await src.bytes(name), src.sessionOptions || {});
-    const [encoder, decoder, decoderWithPast] = await Promise.all(
-      [meta.files.encoder, meta.files.decoder, meta.files.decoder_with_past].map(open));
-    const model = new T5Model(src.ort, { encoder, decoder, decoderWithPast },
-      { padId: meta.pad_token_id, startId: meta.decoder_start_token_id });
+    let model;
+    if (meta.family === "t5") {
+      const [encoder, decoder, decoderWithPast] = await Promise.all(
+        [meta.files.encoder, meta.files.decoder, meta.files.decoder_with_past].map(open));
+      model = new T5Model(src.ort, { encoder, decoder, decoderWithPast },
+        { padId: meta.pad_token_id, startId: meta.decoder_start_token_id });
+    } else {
+      model = new LlamaModel(src.ort, await open(meta.files.decoder), { padId: meta.pad_token_id, kvShape: meta.kv_shape });
+      for (const ids of meta.prefixes) await model.addPrefix(ids); // as Predictor.load does
+    }
     return new Student(meta, tokenizer, model);
   }
 
@@ -62,7 +69,8 @@ export class Student {
     const built = this.prompts.build(intent);
     const matchers = this.tools.map((t) => this.grammar.matcher(t.name));
     const backend = await this.model.backend(built.ids);
-    const traces = await decode(backend, matchers, built.ids.map(() => [this.meta.decoder_start_token_id]));
+    const prefixes = this.meta.family === "t5" ? built.ids.map(() => [this.meta.decoder_start_token_id]) : built.ids;
+    const traces = await decode(backend, matchers, prefixes);
     /** @type {any} */
     const out = { intent };
     this.tools.forEach((t, k) => { out[t.name] = asValue(t, this.grammar.text(traces[k].tokens)); });
