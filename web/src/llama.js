@@ -4,11 +4,7 @@
 // computed once at load (the prefixes come from the Python PromptBuilder, in web.json), and a batch
 // starts from it, right-aligned in a left-padded past.
 
-const LAST_INDEX = "last_index";
-
-function int64(ort, values, dims) {
-  return new ort.Tensor("int64", BigInt64Array.from(values, (v) => BigInt(v)), dims);
-}
+import { LAST_INDEX, int64, lastLogits, selectRows } from "./tensors.js";
 
 export class LlamaModel {
   /** @param {any} ort @param {any} session @param {{padId: number, kvShape: Object<string, [number, number]>}} opts */
@@ -139,12 +135,7 @@ class LlamaBackend {
     this.kv = Object.fromEntries(this.m.pastNames.map((p, i) => [p, out[this.m.presentNames[i]]]));
     this.mask = mask;
     this.nextPos = this.nextPos.map((p, i) => p + tokens[i].length);
-    const [rowsOut, T, V] = out.logits.dims;
-    const gathered = this.m.session.inputNames.includes(LAST_INDEX);
-    return [...Array(rowsOut).keys()].map((i) => {
-      const at = gathered ? 0 : last[i];
-      return out.logits.data.subarray((i * T + at) * V, (i * T + at + 1) * V);
-    });
+    return lastLogits(out.logits, last, this.m.session.inputNames.includes(LAST_INDEX));
   }
 
   /** drop released rows from the cache so that the batch order equals `rows` */
@@ -154,12 +145,7 @@ class LlamaBackend {
     this.mask = keep.map((k) => this.mask[k]);
     this.nextPos = keep.map((k) => this.nextPos[k]);
     if (this.kv !== null) {
-      this.kv = Object.fromEntries(Object.entries(this.kv).map(([n, t]) => {
-        const per = t.data.length / t.dims[0];
-        const data = new Float32Array(keep.length * per);
-        keep.forEach((k, i) => data.set(t.data.subarray(k * per, (k + 1) * per), i * per));
-        return [n, new this.m.ort.Tensor("float32", data, [keep.length, ...t.dims.slice(1)])];
-      }));
+      this.kv = Object.fromEntries(Object.entries(this.kv).map(([n, t]) => [n, selectRows(this.m.ort, t, keep)]));
     }
     this.slot = new Map(rows.map((r, i) => [r, i]));
   }

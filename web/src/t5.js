@@ -4,12 +4,9 @@
 // next call (T5's relative position bias sees the same distances, so each row decodes as alone).
 // Columns that are holes in every row are cut. The caches live in host memory (WASM).
 
-const SELF_MASK = "attention_mask";
-const LAST_INDEX = "last_index";
+import { LAST_INDEX, int64, lastLogits, selectRows } from "./tensors.js";
 
-function int64(ort, values, dims) {
-  return new ort.Tensor("int64", BigInt64Array.from(values, (v) => BigInt(v)), dims);
-}
+const SELF_MASK = "attention_mask";
 
 export class T5Model {
   /** @param {any} ort onnxruntime-web @param {{encoder: any, decoder: any, decoderWithPast: any}} sessions */
@@ -114,7 +111,7 @@ class JoinedT5Backend {
     rows.forEach((r, i) => { this.length[r] += tokens[i].length; });
     this.rows = [...rows];
     this.selfPast = this._align(Object.fromEntries(this.m.selfNames.map((n) => [past(n), out[n]])), ends, this.width + width);
-    return lastLogits(out.logits, session.inputNames.includes(LAST_INDEX) ? null : last);
+    return lastLogits(out.logits, last, session.inputNames.includes(LAST_INDEX));
   }
 
   _align(values, ends, total) {
@@ -146,14 +143,6 @@ function sameRows(a, b) {
   return a.length === b.length && a.every((x, i) => x === b[i]);
 }
 
-/** rows `rows` of a (rows, ...) tensor */
-function selectRows(ort, t, rows) {
-  const per = t.data.length / t.dims[0];
-  const out = new Float32Array(rows.length * per);
-  rows.forEach((r, i) => out.set(t.data.subarray(r * per, (r + 1) * per), i * per));
-  return new ort.Tensor("float32", out, [rows.length, ...t.dims.slice(1)]);
-}
-
 /** (rows, heads, width, dim): row rows[i]'s positions ends[i]-lengths[i] .. ends[i] at the end; zeros in front */
 function rearrange(ort, t, rows, ends, lengths, width) {
   const [, h, T, d] = t.dims;
@@ -166,14 +155,4 @@ function rearrange(ort, t, rows, ends, lengths, width) {
     }
   });
   return new ort.Tensor("float32", out, [rows.length, h, width, d]);
-}
-
-/** (rows, vocab) logits: the graph's own last position (last_index), else picked at `last` */
-function lastLogits(t, last) {
-  const [rows, T, V] = t.dims;
-  const data = t.data;
-  return [...Array(rows).keys()].map((i) => {
-    const pos = last === null ? 0 : last[i];
-    return data.subarray((i * T + pos) * V, (i * T + pos + 1) * V);
-  });
 }
