@@ -136,7 +136,8 @@ def compare(ref: Reference, intents: list[str], got: list[dict], *, precision: s
             if js[tool] == want[tool]:
                 continue
             mine, theirs = tokens[tool], trace[tool]
-            k = next(i for i, (a, b) in enumerate(zip(mine, theirs)) if a != b)
+            k = next((i for i, (a, b) in enumerate(zip(mine, theirs)) if a != b), None)
+            assert k is not None, f"{intent!r} {tool}: the same tokens, yet JS answers {js[tool]}, Python {want[tool]}"
             row = logits.get((tool, k))
             assert row is not None, f"{intent!r} {tool}: JS left the Python path at a forced step {k}"
             gap = float(row[mine[k]] - row[theirs[k]])

@@ -35,3 +35,13 @@ def test_same_json_as_vedit_predict(sites, exports):
     printed = [json.loads(line) for line in r.output.splitlines()]
     got = node_answers(sites["t5-fp32"], intents)
     assert [{k: v for k, v in a.items() if k not in ("stats", "trace")} for a in got] == printed
+
+
+def test_compare_catches_a_changed_answer(sites, exports):
+    """The comparison itself: a changed value fails it, in fp32 and in int8 (where only a near tie
+    at a free step may explain a difference)."""
+    for name, precision in (("t5-fp32", "fp32"), ("t5-int8", "int8")):
+        (got,) = node_answers(sites[name], ["golden hour"])
+        got["filter"] = {**got["filter"], "intensity": (got["filter"]["intensity"] + 7) % 100}
+        with pytest.raises(AssertionError, match="golden hour"):
+            compare(Reference(exports[name]), ["golden hour"], [got], precision=precision)
