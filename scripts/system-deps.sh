@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # System packages vedit's serving needs, from Debian: nginx (the HTTP front of `vedit triton serve`,
 # which refuses oversized bodies before Triton 2.51's HTTP server can crash on them); chromium and
-# its driver (the test suite drives the `vedit playground` page in a real headless browser).
+# its driver (the test suite drives the `vedit playground` page and the `vedit web` site in a real
+# headless browser), npm (builds the browser runtime, scripts/web.sh).
 # Installs only what is missing; needs root (CI runs as root) or passwordless sudo.
 set -euo pipefail
 missing=()
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
+# chromium + its driver: the web page's tests (tests/web) drive Debian's headless chromium
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 if [ ${#missing[@]} -eq 0 ]; then
     exit 0
 fi

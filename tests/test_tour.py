@@ -68,6 +68,11 @@ def test_tour_prints_t5_answers_before_the_llama_stage(tmp_path):
     # the answers drawn on the sample photos: the contact sheet, in the tour's reports (vedit.render)
     sheet = tmp_path / "tour" / "reports" / "contact-sheet.png"
     assert f"contact sheet: {sheet}" in answers and sheet.stat().st_size > 50_000
+    # the T5 export as a static site, and how to open it (web/dist is built by scripts/test.sh)
+    site = tmp_path / "tour" / "web" / "flan-t5-fp32"
+    web = next(m for m in seen if m.startswith("\n=== In the browser"))
+    assert f"python -m http.server -b 127.0.0.1 -d {site} 8000" in web and "?intent=golden%20hour" in web
+    assert (site / "index.html").is_file() and (site / "model" / "web.json").is_file()
 
     # the tour lives apart from the full run's home
     assert (tmp_path / "tour" / "exports" / "flan-t5-fp32" / "manifest.json").is_file()

@@ -49,6 +49,9 @@ def _register() -> None:
     bench_alias.name = "bench"
     triton.add_command(bench_alias)
     cli.add_command(triton)
+    from vedit.web.cli import web
+
+    cli.add_command(web)
 
 
 _register()

@@ -107,3 +107,7 @@ class PeerError(VeditError):
 
 class RenderError(VeditError):
     """A photo cannot be read (not an image, too large) or a tool call cannot be rendered on it."""
+
+
+class WebBuildError(VeditError):
+    """A static site for the browser cannot be built (unsupported export, web runtime not built)."""

@@ -187,6 +187,21 @@ def _vedit_command() -> str:
         return str(exe)
 
 
+def _web_site(export_dir: Path, home: Path) -> str:
+    """Build the static site of the T5 export (seconds) and say how to open it; a missing web
+    runtime (no node) is reported, not fatal: the rest of the job needs none."""
+    from vedit.errors import WebBuildError
+    from vedit.web import build_site
+
+    try:
+        site = build_site(export_dir, home / "web" / export_dir.name)
+    except WebBuildError as exc:
+        return f"not built: {exc}"
+    return (f"{site.out_dir} ({site.bytes_total / 1e6:.1f} MB, model {site.bytes_model / 1e6:.1f} MB): open it with\n"
+            f"  python -m http.server -b 127.0.0.1 -d {site.out_dir} 8000\n"
+            "  then http://127.0.0.1:8000/?intent=golden%20hour (answers in the page, offline once loaded)")
+
+
 def _answers(preds) -> str:
     """The way ``vedit predict`` prints them: the intent, then one line per tool call."""
     lines = []
@@ -310,6 +325,7 @@ def _run(options: PipelineOptions, home: Path, echo: Echo) -> PipelineReport:
         body += "\n" + _contact_sheet(preds, reports / "contact-sheet.png")
         report.add("First answers (in-process, T5 fp32 export, constrained decoding)", body, echo)
         echo(f"first answers after {time.perf_counter() - t_start:.0f} s")
+        report.add("In the browser (vedit web build)", _web_site(exports[("t5", "fp32")], home), echo)
 
     # 2. the rest of the students, offline metrics of the PyTorch originals
     with stage("llama"):

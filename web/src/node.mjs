@@ -1,0 +1,29 @@
+// Node entry: answer intents with a built site's model, through onnxruntime-web's WASM backend
+// (the browser's engine). Usage: node web/src/node.mjs SITE_DIR [--stats] [--trace] [--time] < intents.json
+// (a JSON list of strings); prints one JSON answer per line. Used by the identical-answers tests.
+import { readFile } from "node:fs/promises";
+import path from "node:path";
+import * as ort from "onnxruntime-web";
+import { Student } from "./student.js";
+
+const [site, ...flags] = process.argv.slice(2);
+if (!site) {
+  console.error("usage: node web/src/node.mjs SITE_DIR [--stats] [--trace] [--time] < intents.json");
+  process.exit(2);
+}
+ort.env.wasm.numThreads = 1;
+const dir = path.join(site, "model");
+const student = await Student.load({
+  ort,
+  json: async (name) => JSON.parse(await readFile(path.join(dir, name), "utf8")),
+  bytes: async (name) => new Uint8Array(await readFile(path.join(dir, name))),
+});
+const chunks = [];
+for await (const c of process.stdin) chunks.push(c);
+const intents = JSON.parse(Buffer.concat(chunks).toString("utf8"));
+for (const intent of intents) {
+  const t0 = performance.now();
+  const answer = await student.predict(intent, { stats: flags.includes("--stats"), trace: flags.includes("--trace") });
+  if (flags.includes("--time")) answer.ms = performance.now() - t0;
+  process.stdout.write(JSON.stringify(answer) + "\n");
+}
