@@ -7,6 +7,12 @@ Three sides run on the same intents:
 The gate compares like with like, the constrained original against the candidate: the overall
 score (All) may not move by more than ``max_overall_delta`` and at least ``min_agreement`` of the
 tool outputs must be identical. The unconstrained original is reported for context only.
+
+For any tools file the candidate's answers are also scored per tool against the constrained
+original's: validity (jsonschema), same answer, and agreement per parameter (every leaf of the
+schema: enums, booleans and strings exactly, numbers within 1% of their range; see
+:func:`vedit.data.metrics.agreement`). The paper's offline metrics (selection, quality, final)
+are derived from the same schemas.
 """
 
 from __future__ import annotations
@@ -20,7 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Mapping, Sequence
 
-from vedit.data.metrics import Report, format_table, normalise, score
+from vedit.data.metrics import Agreement, Report, format_table, normalise, score
+from vedit.data.metrics import agreement as answer_agreement
 from vedit.data.rows import TruthRow
 from vedit.errors import VeditError
 from vedit.registry import Registry, ToolCall, load_registry
@@ -76,6 +83,8 @@ class ParityResult:
     candidate: Side
     agreement: float
     disagreements: list[dict] = field(default_factory=list)
+    #: Per tool: the candidate's answers against the constrained original's, per parameter.
+    parameters: dict[str, Agreement] = field(default_factory=dict)
 
     @property
     def overall_delta(self) -> float:
@@ -106,6 +115,7 @@ class ParityResult:
             "overall_delta": self.overall_delta,
             "sides": {s.name: s.to_json() for s in (self.unconstrained, self.reference, self.candidate)},
             "disagreements": self.disagreements[:20],
+            "parameters": {t: a.to_json() for t, a in self.parameters.items()},
         }
 
 
@@ -242,7 +252,18 @@ def run_parity(
     log.info(f"[3/3] candidate {candidate}")
     side_c = _side("candidate", registry, truth, served)
     rate, diffs = agreement(registry, side_r, side_c)
-    return ParityResult(precision, GATES[precision], side_u, side_r, side_c, rate, diffs)
+    return ParityResult(precision, GATES[precision], side_u, side_r, side_c, rate, diffs,
+                        parameter_agreement(registry, side_r, side_c))
+
+
+def parameter_agreement(registry: Registry, reference: Side, candidate: Side) -> dict[str, Agreement]:
+    """Per tool, the candidate's answers scored against the reference's valid ones."""
+    out = {}
+    for tool in registry.tools:
+        pairs = [(candidate.calls.get(intent, {}).get(tool.name), per[tool.name])
+                 for intent, per in reference.calls.items() if per[tool.name] is not None]
+        out[tool.name] = answer_agreement(tool, pairs)
+    return out
 
 
 def format_parity(result: ParityResult) -> str:
@@ -259,6 +280,10 @@ def format_parity(result: ParityResult) -> str:
             f"{t} {cand[name].tools[t].final - ref[name].tools[t].final:+.4f}" for t in ref[name].tools
         )
         lines.append(f"{name:>4}: overall {cand[name].overall - ref[name].overall:+.4f}  (final: {tools})")
+    lines.append("## candidate vs pytorch+grammar, per tool (valid, same answer, per parameter)")
+    for tool, a in result.parameters.items():
+        params = ", ".join(f"{p} {v:.0%}" for p, v in a.parameters.items())
+        lines.append(f"{tool}: valid {a.valid:.2%}, same {a.agreement:.2%} of {a.n}" + (f"; {params}" if params else ""))
     lines.append(f"exact agreement: {result.agreement:.2%}  "
                  f"(gate {result.gate.precision}: |delta overall| <= {result.gate.max_overall_delta}, "
                  f"agreement >= {result.gate.min_agreement:.0%})")

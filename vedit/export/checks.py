@@ -171,6 +171,36 @@ def load_tokenizer(path: Path):
         raise ModelDirError(f"{path}: cannot load the tokenizer ({str(exc).strip().splitlines()[0]})") from None
 
 
+#: Where the fix for a tokenizer that cannot write a grammar's characters is written up.
+TOKENIZER_RECIPE = "docs/byo-student.md#a-tokenizer-that-cannot-write-the-answers"
+
+
+def check_tokenizer_writes(tokenizer, registry, path: Path) -> None:
+    """Refuse, before any export work, a tokenizer that cannot write some character a tool's answers
+    need (stock FlanT5 writes ``{`` and ``}`` as ``<unk>``), naming every such tool and the fix."""
+    from vedit.decoding.language import needed_chars
+    from vedit.errors import GrammarError
+
+    unk = getattr(tokenizer, "unk_token_id", None)
+    verdict: dict[str, bool] = {}
+
+    def writes(c: str) -> bool:
+        if c not in verdict:
+            ids = tokenizer(c, add_special_tokens=False)["input_ids"]
+            verdict[c] = bool(ids) and unk not in ids and c in tokenizer.decode(ids)
+        return verdict[c]
+
+    missing = {t.name: sorted(c for c in needed_chars(t) if not writes(c)) for t in registry.tools}
+    missing = {name: chars for name, chars in missing.items() if chars}
+    if missing:
+        tools = "; ".join(f"{name} needs {' '.join(repr(c) for c in chars)}" for name, chars in missing.items())
+        raise GrammarError(
+            f"{path}: the tokenizer cannot write the answers of {len(missing)} tool(s) ({tools}); add the characters "
+            "as tokens (tokenizer.add_tokens([...]), model.resize_token_embeddings(len(tokenizer)), then fine-tune) "
+            f"or train the tokenizer with byte fallback: see {TOKENIZER_RECIPE}"
+        )
+
+
 def check_tokenizer_matches(model, tokenizer, path: Path) -> None:
     """A tokenizer with more ids than embedding rows belongs to another model (ids would overflow)."""
     rows = model.get_input_embeddings().num_embeddings
