@@ -229,3 +229,24 @@ def test_export_of_older_graphs_is_not_current(t5_fp32, tmp_path):
     del manifest["graphs"]
     (old / "manifest.json").write_text(json.dumps(manifest))
     assert not export_is_current(old, source)
+
+
+def test_export_for_other_tools_or_an_old_registry_is_not_current(t5_fp32, tmp_path):
+    """Same weights and graphs, but other tools (or a registry format this vedit no longer reads): export again."""
+    import json
+    import shutil
+
+    from vedit.export.checks import export_is_current
+    from vedit.registry import load_registry
+
+    old = tmp_path / "other-tools"
+    shutil.copytree(t5_fp32.out_dir, old)
+    source = json.loads((old / "manifest.json").read_text())["source"]["model_dir"]
+    assert export_is_current(old, source)
+    raw = json.loads((old / "registry.json").read_text())
+    raw["tools"][2]["function"]["parameters"]["properties"]["intensity"]["maximum"] = 50
+    (old / "registry.json").write_text(json.dumps(raw))
+    assert not export_is_current(old, source)
+    assert export_is_current(old, source, registry=load_registry(old / "registry.json"))
+    (old / "registry.json").write_text(json.dumps({"version": 1, "tools": [], "preset_sets": {}}))
+    assert not export_is_current(old, source)

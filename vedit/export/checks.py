@@ -131,19 +131,25 @@ def source_hashes(md: ModelDir, adapter_dir: str | Path | None) -> dict[str, str
     return sha
 
 
-def export_is_current(export_dir: str | Path, model_dir: str | Path, adapter_dir: str | Path | None = None) -> bool:
+def export_is_current(export_dir: str | Path, model_dir: str | Path, adapter_dir: str | Path | None = None,
+                      registry=None) -> bool:
     """True when ``export_dir`` holds a complete export of exactly these weights, made of the graphs this
-    version of vedit writes (else export again)."""
+    version of vedit writes, for the same tools (``registry``, default: the package's) in a registry
+    format this vedit reads (else export again)."""
+    from vedit.errors import RegistryError
     from vedit.export.manifest import graph_recipe
     from vedit.manifest import read_manifest
+    from vedit.registry import default_registry, load_registry
 
     try:
         manifest = read_manifest(export_dir)
         if manifest.data.get("graphs") != graph_recipe(manifest.family, manifest.precision):
             return False
+        if load_registry(Path(export_dir) / "registry.json").tools != (registry or default_registry()).tools:
+            return False
         source = manifest.data.get("source", {})
         return source.get("sha256") == source_hashes(inspect_model_dir(model_dir), adapter_dir)
-    except ModelDirError:
+    except (ModelDirError, RegistryError):
         return False
 
 
