@@ -11,6 +11,8 @@ import jsonschema
 import pytest
 from click.testing import CliRunner
 
+from support import without_keyword
+
 from vedit.atomicio import sha256_file
 from vedit.cli import cli
 from vedit.registry import load_registry
@@ -25,7 +27,7 @@ HOSTILE = ["slow motion", "reverse it and speed up 4x", "caption: HELLO WORLD", 
 def _decimals_ok(schema, value) -> bool:
     """An independent multipleOf check (plain jsonschema tests it with binary floats)."""
     if "anyOf" in schema:
-        return any(jsonschema.Draft202012Validator(_strip(o, "multipleOf")).is_valid(value) and _decimals_ok(o, value)
+        return any(jsonschema.Draft202012Validator(without_keyword(o, "multipleOf")).is_valid(value) and _decimals_ok(o, value)
                    for o in schema["anyOf"])
     if "multipleOf" in schema and isinstance(value, (int, float)) and not isinstance(value, bool):
         q = Decimal(str(value)) / Decimal(str(schema["multipleOf"]))
@@ -37,19 +39,11 @@ def _decimals_ok(schema, value) -> bool:
     return True
 
 
-def _strip(schema, keyword):
-    if isinstance(schema, dict):
-        return {k: _strip(v, keyword) for k, v in schema.items() if k != keyword}
-    if isinstance(schema, list):
-        return [_strip(v, keyword) for v in schema]
-    return schema
-
-
 def _check_valid(registry, raw: dict[str, str]) -> None:
     for tool in registry.tools:
         schema = tool_schema(tool)
         value = json.loads(raw[tool.name])
-        jsonschema.validate(value, _strip(schema, "multipleOf"))
+        jsonschema.validate(value, without_keyword(schema, "multipleOf"))
         assert _decimals_ok(schema, value), raw
 
 

@@ -16,6 +16,8 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from support import without_keyword
+
 from vedit.decoding.language import char_regex
 from vedit.errors import RegistryError, SchemaSubsetError
 from vedit.registry import ToolCall, load_registry, registry_from_dict
@@ -137,7 +139,7 @@ def test_example_tools_file_answers_validate_with_jsonschema():
     for tool in registry.tools:
         rx = re.compile(char_regex(tool))
         schema = tool_schema(tool)
-        plain = jsonschema.Draft202012Validator(_without(schema, "multipleOf"))
+        plain = jsonschema.Draft202012Validator(without_keyword(schema, "multipleOf"))
         for value in samples(tool.language, random.Random(7), 60) + [tool.unused]:
             text = ToolCall.of(tool, value).dumps()
             assert rx.fullmatch(text) and rx.fullmatch(" " + text), text
@@ -149,14 +151,6 @@ def test_example_tools_file_answers_validate_with_jsonschema():
                 '{"text":"a\\"b","position":"top"}', '{"text":"hi","position":"top","color":"#12345g"}',
                 '{"position":"top","text":"hi"}', '"None"']:
         assert not re.fullmatch(char_regex(caption), bad), bad
-
-
-def _without(schema, keyword):
-    if isinstance(schema, dict):
-        return {k: _without(v, keyword) for k, v in schema.items() if k != keyword}
-    if isinstance(schema, list):
-        return [_without(v, keyword) for v in schema]
-    return schema
 
 
 def test_exact_multiple_of_where_plain_jsonschema_errs():
