@@ -114,3 +114,13 @@ def test_parity_bench_for_any_tools(video_export, tiny_t5_dir):
                 for i in valid_ref]
         assert a.n == len(valid_ref) and a.agreement == pytest.approx(sum(same) / len(same))
     assert "per parameter" in format_parity(result)
+
+
+def test_guarantees_bench_counts_any_tools_valid(video_export):
+    """The guarantees bench validates with jsonschema and exact decimals: every fuzzed answer of the
+    video tools is valid (plain jsonschema would call 3.54 not a multiple of 0.01)."""
+    from vedit.bench.guarantees import check
+
+    report = check(video_export, intents=HOSTILE[:2], fuzz=12, threads=1)
+    assert report.tools == 3 and report.valid == report.fuzzed * 3
+    assert report.identical == report.compared

@@ -63,7 +63,12 @@ def test_t5_fp32_directory_and_manifest(t5_fp32, tiny_t5_dir, registry):
     assert v["greedy"]["identical"] + v["greedy"]["ties"] == v["greedy"]["sequences"] == 3 * 2
     assert v["intents"] == ["golden hour", "cold tone"]
     # packaged files: registry snapshot, tokenizer byte for byte, configs
-    assert json.loads((out / "registry.json").read_text()) == registry.raw
+    snapshot = json.loads((out / "registry.json").read_text())
+    assert snapshot == {**registry.raw, "prompt": {"kind": "vedit", "template": "", "eos_token": "", "source": ""}}
+    # the tools file: carried (the package's default here), its hash and the prompt in the manifest
+    assert json.loads((out / "tools.json").read_text()) == registry.functions
+    assert m["tools"]["sha256"] == hashlib.sha256((out / "tools.json").read_bytes()).hexdigest()
+    assert m["prompt"]["sample_input"]["adjust"] == registry.prompt("adjust", "golden hour", "t5")
     for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "spiece.model"):
         assert (out / name).read_bytes() == (tiny_t5_dir / name).read_bytes()
     assert json.loads((out / "config.json").read_text())["model_type"] == "t5"
