@@ -50,6 +50,11 @@ def _tool(parameters, **extra):
         ({"type": "object", "properties": {"a": {"const": 1}}, "required": ["b"]}, "t/parameters", "'b'"),
         ({"type": "string", "pattern": "[a-z]+"}, "t/parameters", "anchored"),
         ({"type": "string", "pattern": "^.{1,3}$"}, "t/parameters", "'.'"),
+        ({"type": "string", "pattern": "^[ -~]{1,5}$"}, "t/parameters", "holds a quote, backslash or control"),
+        ({"type": "string", "pattern": "^\\s+$"}, "t/parameters", "space characters"),
+        ({"type": "string", "pattern": '^a"b$'}, "t/parameters", "can write '\"'"),
+        ({"type": "string", "pattern": "^a|b$"}, "t/parameters", "top-level '|'"),
+        ({"type": "string", "pattern": "^(?=a)a$"}, "t/parameters", "(?...) groups"),
         ({"type": "string", "maxLength": 5, "format": "email"}, "t/parameters", "keyword 'format'"),
         ({"type": "array", "items": {"const": 1}}, "t/parameters", "maxItems"),
         ({"type": "array", "items": {"const": 1}, "maxItems": 3, "uniqueItems": True}, "t/parameters", "uniqueItems"),
@@ -167,3 +172,17 @@ def test_unused_answer_and_idle_schema_decide_used():
     tool = _tool({"type": "object", "properties": {"k": {"type": "integer", "minimum": 0, "maximum": 9}}},
                  **{"x-vedit-unused": {}, "x-vedit-idle": {"type": "object", "additionalProperties": {"const": 0}}})
     assert [ToolCall.of(tool, v).used for v in ({}, {"k": 0}, {"k": 3})] == [False, False, True]
+
+
+def test_patterns_compile_exactly():
+    """Samples of anchored patterns match both Python's re and the grammar; near misses do not."""
+    tool = _tool({"type": "object", "properties": {
+        "code": {"type": "string", "pattern": "^[A-Z]{3}-[0-9]{4}$"},
+        "tag": {"type": "string", "pattern": "^(?:red|green)(?:_[a-z0-9]+)?$"}}, "required": ["code", "tag"]})
+    rx = re.compile(char_regex(tool))
+    for value in samples(tool.language, random.Random(5), 30):
+        assert re.fullmatch("[A-Z]{3}-[0-9]{4}", value["code"]) and re.fullmatch("(?:red|green)(?:_[a-z0-9]+)?", value["tag"])
+        assert rx.fullmatch(ToolCall.of(tool, value).dumps())
+    for code, tag in [("AB-1234", "red"), ("ABC-12345", "red"), ("ABC-1234", "blue"), ("ABC-1234", "red_"),
+                      ("abc-1234", "green")]:
+        assert not rx.fullmatch(json.dumps({"code": code, "tag": tag}, separators=(",", ":")))

@@ -238,17 +238,91 @@ def _string(schema: dict, refuse) -> String:
     if not isinstance(pattern, str) or not (pattern.startswith("^") and pattern.endswith("$") and not pattern.endswith("\\$")):
         raise refuse("pattern must be anchored: start with ^ and end with $")
     body = pattern[1:-1]
-    for bad, why in ((r"(?<!\\)\.", "'.' (it could write a quote)"), (r"\[\^", "a negated class [^...]"),
-                     (r"\\[SWDbBAZ0-9pP]", "\\S, \\W, \\D, anchors or back-references"),
-                     (r"\(\?", "groups with (?...)"), (r'"|\\\\', "quotes or backslashes"),
-                     (r"(?<!\\)[$^]", "inner anchors")):
-        if re.search(bad, body):
-            raise refuse(f"pattern uses {why}, which vedit does not compile")
     try:
         re.compile(body)
     except re.error as exc:
         raise refuse(f"pattern is not a valid regex: {exc}") from None
+    if _top_level_bar(body):
+        raise refuse("pattern has a top-level '|' (JSON Schema reads ^a|b$ as 'starts with a or ends with b'); "
+                     "group the alternatives: ^(?:a|b)$")
+    if re.search(r"\(\?(?!:)", body):
+        raise refuse("pattern uses (?...) groups other than (?:...), which vedit does not compile")
+    problem = _pattern_problem(_sre().parse(body))
+    if problem:
+        raise refuse(f"pattern {problem}: a string's characters may not be quotes, backslashes or control "
+                     "characters (vedit writes no escapes)")
     return String(pattern=body)
+
+
+def _top_level_bar(body: str) -> bool:
+    depth, in_class, i = 0, False, 0
+    while i < len(body):
+        c = body[i]
+        if c == "\\":
+            i += 2
+            continue
+        if in_class:
+            in_class = c != "]"
+        elif c == "[":
+            in_class = True
+        elif c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+        elif c == "|" and depth == 0:
+            return True
+        i += 1
+    return False
+
+
+def _sre():
+    try:
+        import re._parser as sre  # Python 3.11+
+    except ImportError:  # pragma: no cover - Python 3.10 (the Triton container)
+        import sre_parse as sre  # type: ignore[no-redef]
+    return sre
+
+
+def _bad_char(c: int) -> bool:
+    return c < 0x20 or c in (0x22, 0x5C)
+
+
+def _pattern_problem(items) -> str:
+    """Why a parsed pattern could match a character a JSON string cannot hold unescaped, or ''."""
+    for op, arg in items:
+        name = str(op)
+        if name == "LITERAL" and _bad_char(arg):
+            return f"can write {chr(arg)!r}"
+        if name == "IN":
+            for kind, v in arg:
+                k = str(kind)
+                if k == "NEGATE":
+                    return "uses a negated class [^...]"
+                if k == "LITERAL" and _bad_char(v):
+                    return f"can write {chr(v)!r}"
+                if k == "RANGE" and any(_bad_char(c) for c in (*range(v[0], min(v[1], 0x5C) + 1),)):
+                    return f"has the range {chr(v[0])!r}-{chr(v[1])!r}, which holds a quote, backslash or control character"
+                if k == "CATEGORY" and str(v) not in ("CATEGORY_DIGIT", "CATEGORY_WORD"):
+                    return f"uses {str(v).lower().replace('category_', '')} characters"
+        elif name in ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT"):
+            inner = _pattern_problem(arg[2])
+            if inner:
+                return inner
+        elif name == "SUBPATTERN":
+            inner = _pattern_problem(arg[-1])
+            if inner:
+                return inner
+        elif name == "BRANCH":
+            for branch in arg[1]:
+                inner = _pattern_problem(branch)
+                if inner:
+                    return inner
+        elif name == "CATEGORY":
+            if str(arg) not in ("CATEGORY_DIGIT", "CATEGORY_WORD"):
+                return f"uses {str(arg).lower().replace('category_', '')} characters"
+        elif name != "LITERAL":
+            return f"uses {name.lower().replace('_', ' ')} ('.', anchors, look-arounds or back-references)"
+    return ""
 
 
 def _object(schema: dict, path: str, refuse) -> Object:
@@ -409,19 +483,56 @@ _SAMPLE_CHARS = "abcxyz ABC019-_.,!é😈"
 
 def _string_sample(node: String, rng: random.Random, mode: Any) -> str:
     if node.pattern is not None:
-        # Grow a random string character by character while a full match stays reachable is not
-        # possible with ``re``; try short random strings over the pattern's literal characters.
-        pool = sorted(set(re.sub(r"\\.", "", node.pattern)) - set("^$()[]{}|*+?-,") | set("abc019"))
-        for _ in range(2000):
-            s = "".join(rng.choice(pool) for _ in range(rng.randint(0, 8)))
-            if re.fullmatch(node.pattern, s):
-                return s
-        return ""
+        return _from_pattern(node.pattern, rng, mode)
     hi = node.max_length or 0
     k = {"min": node.min_length, "max": hi}.get(mode) if isinstance(mode, str) else None
     if k is None:
         k = rng.randint(node.min_length, hi)
     return "".join(rng.choice(_SAMPLE_CHARS) for _ in range(k))
+
+
+def _from_pattern(pattern: str, rng: random.Random, mode: Any) -> str:
+    """A string the (anchor-free) ``pattern`` matches, built by walking its parse tree: shortest
+    repeats for "min", longest (at most 8 more) for "max", random otherwise."""
+    sre = _sre()  # the stdlib's own regex parser
+    categories = {"CATEGORY_DIGIT": "0123456789", "CATEGORY_SPACE": " ", "CATEGORY_WORD": "abcXYZ_019"}
+
+    def pick(choices: list[str]) -> str:
+        return {"min": choices[0], "max": choices[-1]}.get(mode, rng.choice(choices)) if isinstance(mode, str) \
+            else rng.choice(choices)
+
+    def walk(items) -> str:
+        out = []
+        for op, arg in items:
+            name = str(op)
+            if name == "LITERAL":
+                out.append(chr(arg))
+            elif name == "IN":
+                chars: list[str] = []
+                for kind, v in arg:
+                    if str(kind) == "LITERAL":
+                        chars.append(chr(v))
+                    elif str(kind) == "RANGE":
+                        chars += [chr(c) for c in range(v[0], min(v[1], v[0] + 25) + 1)]
+                    elif str(kind) == "CATEGORY":
+                        chars += list(categories.get(str(v), "a"))
+                out.append(pick(chars or ["a"]))
+            elif name in ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT"):
+                lo, hi, sub = arg
+                hi = lo + 8 if hi == sre.MAXREPEAT else min(hi, lo + 8)
+                n = {"min": lo, "max": hi}.get(mode) if isinstance(mode, str) else None
+                out.extend(walk(sub) for _ in range(rng.randint(lo, hi) if n is None else n))
+            elif name == "SUBPATTERN":
+                out.append(walk(arg[-1]))
+            elif name == "BRANCH":
+                out.append(walk(pick(list(arg[1])) if not isinstance(mode, str) else
+                                {"min": arg[1][0], "max": arg[1][-1]}.get(mode, rng.choice(arg[1]))))
+            elif name == "CATEGORY":
+                out.append(pick(list(categories.get(str(arg), "a"))))
+        return "".join(out)
+
+    text = walk(sre.parse(pattern))
+    return text if re.fullmatch(pattern, text) else ""
 
 
 def free_chars(node: Node) -> int:
