@@ -9,14 +9,18 @@ import pytest
 
 from support import quick_export
 from vedit.registry import ToolCall, default_registry
+from vedit.data.looks import build_value
 
 
 def _random_call(tool, rng: random.Random) -> ToolCall:
-    if tool.kind == "preset":
-        return ToolCall(tool, tuple(rng.randint(p.min, p.max) for p in tool.params), rng.choice(tool.presets))
+    """Uniform values in every slot; tools with a choice pick one uniformly, the others are
+    unused one time in five."""
+    if tool.categories:
+        values = [rng.randint(p.min, p.max) for p in tool.slot_params]
+        return ToolCall.of(tool, build_value(tool, values, rng.choice(tool.choices(tool.categories[0]))))
     if rng.random() < 0.2:
         return ToolCall.unused(tool)
-    return ToolCall(tool, tuple(rng.randint(p.min, p.max) for p in tool.slot_params))
+    return ToolCall.of(tool, build_value(tool, [rng.randint(p.min, p.max) for p in tool.slot_params]))
 
 
 @pytest.fixture(autouse=True)

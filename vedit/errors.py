@@ -4,6 +4,7 @@ Hierarchy (catch the base that fits)::
 
     VeditError                      anything vedit reports as a one-line message
     ├── RegistryError               the tool registry (or a snapshot of it) is malformed
+    │   └── SchemaSubsetError       a tool's JSON Schema is outside the subset vedit compiles (path + reason)
     ├── ToolCallError               model text that is not a valid call of a tool
     ├── DatasetError                a JSONL data file has bad rows (line numbers inside)
     ├── ModelDirError               a model / export directory is missing, corrupt or mismatched
@@ -33,6 +34,15 @@ class VeditError(Exception):
 
 class RegistryError(VeditError):
     pass
+
+
+class SchemaSubsetError(RegistryError):
+    """A tool's JSON Schema uses something outside the subset vedit compiles exactly."""
+
+    def __init__(self, path: str, reason: str):
+        super().__init__(f"{path}: {reason} (see docs/byo-student.md, 'The schema subset')")
+        self.path = path
+        self.reason = reason
 
 
 class ToolCallError(VeditError, ValueError):

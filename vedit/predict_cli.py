@@ -1,10 +1,11 @@
 """``vedit predict``: run an exported student in-process (no server) on intents, or ask a Triton
 server with ``--url`` (same output: the client returns the runtime's own predictions).
 
-Intents come as arguments (answered together), or one per line on stdin (blank lines skipped),
-each answered as soon as its line arrives, so ``vedit predict`` can sit at the end of a pipe. A line
-that breaks the intent rule (:mod:`vedit.intents`) gets its own ``error: line N: ...`` on stderr, the
-others are still answered, and the exit code is 1. ``--json`` prints one JSON object per intent:
+Intents come as arguments (answered together), or one per line on stdin, each answered as soon as
+its line arrives, so ``vedit predict`` can sit at the end of a pipe. An intent that cannot be
+answered (the intent rule of :mod:`vedit.intents`: an empty or blank line, too many bytes) gets its
+own ``error: intent N: ...`` (arguments) or ``error: line N: ...`` (stdin) on stderr, the others are
+still answered, and the exit code is 1. ``--json`` prints one JSON object per intent:
 ``{"intent": ..., "adjust": {...}, "selective_adjust": {...}, "filter": {...}}``.
 """
 
@@ -20,6 +21,7 @@ from vedit import paths
 from vedit.clibase import HELP_OPTIONS
 from vedit.errors import ClientError, ModelDirError, ServerUnavailableError
 from vedit.extras import require_extras
+from vedit.intents import intent_problem
 
 DEFAULT_EXPORT = "flan-t5-fp32"
 
@@ -61,26 +63,48 @@ def predict(model_dir: Path | None, as_json: bool, threads: int | None, no_jump_
     else:
         client = connect(model_dir, threads=threads, jump_forward=not no_jump_forward)
     with client:
-        if intents:
-            for p in client.predict(list(intents)):
-                _emit(p, as_json=as_json, stats=stats)
-            return
-        bad = 0
-        for number, line in enumerate(sys.stdin, start=1):
-            if not line.strip():
-                continue
-            try:
-                (p,) = client.predict([line.rstrip("\r\n")])
-            except ClientError as exc:
-                if isinstance(exc, ServerUnavailableError):
-                    raise
-                click.echo(f"error: line {number}: {exc}", err=True)
-                bad += 1
-                continue
-            _emit(p, as_json=as_json, stats=stats)
+        bad = _answer_arguments(client, list(intents), as_json=as_json, stats=stats) if intents else 0
+        for number, line in enumerate(() if intents else sys.stdin, start=1):
+            bad += not _answer_one(client, line.rstrip("\r\n"), f"line {number}", as_json=as_json, stats=stats)
             sys.stdout.flush()
         if bad:
             raise click.exceptions.Exit(1)
+
+
+def _answer_arguments(client, intents: list[str], *, as_json: bool, stats: bool) -> int:
+    """Answer the intents together; those the intent rule refuses get their own error line first.
+    Returns how many could not be answered."""
+    problems = {i: intent_problem(x) for i, x in enumerate(intents, start=1)}
+    good = [x for i, x in enumerate(intents, start=1) if problems[i] is None]
+    try:
+        answers = iter(client.predict(good) if good else [])
+    except ClientError as exc:  # a limit the server sets lower: ask one by one, each error on its line
+        if isinstance(exc, ServerUnavailableError):
+            raise
+        return sum(not _answer_one(client, x, f"intent {i}", as_json=as_json, stats=stats)
+                   for i, x in enumerate(intents, start=1))
+    for i in problems:
+        if problems[i] is not None:
+            click.echo(f"error: intent {i}: {problems[i]}", err=True)
+        else:
+            _emit(next(answers), as_json=as_json, stats=stats)
+    return sum(p is not None for p in problems.values())
+
+
+def _answer_one(client, intent: str, where: str, *, as_json: bool, stats: bool) -> bool:
+    problem = intent_problem(intent)
+    if problem is None:
+        try:
+            (p,) = client.predict([intent])
+        except ClientError as exc:
+            if isinstance(exc, ServerUnavailableError):
+                raise
+            problem = str(exc)
+    if problem is not None:
+        click.echo(f"error: {where}: {problem}", err=True)
+        return False
+    _emit(p, as_json=as_json, stats=stats)
+    return True
 
 
 def _emit(p, *, as_json: bool, stats: bool) -> None:

@@ -15,6 +15,7 @@ when loaded, so they are refused unless the caller passes ``allow_pickle=True``.
 from __future__ import annotations
 
 import json
+import random
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -26,6 +27,7 @@ import numpy as np
 from vedit.decoding.grammar import CompiledGrammar
 from vedit.decoding.prompts import PromptBuilder, input_limit
 from vedit.errors import GrammarError, ModelDirError, ToolCallError
+from vedit.registry import subset
 from vedit.registry import Registry, Tool, ToolCall, default_registry, load_registry, parse_call
 from vedit.registry.model import Family
 
@@ -162,13 +164,11 @@ class ScriptLogitsProcessor:
 
 
 def _longest_call(tool: Tool, tokenizer) -> int:
-    """Tokens in the longest canonical output of ``tool`` (every value at its widest extreme)."""
-    widest = tuple(max((p.min, p.max), key=lambda v: (len(str(v)), v < 0)) for p in tool.slot_params)
-    if tool.kind == "preset":
-        calls = [ToolCall(tool, widest, name) for name in tool.presets]
-    else:
-        calls = [ToolCall(tool, widest)]
-    return max(len(tokenizer(c.dumps(), add_special_tokens=False)["input_ids"]) for c in calls)
+    """Tokens in the longest canonical output of ``tool``: the longest of its sample answers (every
+    bound, every choice), plus one token per character its free strings may hold."""
+    texts = [subset.dump(tool.language, v) for v in subset.samples(tool.language, random.Random(0), 20)]
+    longest = max(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts)
+    return longest + subset.free_chars(tool.language)
 
 
 def output_token_budget(registry: Registry, tokenizer, margin: int = 4) -> int:
@@ -286,7 +286,14 @@ class ReferencePredictor:
         if self.family == "t5":
             extra["decoder_start_token_id"] = self.model.config.decoder_start_token_id
         return GenerationConfig(do_sample=False, num_beams=1, max_new_tokens=self.max_new_tokens,
-                                pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, **extra)
+                                pad_token_id=self.pad_id, eos_token_id=tok.eos_token_id, **extra)
+
+    @property
+    def pad_id(self) -> int:
+        """The id rows are padded with: the tokenizer's pad token, else EOS (stock Llama-2 has no
+        pad token; padded positions are masked out, so which id fills them does not matter)."""
+        pad = self.tokenizer.pad_token_id
+        return self.tokenizer.eos_token_id if pad is None else pad
 
     def generate(self, rows: Sequence[Sequence[int]], *, tools: Sequence[str] | None = None,
                  grammar: CompiledGrammar | None = None, script: Sequence[Sequence[int]] | None = None,
@@ -299,7 +306,7 @@ class ReferencePredictor:
         from transformers import LogitsProcessorList
 
         width = max(len(r) for r in rows)
-        ids = torch.full((len(rows), width), self.tokenizer.pad_token_id, dtype=torch.long)
+        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros_like(ids)
         for k, r in enumerate(rows):
             span = slice(0, len(r)) if self.family == "t5" else slice(width - len(r), width)  # Llama: left padding
@@ -324,7 +331,7 @@ class ReferencePredictor:
         with torch.inference_mode():
             out = self.model.generate(input_ids=ids, attention_mask=mask, generation_config=config,
                                       logits_processor=LogitsProcessorList(processors))
-        eos, pad = self.tokenizer.eos_token_id, self.tokenizer.pad_token_id
+        eos, pad = self.tokenizer.eos_token_id, self.pad_id
         new: list[list[int]] = []
         for row in out[:, skip:].tolist():
             ids = []

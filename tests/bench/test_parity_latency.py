@@ -97,6 +97,18 @@ def test_latency_report_has_every_path(tiny_t5_dir, t5_fp32, tmp_path):
     assert json.loads(files["json"].read_text())[0]["stats"][0]["samples_ms"]
 
 
+def test_latency_report_names_the_users_model(tiny_t5_dir, t5_fp32, tmp_path):
+    """A student given with --student is named by its folder, not "demo student"."""
+    from vedit.bench.cli import bench
+
+    res = CliRunner().invoke(bench, ["latency", "--student", str(tiny_t5_dir), "--export", f"fp32={t5_fp32.out_dir}",
+                                     "--no-triton", "-n", "3", "--concurrency", "1", "--threads", "1",
+                                     "-o", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    md = (tmp_path / "latency.md").read_text()
+    assert tiny_t5_dir.name in md and "demo student" not in md
+
+
 def test_guarantees_on_hostile_input(t5_fp32):
     from vedit.bench.guarantees import check, hostile_intents
 

@@ -75,9 +75,9 @@ def test_model_info_reads_the_servers_registry(registry):
     assert info.registry.raw == registry.raw
     # a registry that differs from the installed one is the one used
     raw = json.loads(json.dumps(registry.raw))
-    raw["tools"][2]["params"][0]["max"] = 50
+    raw["tools"][2]["function"]["parameters"]["properties"]["intensity"]["maximum"] = 50
     config["parameters"]["vedit_registry"]["string_value"] = json.dumps(raw)
-    assert base.model_info("vedit", config).registry.tool("filter").params[0].max == 50
+    assert base.model_info("vedit", config).registry.tool("filter").slot_params[0].max == 50
     assert base.config_json("grpc", {"config": config}) is config
 
 

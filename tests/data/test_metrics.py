@@ -43,15 +43,18 @@ def mk(tools):
     class Mk:
         @staticmethod
         def adjust(**kw):
-            return ToolCall(A, tuple(kw.get(p.name, 0) for p in A.params))
+            return ToolCall.of(A, {p.name: kw.get(p.name, 0) for p in A.slot_params})
 
         @staticmethod
         def selective(**kw):
-            return ToolCall(S, tuple(kw.get(f"{c}_{p}", 0) for c, p in S.slots))
+            value: dict = {}
+            for c, p in S.slots:
+                value.setdefault(c, {})[p] = kw.get(f"{c}_{p}", 0)
+            return ToolCall.of(S, value)
 
         @staticmethod
         def filter(name, intensity=0):
-            return ToolCall.unused(F) if name == "none" else ToolCall(F, (intensity,), name)
+            return ToolCall.unused(F) if name == "none" else ToolCall.of(F, {"name": name, "intensity": intensity})
 
         unused_adjust = ToolCall.unused(A)
         unused_selective = ToolCall.unused(S)
@@ -267,3 +270,22 @@ def test_cli_bad_file_is_one_line_error(tmp_path):
     assert result.exit_code == 1
     assert result.output.startswith("error: ") and "line 1" in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_agreement_per_parameter_for_any_tools():
+    """Hand-computed: numbers within 1% of their range, enums/booleans/strings exactly, absent == absent."""
+    from pathlib import Path
+
+    from vedit.data.metrics import agreement
+    from vedit.registry import load_registry
+
+    speed = load_registry(Path(__file__).resolve().parents[2] / "examples" / "tools" / "video.json").tool("speed")
+    want = ToolCall.of(speed, {"rate": 1.5, "reverse": True, "easing": "linear"})
+    answers = [
+        {"rate": 1.53, "reverse": True, "easing": "linear"},  # 0.03 <= 1% of 3.75: agrees
+        {"rate": 1.6, "reverse": False},  # rate off, reverse off, easing absent vs given
+        'not json',  # invalid: agrees on nothing
+    ]
+    a = agreement(speed, [(x if isinstance(x, str) else ToolCall.of(speed, x), want) for x in answers])
+    assert a.n == 3 and a.valid == pytest.approx(2 / 3) and a.agreement == 0
+    assert a.parameters == pytest.approx({"rate": 1 / 3, "reverse": 1 / 3, "easing": 1 / 3})

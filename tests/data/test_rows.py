@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import random
 
 import pytest
 
 from vedit.data.rows import TruthRow, prediction_row, read_predictions, read_truth, write_jsonl
 from vedit.errors import DatasetError
 from vedit.registry import ToolCall
+from vedit.registry.subset import samples
 
 
 @pytest.fixture()
@@ -16,10 +18,7 @@ def good_row(registry) -> dict:
     """One valid truth row built from the registry (no parameter names spelt out here)."""
     row = {"intent": "golden hour", "calls": 3}
     for tool in registry.tools:
-        if tool.kind == "preset":
-            call = ToolCall(tool, tuple(p.max for p in tool.params), tool.presets[1])
-        else:
-            call = ToolCall(tool, tuple(p.min for p in tool.slot_params))
+        call = ToolCall.of(tool, samples(tool.parameters, random.Random(0), 0)[1])  # every maximum
         row[tool.name] = call.as_value()
     return row
 
@@ -40,9 +39,9 @@ def test_round_trip(tmp_path, registry, good_row):
 
 
 def test_bad_rows_reported_with_line_numbers(tmp_path, registry, good_row):
-    flat = next(t for t in registry.tools if t.kind == "flat")
-    preset = next(t for t in registry.tools if t.kind == "preset")
-    first_param = flat.params[0].name
+    flat = next(t for t in registry.tools if not t.categories)
+    preset = next(t for t in registry.tools if t.categories)
+    first_param = flat.slot_params[0].name
 
     def variant(**changes):
         r = {**good_row, **changes}
@@ -51,7 +50,7 @@ def test_bad_rows_reported_with_line_numbers(tmp_path, registry, good_row):
     lines = [
         variant(intent="ok 1"),  # 1 fine
         '{"intent": "broken", "calls": 1,',  # 2 bad JSON
-        variant(intent="ok 3", **{flat.name: {**good_row[flat.name], first_param: flat.params[0].max + 1}}),  # 3
+        variant(intent="ok 3", **{flat.name: {**good_row[flat.name], first_param: flat.slot_params[0].max + 1}}),  # 3
         variant(intent="ok 4", **{preset.name: ...}),  # 4 missing key
         variant(intent="ok 5", calls=0),  # 5 calls < 1
         "",  # 6 blank: skipped

@@ -97,8 +97,8 @@ def test_look_library_matches_registry(registry):
 
 def test_look_library_errors_name_the_problem(tmp_path, registry):
     raw = json.loads((resources.files("vedit.data") / "looks.json").read_text(encoding="utf-8"))
-    flat = next(t for t in registry.tools if t.kind == "flat")
-    preset = next(t for t in registry.tools if t.kind == "preset")
+    flat = next(t for t in registry.tools if not t.categories and len(t.slots[0]) == 1)
+    preset = next(t for t in registry.tools if t.categories)
     raw["traits"][flat.name]["warm"]["warmth"] = 10
     raw["looks"][0][preset.name] = {"name": "sepia_deluxe", "intensity": 10}
     path = tmp_path / "looks.json"

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 
+import random
+
 from vedit.decoding.compile import sample_calls
 from vedit.registry import Tool, ToolCall
+from vedit.registry.subset import samples
 
 SENTINEL = 77777
 
@@ -17,15 +20,18 @@ def accepted(tool: Tool) -> list[str]:
 
 def _with_first_value(tool: Tool, spelling: str) -> str:
     """A canonical output whose first integer is written as ``spelling``."""
-    n = len(tool.params) if tool.kind == "preset" else len(tool.slot_params)
-    preset = tool.presets[-1] if tool.kind == "preset" else None
-    text = ToolCall(tool, (SENTINEL,) + (0,) * (n - 1), preset).dumps()
-    return text.replace(str(SENTINEL), spelling, 1)
+    value = samples(tool.parameters, random.Random(0), 0)[1]  # the "max" sample: every property
+    text = ToolCall.of(tool, value).dumps()
+    first = tool.slot_params[0]
+    head = text.index(":", text.index(json.dumps(first.path[-1])))
+    end = head + 1 + len(str(int(first.max)))
+    assert text[head + 1 : end] == str(int(first.max))
+    return text[: head + 1] + spelling + text[end:]
 
 
 def refused(tool: Tool) -> list[tuple[str, str]]:
     """``(why, text)`` pairs the grammar must refuse."""
-    p = tool.params[0]
+    p = tool.slot_params[0]
     out = [
         ("above max", _with_first_value(tool, str(p.max + 1))),
         ("below min", _with_first_value(tool, str(p.min - 1))),
@@ -67,15 +73,17 @@ def refused(tool: Tool) -> list[tuple[str, str]]:
         ("array", "[" + text + "]"),
         ("parameters lead-in", "Parameters: " + text),
     ]
-    if tool.kind == "preset":
+    for path in tool.categories:  # enums (the filter's presets)
+        choice = json.dumps(value[path[0]])
         out += [
-            ("unknown preset", text.replace(json.dumps(full.preset), '"not_a_preset"', 1)),
-            ("preset wrong case", text.replace(json.dumps(full.preset), json.dumps(full.preset.upper()), 1)),
-            ("empty object", "{}"),
+            ("unknown choice", text.replace(choice, '"not_a_choice"', 1)),
+            ("choice in another case", text.replace(choice, choice.upper(), 1)),
         ]
+    if tool.unused != {}:
+        out.append(("empty object", "{}"))
     else:
         out += [("empty object with space inside", "{ }")]
-    if tool.kind == "per_colour":
-        inner = value[keys[0]]
-        out.append(("flat values in per-colour tool", json.dumps(inner, separators=compact)))
+    nested = [k for k in keys if isinstance(value[k], dict)]
+    if nested:
+        out.append(("inner object alone", json.dumps(value[nested[0]], separators=compact)))
     return out

@@ -9,7 +9,7 @@ import pytest
 from vedit.decoding.intrange import int_range_regex, magnitude_patterns, signed_patterns
 from vedit.registry import default_registry
 
-REGISTRY_RANGES = sorted({(p.min, p.max) for t in default_registry().tools for p in t.params})
+REGISTRY_RANGES = sorted({(p.min, p.max) for t in default_registry().tools for p in t.slot_params})
 OTHER_RANGES = [(0, 0), (5, 5), (-1, 0), (-7, -3), (99, 101), (13, 4567), (-1000, -1), (-250, 999), (1, 10)]
 
 

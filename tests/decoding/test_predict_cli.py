@@ -32,7 +32,8 @@ def test_json_lines_for_arguments(t5_export, registry):
 
 def test_stdin_one_intent_per_line_and_readable_form(llama_export, registry):
     r = CliRunner().invoke(cli, ["predict", "--model", str(llama_export), "--stats"], input="cold tone\n\nneon\n")
-    assert r.exit_code == 0, r.output
+    assert r.exit_code == 1, r.output  # the empty line is reported, not skipped
+    assert "error: line 2: empty intent" in r.output
     assert r.output.startswith("cold tone\n")
     assert "\nneon\n" in r.output
     for name in registry.tool_names:
@@ -72,4 +73,12 @@ def test_a_bad_stdin_line_gets_its_own_error(t5_export):
                            input="golden hour\n" + "x" * 2000 + "\nneon\n")
     assert r.exit_code == 1
     assert [json.loads(x)["intent"] for x in r.output.splitlines() if x.startswith("{")] == ["golden hour", "neon"]
-    assert "error: line 2: intent 0: 2000 bytes, over the limit of 1024 bytes per intent" in r.output
+    assert "error: line 2: 2000 bytes, over the limit of 1024 bytes per intent" in r.output
+
+
+def test_one_bad_argument_gets_its_own_error_the_others_are_answered(t5_export):
+    r = CliRunner().invoke(cli, ["predict", "--model", str(t5_export), "--json", "golden hour", "x" * 2000, " ", "neon"])
+    assert r.exit_code == 1
+    assert [json.loads(x)["intent"] for x in r.output.splitlines() if x.startswith("{")] == ["golden hour", "neon"]
+    assert "error: intent 2: 2000 bytes, over the limit of 1024 bytes per intent" in r.output
+    assert "error: intent 3: empty intent" in r.output

@@ -170,3 +170,41 @@ def test_library_errors_are_export_errors(tmp_path, tiny_t5_dir):
 
     with pytest.raises(ExportError, match="unknown export format"):
         export_model(tiny_t5_dir, tmp_path / "o", to="coreml")
+
+
+def _braceless_tokenizer(d: Path) -> None:
+    """Like stock FlanT5: no "{" or "}" and no byte fallback (they come out as <unk>)."""
+    from tokenizers import Tokenizer, decoders, models, normalizers
+
+    chars = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-:,\"'.!?;()[]&ée")
+    vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -2.0)] + [(c, -3.0) for c in sorted(chars)]
+    tok = Tokenizer(models.Unigram(vocab, unk_id=2, byte_fallback=False))
+    tok.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+    tok.decoder = decoders.Metaspace()
+    tok.save(str(d / "tokenizer.json"))
+    (d / "spiece.model").unlink(missing_ok=True)
+    (d / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "PreTrainedTokenizerFast",
+                                                         "unk_token": "<unk>", "eos_token": "</s>", "pad_token": "<pad>"}))
+
+
+def test_tokenizer_that_cannot_write_braces_is_refused_before_export(tmp_path, tiny_t5_dir, monkeypatch):
+    """Every tool it cannot write is named, with the recipe, before the model is even loaded (no
+    ONNX export, no validation: before the fix the refusal came from the grammar, after both)."""
+    from vedit.errors import GrammarError
+    from vedit.export import checks, export_model, pipeline
+
+    d = _copy(tiny_t5_dir, tmp_path / "braceless")
+    _braceless_tokenizer(d)
+
+    def never(*a, **k):
+        raise AssertionError("export work started before the tokenizer check")
+
+    monkeypatch.setattr(checks, "load_model", never)
+    monkeypatch.setattr(pipeline, "_export", never)
+    with pytest.raises(GrammarError) as err:
+        export_model(d, tmp_path / "out", intents=INTENTS)
+    msg = str(err.value)
+    for tool in ("adjust", "selective_adjust", "filter"):
+        assert f"{tool} needs '{{' '}}'" in msg
+    assert "add_tokens" in msg and "byte fallback" in msg and "docs/byo-student.md#" in msg
+    assert not (tmp_path / "out").exists()

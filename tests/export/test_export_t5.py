@@ -63,7 +63,12 @@ def test_t5_fp32_directory_and_manifest(t5_fp32, tiny_t5_dir, registry):
     assert v["greedy"]["identical"] + v["greedy"]["ties"] == v["greedy"]["sequences"] == 3 * 2
     assert v["intents"] == ["golden hour", "cold tone"]
     # packaged files: registry snapshot, tokenizer byte for byte, configs
-    assert json.loads((out / "registry.json").read_text()) == registry.raw
+    snapshot = json.loads((out / "registry.json").read_text())
+    assert snapshot == {**registry.raw, "prompt": {"kind": "vedit", "template": "", "eos_token": "", "source": ""}}
+    # the tools file: carried (the package's default here), its hash and the prompt in the manifest
+    assert json.loads((out / "tools.json").read_text()) == registry.functions
+    assert m["tools"]["sha256"] == hashlib.sha256((out / "tools.json").read_bytes()).hexdigest()
+    assert m["prompt"]["sample_input"]["adjust"] == registry.prompt("adjust", "golden hour", "t5")
     for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "spiece.model"):
         assert (out / name).read_bytes() == (tiny_t5_dir / name).read_bytes()
     assert json.loads((out / "config.json").read_text())["model_type"] == "t5"
@@ -228,4 +233,25 @@ def test_export_of_older_graphs_is_not_current(t5_fp32, tmp_path):
     assert not export_is_current(old, source)
     del manifest["graphs"]
     (old / "manifest.json").write_text(json.dumps(manifest))
+    assert not export_is_current(old, source)
+
+
+def test_export_for_other_tools_or_an_old_registry_is_not_current(t5_fp32, tmp_path):
+    """Same weights and graphs, but other tools (or a registry format this vedit no longer reads): export again."""
+    import json
+    import shutil
+
+    from vedit.export.checks import export_is_current
+    from vedit.registry import load_registry
+
+    old = tmp_path / "other-tools"
+    shutil.copytree(t5_fp32.out_dir, old)
+    source = json.loads((old / "manifest.json").read_text())["source"]["model_dir"]
+    assert export_is_current(old, source)
+    raw = json.loads((old / "registry.json").read_text())
+    raw["tools"][2]["function"]["parameters"]["properties"]["intensity"]["maximum"] = 50
+    (old / "registry.json").write_text(json.dumps(raw))
+    assert not export_is_current(old, source)
+    assert export_is_current(old, source, registry=load_registry(old / "registry.json"))
+    (old / "registry.json").write_text(json.dumps({"version": 1, "tools": [], "preset_sets": {}}))
     assert not export_is_current(old, source)

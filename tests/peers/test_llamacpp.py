@@ -28,12 +28,12 @@ def test_gbnf_literals_escape_quotes_backslashes_and_controls():
 
 
 def test_gbnf_names_every_preset_and_one_rule_per_range(registry):
-    filt = next(t for t in registry.tools if t.kind == "preset")
+    filt = next(t for t in registry.tools if t.categories)
     g = tool_gbnf(filt)
     assert g.startswith('root ::= (" ")? body\n')
-    assert all(literal(f'"{p}"') in g for p in filt.presets)
-    adjust = next(t for t in registry.tools if t.kind == "flat")
-    ranges = {(p.min, p.max) for p in adjust.params}
+    assert all(literal(f'"{p}"') in g for p in filt.choices(filt.categories[0]))
+    adjust = next(t for t in registry.tools if not t.categories and len(t.slots[0]) == 1)
+    ranges = {(p.min, p.max) for p in adjust.slot_params}
     assert tool_gbnf(adjust).count("::=") == 2 + len(ranges)
 
 

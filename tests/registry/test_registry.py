@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 
 import jsonschema
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from vedit.errors import RegistryError, ToolCallError
 from vedit.registry import ToolCall, load_registry, parse_call
 from vedit.registry.schema import tool_schema
+from vedit.registry.subset import samples
 
 GOLDEN_HOUR_ADJUST = (
     '{"exposure": 0, "contrast": 10, "brightness": 10, "highlights": 20, "shadows": -10, '
@@ -26,14 +28,16 @@ GOLDEN_HOUR_SELECTIVE = (
 def test_paper_tools_and_ranges(registry):
     assert registry.tool_names == ("adjust", "selective_adjust", "filter")
     adjust = registry.tool("adjust")
-    assert [p.name for p in adjust.params][:3] == ["exposure", "contrast", "brightness"]
-    assert len(adjust.params) == 14
-    ranges = {p.name: (p.min, p.max) for p in adjust.params}
+    assert [p.name for p in adjust.slot_params][:3] == ["exposure", "contrast", "brightness"]
+    assert len(adjust.slot_params) == 14
+    ranges = {p.name: (p.min, p.max) for p in adjust.slot_params}
     assert ranges["hue"] == (0, 360) and ranges["bloom"] == (0, 100) and ranges["tint"] == (-100, 100)
     sel = registry.tool("selective_adjust")
     assert len(sel.slots) == 12 and sel.slots[:3] == (("red", "saturation"), ("red", "luminance"), ("orange", "saturation"))
     filt = registry.tool("filter")
-    assert filt.presets[0] == "none" and "night_vision" in filt.presets and len(filt.presets) == 34
+    presets = filt.choices(("name",))
+    assert presets[0] == "none" and "night_vision" in presets and len(presets) == 34
+    assert [p.path for p in filt.slot_params] == [("intensity",)] and filt.categories == (("name",),)
 
 
 def test_golden_hour_round_trip(registry):
@@ -44,7 +48,7 @@ def test_golden_hour_round_trip(registry):
     s = parse_call(registry.tool("selective_adjust"), GOLDEN_HOUR_SELECTIVE)
     assert s.values[:6] == (20, 10, 30, 20, 40, 30) and s.used
     f = parse_call(registry.tool("filter"), 'Parameters: {"name": "faded_HighNoon", "intensity": 40}')
-    assert (f.preset, f.values, f.used) == ("faded_HighNoon", (40,), True)
+    assert (f.category, f.values, f.used) == (("faded_HighNoon",), (40,), True)
 
 
 @pytest.mark.parametrize(
@@ -73,7 +77,7 @@ def test_not_used_forms(registry, tool, text, used):
         ("adjust", GOLDEN_HOUR_ADJUST.replace('"tint": 10, ', ""), "'tint' is a required property"),
         ("adjust", '{"exposure": NaN}', "NaN is not allowed"),
         ("selective_adjust", GOLDEN_HOUR_SELECTIVE.replace('"luminance": 30', '"luminance": -101'), "yellow/luminance: -101"),
-        ("filter", '{"name": "vivd", "intensity": 40}', "'vivd' is not a known preset"),
+        ("filter", '{"name": "vivd", "intensity": 40}', "'vivd' is not one of the filter choices"),
         ("filter", '{"name": "vivid", "intensity": 101}', "intensity: 101 is greater than the maximum of 100"),
         ("filter", '{"name": "vivid"}', "'intensity' is a required property"),
         ("filter", '["vivid", 3]', "is not of type 'object'"),
@@ -93,7 +97,7 @@ def test_integral_float_is_accepted_as_int(registry):
 
 def test_canonical_output_validates_against_schema(registry):
     for tool in registry.tools:
-        extreme = ToolCall(tool, tuple(p.min for p in tool.slot_params), tool.presets[-1] if tool.presets else None)
+        extreme = ToolCall.of(tool, samples(tool.parameters, random.Random(0), 0)[0])  # every minimum
         jsonschema.validate(json.loads(extreme.dumps()), tool_schema(tool))
         jsonschema.validate(json.loads(ToolCall.unused(tool).dumps()), tool_schema(tool))
         assert parse_call(tool, extreme.dumps()) == extreme

@@ -44,6 +44,26 @@ def _generate_one(predictor: ReferencePredictor, prompt: str) -> str:
     return tok.decode(out[0, skip:], skip_special_tokens=True)
 
 
+def test_tokenizer_without_pad_token(tiny_llama_dir, tmp_path, registry):
+    """Stock Llama-2 has no pad token: batched rows are padded with EOS (masked out), the answers are
+    those of the same student with a pad token. Before the fix: TypeError in torch.full(None)."""
+    import json
+
+    nopad = tmp_path / "nopad"
+    shutil.copytree(tiny_llama_dir, nopad)
+    for name in ("tokenizer_config.json", "special_tokens_map.json", "config.json"):
+        f = nopad / name
+        if f.exists():
+            cfg = json.loads(f.read_text())
+            cfg.pop("pad_token", None), cfg.pop("pad_token_id", None)
+            f.write_text(json.dumps(cfg))
+    p = ReferencePredictor.load(nopad, threads=1)
+    assert p.tokenizer.pad_token_id is None
+    got = p.predict(INTENTS, batch_size=3)  # rows of different lengths: padding is needed
+    want = ReferencePredictor.load(tiny_llama_dir, threads=1).predict(INTENTS, batch_size=3)
+    assert [r.raw for r in got] == [r.raw for r in want]
+
+
 def test_t5_typed_results_and_raw_text(tiny_t5_dir, registry):
     p = ReferencePredictor.load(tiny_t5_dir, threads=1)
     assert p.family == "t5"
@@ -95,7 +115,8 @@ def test_logits_processor_hooks(tiny_t5_dir, registry):
 
 def test_budget_fits_longest_output(tiny_t5_dir, registry):
     p = ReferencePredictor.load(tiny_t5_dir)
-    widest = ToolCall(registry.tool("adjust"), tuple(p_.min for p_ in registry.tool("adjust").slot_params))
+    adjust = registry.tool("adjust")
+    widest = ToolCall.of(adjust, {p_.name: p_.min for p_ in adjust.slot_params})
     n = len(p.tokenizer(widest.dumps())["input_ids"])
     assert output_token_budget(registry, p.tokenizer) >= n
 

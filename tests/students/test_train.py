@@ -15,13 +15,14 @@ def _examples(registry, n: int = 8) -> list[Example]:
     from vedit.registry import ToolCall
 
     adjust, selective, filt = registry.tools
+    presets = filt.choices(("name",))
     rows = []
     for i in range(n):
         v = 10 * (i + 1)
         rows.append(TruthRow(f"look number {i}", 1, {
-            "adjust": ToolCall(adjust, (v,) + (0,) * 13),
+            "adjust": ToolCall.of(adjust, {p.name: v if j == 0 else 0 for j, p in enumerate(adjust.slot_params)}),
             "selective_adjust": ToolCall.unused(selective),
-            "filter": ToolCall(filt, (v,), filt.presets[i % len(filt.presets)]),
+            "filter": ToolCall.of(filt, {"name": presets[i % len(presets)], "intensity": v}),
         }))
     return examples(rows, registry, "t5")
 
@@ -31,7 +32,7 @@ def test_examples_are_prompt_and_canonical_target(registry):
     assert [e.tool for e in ex] == list(registry.tool_names) * 2
     assert ex[0].prompt == registry.prompt("adjust", "look number 0", "t5")
     assert ex[1].target == "{}"
-    assert ex[2].target == '{"name":"lovely_day","intensity":10}'.replace("lovely_day", registry.tool("filter").presets[0])
+    assert ex[2].target == '{"name":"lovely_day","intensity":10}'.replace("lovely_day", registry.tool("filter").choices(("name",))[0])
 
 
 def test_batch_order_covers_every_example_once_and_groups_lengths():

@@ -56,7 +56,11 @@ def parity(reference: Path, adapter: Path | None, candidate: Path | None, url: s
 
     if (candidate is None) == (url is None):
         raise click.UsageError("give exactly one of --candidate EXPORT_DIR or --url URL")
-    truth = read_truth(data)[:limit]
+    from vedit.registry import default_registry, load_registry
+
+    # the truth rows are read with the candidate's own tools (any tools file), else the paper's
+    registry = load_registry(candidate / "registry.json") if candidate is not None else default_registry()
+    truth = read_truth(data, registry)[:limit]
     show_progress()
     result = run_parity(reference, truth, candidate=url or candidate, adapter_dir=adapter,
                         precision=precision, threads=threads)

@@ -73,13 +73,14 @@ def run_latency_command(*, student: Path | None, adapter: Path | None, exports: 
         levels = sorted({int(x) for x in concurrency.split(",") if x.strip()})
     except ValueError:
         raise click.BadParameter(f"{concurrency!r}: expected e.g. 1,4,16", param_hint="--concurrency") from None
+    name = "demo student (t5)" if student is None else student.name + (f" + {adapter.name}" if adapter else "")
     student = student or paths.students_dir() / "t5"
     if not student.is_dir():
         raise ModelDirError(f"no student at {student}; build the demo students first (vedit demo build)")
     chosen = _parse_exports(exports) if exports else _default_exports()
     intents = _intents(requests)
     runs: list[LatencyRun] = [
-        measure_model(f"demo student ({student.name})", student_dir=student, adapter_dir=adapter, exports=chosen,
+        measure_model(name, student_dir=student, adapter_dir=adapter, exports=chosen,
                       intents=intents, threads=threads, triton=triton, concurrencies=levels,
                       triton_requests=triton_requests, peers=peer_factory)
     ]

@@ -11,6 +11,12 @@ tool outputs must be identical. The unconstrained original is reported for conte
 Parity in what users see (:mod:`vedit.bench.visual`): both constrained sides' answers are drawn on
 the sample photos and compared with CIEDE2000; a quantized variant's gate also requires the p95
 below :data:`~vedit.bench.visual.JND` (2.3, the just-noticeable difference).
+
+For any tools file the candidate's answers are also scored per tool against the constrained
+original's: validity (jsonschema), same answer, and agreement per parameter (every leaf of the
+schema: enums, booleans and strings exactly, numbers within 1% of their range; see
+:func:`vedit.data.metrics.agreement`). The paper's offline metrics (selection, quality, final)
+are derived from the same schemas.
 """
 
 from __future__ import annotations
@@ -25,7 +31,8 @@ from pathlib import Path
 from typing import Callable, Iterator, Mapping, Sequence
 
 from vedit.bench.visual import JND, VisualParity, compare_renders
-from vedit.data.metrics import Report, format_table, normalise, score
+from vedit.data.metrics import Agreement, Report, format_table, normalise, score
+from vedit.data.metrics import agreement as answer_agreement
 from vedit.data.rows import TruthRow
 from vedit.errors import VeditError
 from vedit.registry import Registry, ToolCall, load_registry
@@ -85,6 +92,8 @@ class ParityResult:
     agreement: float
     disagreements: list[dict] = field(default_factory=list)
     visual: VisualParity | None = None
+    #: Per tool: the candidate's answers against the constrained original's, per parameter.
+    parameters: dict[str, Agreement] = field(default_factory=dict)
 
     @property
     def overall_delta(self) -> float:
@@ -119,6 +128,7 @@ class ParityResult:
             "sides": {s.name: s.to_json() for s in (self.unconstrained, self.reference, self.candidate)},
             "disagreements": self.disagreements[:20],
             "visual": self.visual.to_json() if self.visual is not None else None,
+            "parameters": {t: a.to_json() for t, a in self.parameters.items()},
         }
 
 
@@ -261,7 +271,18 @@ def run_parity(
     if visual:
         log.info("rendering both sides' answers on the sample photos (CIEDE2000)")
         seen = compare_renders(registry, side_r.calls, side_c.calls)
-    return ParityResult(precision, GATES[precision], side_u, side_r, side_c, rate, diffs, seen)
+    return ParityResult(precision, GATES[precision], side_u, side_r, side_c, rate, diffs, seen,
+                        parameter_agreement(registry, side_r, side_c))
+
+
+def parameter_agreement(registry: Registry, reference: Side, candidate: Side) -> dict[str, Agreement]:
+    """Per tool, the candidate's answers scored against the reference's valid ones."""
+    out = {}
+    for tool in registry.tools:
+        pairs = [(candidate.calls.get(intent, {}).get(tool.name), per[tool.name])
+                 for intent, per in reference.calls.items() if per[tool.name] is not None]
+        out[tool.name] = answer_agreement(tool, pairs)
+    return out
 
 
 def format_parity(result: ParityResult) -> str:
@@ -278,6 +299,10 @@ def format_parity(result: ParityResult) -> str:
             f"{t} {cand[name].tools[t].final - ref[name].tools[t].final:+.4f}" for t in ref[name].tools
         )
         lines.append(f"{name:>4}: overall {cand[name].overall - ref[name].overall:+.4f}  (final: {tools})")
+    lines.append("## candidate vs pytorch+grammar, per tool (valid, same answer, per parameter)")
+    for tool, a in result.parameters.items():
+        params = ", ".join(f"{p} {v:.0%}" for p, v in a.parameters.items())
+        lines.append(f"{tool}: valid {a.valid:.2%}, same {a.agreement:.2%} of {a.n}" + (f"; {params}" if params else ""))
     lines.append(f"exact agreement: {result.agreement:.2%}  "
                  f"(gate {result.gate.precision}: |delta overall| <= {result.gate.max_overall_delta}, "
                  f"agreement >= {result.gate.min_agreement:.0%}"

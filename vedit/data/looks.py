@@ -3,10 +3,12 @@
 A *look* ("golden hour", "Morocco", "😈") is what users ask for. ``looks.json`` describes each look
 per tool, keyed by registry tool name (a look without a tool's key does not use that tool):
 
-- flat and per-colour tools: weights of named *traits*, sparse parameter sets such as
-  ``"warm": {"temperature": 35, "tint": 5}``; a look's values are the weighted sum, so related
-  looks share structure and a student can learn the mapping;
-- preset tools: the tool's own JSON call, e.g. ``{"name": "faded_HighNoon", "intensity": 40}``.
+- tools with numeric answers only (adjust, selective_adjust): weights of named *traits*, sparse
+  parameter sets such as ``"warm": {"temperature": 35, "tint": 5}`` (nested like the answer); a
+  look's values are the weighted sum, so related looks share structure and a student can learn
+  the mapping;
+- tools with a choice (an enum leaf: filter's preset): the tool's own JSON call, e.g.
+  ``{"name": "faded_HighNoon", "intensity": 40}``.
 
 Parameter names, colours and presets in the file are checked against the registry on load, so
 the library can never silently disagree with the tools it feeds.
@@ -21,20 +23,20 @@ from pathlib import Path
 from typing import Any
 
 from vedit.errors import RegistryError, ToolCallError
-from vedit.registry import Registry, Tool, call_from_value, default_registry
+from vedit.registry import Registry, Tool, ToolCall, call_from_value, default_registry, subset
 
 
 @dataclass(frozen=True)
 class Target:
-    """A look's intended call of one tool before rounding: float values in slot order (preset
-    tools: parameter order) and, for preset tools, the preset name."""
+    """A look's intended call of one tool before rounding: float values in slot order and, for
+    tools with a choice, the chosen value (the preset name)."""
 
     values: tuple[float, ...]
     preset: str | None = None
 
     def used(self, tool: Tool) -> bool:
-        if tool.kind == "preset":
-            return self.preset != tool.none_preset
+        if tool.categories:
+            return self.preset != none_choice(tool)
         return any(round(v) != 0 for v in self.values)
 
 
@@ -61,9 +63,26 @@ class LookLibrary:
     target_use_rates: dict[str, float]
 
 
+def none_choice(tool: Tool):
+    """The choice of a tool's unused answer (the filter's ``"none"``)."""
+    return ToolCall.unused(tool).category[0]
+
+
+def build_value(tool: Tool, values, choice=None) -> dict[str, Any]:
+    """The answer with ``values`` at the tool's slots and ``choice`` at its first categorical leaf."""
+    out: dict[str, Any] = {}
+    pairs = list(zip(tool.slots, values)) + ([(tool.categories[0], choice)] if tool.categories else [])
+    for path, v in pairs:
+        node = out
+        for key in path[:-1]:
+            node = node.setdefault(key, {})
+        node[path[-1]] = v
+    return subset.normal(tool.parameters, out)
+
+
 def unused_target(tool: Tool) -> Target:
-    if tool.kind == "preset":
-        return Target((0.0,) * len(tool.params), tool.none_preset)
+    if tool.categories:
+        return Target((0.0,) * len(tool.slots), none_choice(tool))
     return Target((0.0,) * len(tool.slots))
 
 
@@ -71,11 +90,12 @@ def _trait_vector(tool: Tool, trait: dict[str, Any]) -> tuple[float, ...]:
     """A sparse trait as a full vector in slot order; unknown names raise KeyError(name)."""
     index = {slot: i for i, slot in enumerate(tool.slots)}
     out = [0.0] * len(index)
-    if tool.kind == "flat":
-        items = [((name,), value) for name, value in trait.items()]
-    else:
-        items = [((c, p), v) for c, params in trait.items() for p, v in params.items()]
-    for slot, value in items:
+
+    def items(tree: dict[str, Any], path: tuple[str, ...]):
+        for k, v in tree.items():
+            yield from (items(v, path + (k,)) if isinstance(v, dict) else [(path + (k,), v)])
+
+    for slot, value in items(trait, ()):
         if slot not in index:
             raise KeyError("/".join(slot))
         out[index[slot]] += float(value)
@@ -86,7 +106,7 @@ def _build(raw: dict[str, Any], registry: Registry, source: str) -> LookLibrary:
     problems: list[str] = []
     traits: dict[str, dict[str, tuple[float, ...]]] = {}
     for tool in registry.tools:
-        if tool.kind == "preset":
+        if tool.categories:
             continue
         traits[tool.name] = {}
         for name, trait in raw.get("traits", {}).get(tool.name, {}).items():
@@ -115,13 +135,13 @@ def _build(raw: dict[str, Any], registry: Registry, source: str) -> LookLibrary:
             spec = entry.get(tool.name)
             if spec is None:
                 targets[tool.name] = unused_target(tool)
-            elif tool.kind == "preset":
+            elif tool.categories:
                 try:
                     call = call_from_value(tool, spec)
                 except ToolCallError as exc:
                     problems.append(f"look {name!r}: {exc}")
                     continue
-                targets[tool.name] = Target(tuple(float(v) for v in call.values), call.preset)
+                targets[tool.name] = Target(tuple(float(v) for v in call.vector), call.category[0])
             else:
                 vec = [0.0] * len(tool.slots)
                 for trait, weight in spec.items():

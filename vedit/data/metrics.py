@@ -2,12 +2,14 @@
 
 Per tool, over the rows of a subset:
 
-- *used*: :attr:`ToolCall.used` (flat / per-colour tools: some value is non-zero; preset tools:
-  the preset is not ``"none"``). An output that does not parse or breaks the schema is "not used".
+- *used*: :attr:`ToolCall.used`: not the tool's ``x-vedit-unused`` answer nor an ``x-vedit-idle``
+  one (the paper's adjust / selective_adjust: some value is non-zero; filter: the preset is not
+  ``"none"``). An output that does not parse or breaks the schema is "not used".
 - *selection*: F1 of precision ``TP / (TP + FP)`` and recall ``TP / (TP + FN)``, positive = used.
-- *quality*: mean over rows where truth and prediction both use the tool; for flat and per-colour
-  tools the cosine similarity of the value vectors (registry slot order), for preset tools 1 when
-  the preset names match, else 0. Dispatch is on ``Tool.kind``, never on tool names.
+- *quality*: mean over rows where truth and prediction both use the tool; for a tool whose
+  schema has categorical leaves (enums, booleans, strings: the filter's preset) 1 when they all
+  match, else 0; otherwise the cosine similarity of the numeric leaves (schema order). Dispatch is
+  on the schema's leaves, never on tool names.
 - *final*: harmonic mean of selection and quality; *overall*: mean of the tools' finals.
 
 Any ratio with an empty denominator is 0 (so is the harmonic mean of 0 and 0).
@@ -31,7 +33,7 @@ from typing import Any, Union
 
 from vedit.data.rows import SUBSETS, TruthRow, read_predictions, read_truth
 from vedit.errors import DatasetError, ToolCallError
-from vedit.registry import Registry, Tool, ToolCall, call_from_value, default_registry, parse_call
+from vedit.registry import Registry, Tool, ToolCall, call_from_value, default_registry, parse_call, subset
 
 #: One tool's prediction as callers may hand it over: a call, a parsed JSON value, raw text, or
 #: None for "no usable output".
@@ -109,9 +111,9 @@ def normalise(tool: Tool, value: Prediction) -> ToolCall | None:
 
 
 def quality(truth: ToolCall, pred: ToolCall) -> float:
-    """Quality of one prediction that uses the tool, as the paper defines it for the tool's kind."""
-    if truth.tool.kind == "preset":
-        return 1.0 if truth.preset == pred.preset else 0.0
+    """Quality of one prediction that uses the tool, as the paper defines it (see module docstring)."""
+    if truth.tool.categories:
+        return 1.0 if truth.category == pred.category else 0.0
     return cosine(truth.vector, pred.vector)
 
 
@@ -184,6 +186,49 @@ def score_files(
     return score(read_truth(truth_path, registry), read_predictions(predictions_path, registry), registry)
 
 
+#: Numbers agree when they differ by at most this fraction of their range.
+TOLERANCE = 0.01
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """Answers of one tool against expected ones, for any tools file: validity (jsonschema), whole
+    answers alike, and per parameter (each leaf at a fixed path of the schema)."""
+
+    n: int
+    valid: float  # share of answers that are valid calls
+    agreement: float  # share of answers equal to the expected answer
+    parameters: dict[str, float]  # "path/to/leaf" -> share that agree (see :func:`agreement`)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _leaf_agrees(tool: Tool, path: tuple[str, ...], a: ToolCall, b: ToolCall, tolerance: float) -> bool:
+    x, y = subset.at(a.value, path), subset.at(b.value, path)
+    if x is None or y is None or isinstance(x, bool) or isinstance(y, bool) or not all(
+            isinstance(v, (int, float)) for v in (x, y)):
+        return x == y and type(x) is type(y)  # enums, booleans, strings, absent: exactly
+    p = next(q for q in tool.slot_params if q.path == path)
+    return abs(x - y) <= tolerance * (p.max - p.min)
+
+
+def agreement(tool: Tool, pairs: Sequence[tuple[Prediction, ToolCall]], tolerance: float = TOLERANCE) -> Agreement:
+    """Score ``(answer, expected)`` pairs of one tool: an answer that is not a valid call agrees on
+    nothing; enums, booleans and strings agree exactly, numbers within ``tolerance`` of their range;
+    a leaf absent from both agrees (an optional property left out by both)."""
+    calls = [(normalise(tool, got), want) for got, want in pairs]
+    paths = [*tool.slots, *tool.categories]
+    per = {"/".join(p): _ratio(sum(g is not None and _leaf_agrees(tool, p, g, w, tolerance) for g, w in calls),
+                               len(calls)) for p in paths}
+    return Agreement(
+        n=len(calls),
+        valid=_ratio(sum(g is not None for g, _ in calls), len(calls)),
+        agreement=_ratio(sum(g is not None and g == w for g, w in calls), len(calls)),
+        parameters=per,
+    )
+
+
 def format_table(report: Report, digits: int = 2) -> str:
     """The paper's table: per subset, each tool's (selection, quality, final), then overall."""
     subsets = list(report.subsets.items())
@@ -209,7 +254,10 @@ def format_table(report: Report, digits: int = 2) -> str:
 
 
 __all__ = [
+    "Agreement",
     "Prediction",
+    "TOLERANCE",
+    "agreement",
     "Report",
     "SUBSETS",
     "SubsetScore",

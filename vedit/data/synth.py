@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vedit.data.looks import Look, LookLibrary, Target, load_looks
+from vedit.data.looks import Look, LookLibrary, Target, build_value, load_looks, none_choice
 from vedit.data.rows import SUBSETS, TruthRow, atomic_open, write_jsonl
 from vedit.registry import Registry, Tool, ToolCall, default_registry
 
@@ -150,7 +150,7 @@ def _sample_request(
 
 def _blend(tool: Tool, a: Target, b: Target) -> Target:
     """Two looks in one request: the primary's preset; values mixed 60/40 when both use the tool."""
-    if tool.kind == "preset":
+    if tool.categories:
         return a if a.used(tool) else b
     if a.used(tool) and b.used(tool):
         w = PRIMARY_WEIGHT
@@ -163,7 +163,7 @@ def _scale(target: Target, s: float) -> Target:
 
 
 def _value_params(tool: Tool):
-    return tool.params if tool.kind == "preset" else tool.slot_params
+    return tool.slot_params
 
 
 def _to_call(tool: Tool, values: list[float], preset: str | None) -> ToolCall:
@@ -172,9 +172,9 @@ def _to_call(tool: Tool, values: list[float], preset: str | None) -> ToolCall:
         min(p.max, max(p.min, STEP * math.floor(v / STEP + 0.5)))
         for v, p in zip(values, _value_params(tool))
     )
-    if tool.kind == "preset":
-        return ToolCall.unused(tool) if preset == tool.none_preset else ToolCall(tool, ints, preset)
-    return ToolCall(tool, ints) if any(ints) else ToolCall.unused(tool)
+    if tool.categories:
+        return ToolCall.unused(tool) if preset == none_choice(tool) else ToolCall.of(tool, build_value(tool, ints, preset))
+    return ToolCall.of(tool, build_value(tool, ints)) if any(ints) else ToolCall.unused(tool)
 
 
 def _bias(seed: int, look: Look, tool: Tool) -> tuple[int, ...]:
@@ -209,7 +209,7 @@ def _answer(
             else:
                 noise = rng.choice((-3, -2, -1, 1, 2, 3)) * STEP
             values.append(v + b + noise)
-        if kind == "mild" and tool.kind != "preset" and t.used(tool) and rng.random() < 0.3:
+        if kind == "mild" and not tool.categories and t.used(tool) and rng.random() < 0.3:
             values[rng.randrange(len(values))] += rng.choice((-2, 2)) * STEP
         out[tool.name] = _to_call(tool, values, t.preset)
     return out
@@ -217,10 +217,10 @@ def _answer(
 
 def _flipped(rng: random.Random, tool: Tool, t: Target, lib: LookLibrary) -> ToolCall:
     """A wrong decision for one tool: drop it, use another look's values, or another preset."""
-    if tool.kind == "preset":
-        others = [p for p in tool.presets if p != t.preset]
+    if tool.categories:
+        others = [p for p in tool.choices(tool.categories[0]) if p != t.preset]
         preset = rng.choice(others)
-        return _to_call(tool, [50.0] * len(tool.params), preset)
+        return _to_call(tool, [50.0] * len(tool.slots), preset)
     if t.used(tool):
         return ToolCall.unused(tool)
     donors = [lk.targets[tool.name] for lk in lib.looks if lk.targets[tool.name].used(tool)]

@@ -46,6 +46,7 @@ from vedit.decoding.vocab import (
 from vedit.errors import GrammarError
 from vedit.registry.calls import ToolCall
 from vedit.registry.model import Registry, Tool, load_registry
+from vedit.registry.subset import samples
 
 log = logging.getLogger(__name__)
 
@@ -212,23 +213,10 @@ def _info(a: ToolAutomaton, seconds: float) -> dict:
 
 
 def sample_calls(tool: Tool, n: int = 40, seed: int = 0) -> list[ToolCall]:
-    """Outputs that exercise every branch: unused, extremes, zeros, each preset, random values."""
-    rng = random.Random(seed)
-    k = len(tool.slot_params)
-    calls = [ToolCall.unused(tool)]
-    if tool.kind == "preset":
-        calls += [ToolCall(tool, tuple(rng.randint(p.min, p.max) for p in tool.params), name) for name in tool.presets]
-        calls += [ToolCall(tool, tuple(p.min for p in tool.params), tool.presets[-1]),
-                  ToolCall(tool, tuple(p.max for p in tool.params), tool.presets[0])]
-    else:
-        calls += [ToolCall(tool, tuple(p.min for p in tool.slot_params)),
-                  ToolCall(tool, tuple(p.max for p in tool.slot_params)),
-                  ToolCall(tool, (0,) * k)]
-    for _ in range(n):
-        values = tuple(rng.choice([rng.randint(p.min, p.max), p.min, p.max, 0, 1, -1 if p.min < 0 else 0])
-                       for p in (tool.params if tool.kind == "preset" else tool.slot_params))
-        calls.append(ToolCall(tool, values, rng.choice(tool.presets) if tool.kind == "preset" else None))
-    return calls
+    """Outputs that exercise every branch of the schema: the unused answer, bounds, every enum and
+    anyOf option, absent and present optional properties, then random values."""
+    values = ([tool.unused] if tool.unused_text is not None else []) + samples(tool.language, random.Random(seed), n)
+    return list(dict.fromkeys(ToolCall.of(tool, v) for v in values))
 
 
 def _check_canonical(tool: Tool, a: ToolAutomaton, tok: TokenizerInfo) -> None:

@@ -131,19 +131,25 @@ def source_hashes(md: ModelDir, adapter_dir: str | Path | None) -> dict[str, str
     return sha
 
 
-def export_is_current(export_dir: str | Path, model_dir: str | Path, adapter_dir: str | Path | None = None) -> bool:
+def export_is_current(export_dir: str | Path, model_dir: str | Path, adapter_dir: str | Path | None = None,
+                      registry=None) -> bool:
     """True when ``export_dir`` holds a complete export of exactly these weights, made of the graphs this
-    version of vedit writes (else export again)."""
+    version of vedit writes, for the same tools (``registry``, default: the package's) in a registry
+    format this vedit reads (else export again)."""
+    from vedit.errors import RegistryError
     from vedit.export.manifest import graph_recipe
     from vedit.manifest import read_manifest
+    from vedit.registry import default_registry, load_registry
 
     try:
         manifest = read_manifest(export_dir)
         if manifest.data.get("graphs") != graph_recipe(manifest.family, manifest.precision):
             return False
+        if load_registry(Path(export_dir) / "registry.json").tools != (registry or default_registry()).tools:
+            return False
         source = manifest.data.get("source", {})
         return source.get("sha256") == source_hashes(inspect_model_dir(model_dir), adapter_dir)
-    except ModelDirError:
+    except (ModelDirError, RegistryError):
         return False
 
 
@@ -216,6 +222,36 @@ def _json_or_empty(path: Path) -> dict:
         return json.loads(path.read_text(encoding="utf-8"))
     except (FileNotFoundError, json.JSONDecodeError):
         return {}
+
+
+#: Where the fix for a tokenizer that cannot write a grammar's characters is written up.
+TOKENIZER_RECIPE = "docs/byo-student.md#a-tokenizer-that-cannot-write-the-answers"
+
+
+def check_tokenizer_writes(tokenizer, registry, path: Path) -> None:
+    """Refuse, before any export work, a tokenizer that cannot write some character a tool's answers
+    need (stock FlanT5 writes ``{`` and ``}`` as ``<unk>``), naming every such tool and the fix."""
+    from vedit.decoding.language import needed_chars
+    from vedit.errors import GrammarError
+
+    unk = getattr(tokenizer, "unk_token_id", None)
+    verdict: dict[str, bool] = {}
+
+    def writes(c: str) -> bool:
+        if c not in verdict:
+            ids = tokenizer(c, add_special_tokens=False)["input_ids"]
+            verdict[c] = bool(ids) and unk not in ids and c in tokenizer.decode(ids)
+        return verdict[c]
+
+    missing = {t.name: sorted(c for c in needed_chars(t) if not writes(c)) for t in registry.tools}
+    missing = {name: chars for name, chars in missing.items() if chars}
+    if missing:
+        tools = "; ".join(f"{name} needs {' '.join(repr(c) for c in chars)}" for name, chars in missing.items())
+        raise GrammarError(
+            f"{path}: the tokenizer cannot write the answers of {len(missing)} tool(s) ({tools}); add the characters "
+            "as tokens (tokenizer.add_tokens([...]), model.resize_token_embeddings(len(tokenizer)), then fine-tune) "
+            f"or train the tokenizer with byte fallback: see {TOKENIZER_RECIPE}"
+        )
 
 
 def check_tokenizer_matches(model, tokenizer, path: Path) -> None:

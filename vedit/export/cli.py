@@ -15,6 +15,8 @@ from vedit.extras import require_extras
 from vedit.export.families import FORMATS
 from vedit.export.pipeline import PRECISIONS, default_family_dirs, export_model
 from vedit.manifest import PRECISION_TABLE
+from vedit.registry import load_registry
+from vedit.registry.prompting import PromptStyle, template_file
 
 
 @click.group(cls=VeditGroup)
@@ -53,10 +55,27 @@ def _export_options(fn):
     fn = click.option("-o", "--output", "out_dir", type=click.Path(path_type=Path), help="Export directory.")(fn)
     fn = click.option("--force", is_flag=True, help="Replace the export directory if it exists.")(fn)
     fn = click.option("--allow-pickle", is_flag=True, help="Allow pickled (*.bin) weights: trusted sources only.")(fn)
+    fn = click.option("--tools", "tools_file", type=click.Path(path_type=Path), metavar="FILE",
+                      help="Tools file: a JSON list of OpenAI-style function definitions (default: the paper's "
+                           "three colour tools). See docs/byo-student.md.")(fn)
+    fn = click.option("--prompt-template", "prompt_template", type=click.Path(path_type=Path), metavar="FILE",
+                      help="Jinja2 prompt template (variables: intent, tool.name, tool.description, "
+                           "tool.parameters). Default: the student's chat template (tokenizer_config.json) if "
+                           "it has one, else vedit's prompts.")(fn)
+    fn = click.option("--vedit-prompts", is_flag=True, help="Use vedit's prompts even if the student has a chat template.")(fn)
+    fn = click.option("--check-examples", "examples", type=click.Path(path_type=Path), metavar="FILE.jsonl",
+                      help='Lines {"intent": ..., "<tool>": expected answer}: report how often the export agrees.')(fn)
     return fn
 
 
-def _run(family: str, default_out: str, *, to, model_dir, adapter_dir, precision, out_dir, force, allow_pickle) -> None:
+def _run(family: str, default_out: str, *, to, model_dir, adapter_dir, precision, out_dir, force, allow_pickle,
+         tools_file, prompt_template, vedit_prompts, examples) -> None:
+    # The tools file (its schemas checked against vedit's subset) and the prompt template are read
+    # before any export work.
+    registry = load_registry(tools_file) if tools_file is not None else None
+    if prompt_template is not None and vedit_prompts:
+        raise click.UsageError("--prompt-template and --vedit-prompts exclude each other")
+    prompt = template_file(prompt_template) if prompt_template is not None else PromptStyle() if vedit_prompts else None
     require_extras("export")
     from vedit.paths import exports_dir
 
@@ -72,7 +91,7 @@ def _run(family: str, default_out: str, *, to, model_dir, adapter_dir, precision
         out_dir = exports_dir() / default_out.format(precision=precision)
     show_progress()
     result = export_model(model_dir, out_dir, family=family, adapter_dir=adapter_dir, to=to, precision=precision,
-                          force=force, allow_pickle=allow_pickle)
+                          force=force, allow_pickle=allow_pickle, registry=registry, prompt=prompt, examples=examples)
     click.echo("\n".join(result.summary_lines()))
 
 

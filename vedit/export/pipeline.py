@@ -13,7 +13,7 @@ from pathlib import Path
 
 from vedit.errors import ExportError
 from vedit.export import checks
-from vedit.atomicio import atomic_dir, check_target
+from vedit.atomicio import atomic_dir, check_target, sha256_file
 from vedit.export.families import check_format
 from vedit.export.manifest import file_hashes, file_sizes, graph_recipe, now_iso, package_versions, write_json
 from vedit.manifest import FORMAT, PRECISION_TABLE, PRECISIONS, VERSION
@@ -22,10 +22,15 @@ from vedit.export.onnx_common import DEFAULT_OPSET, io_names, opset_of, threads_
 from vedit.export.prompts import held_out_intents, prompt_batches
 from vedit.export.validate import Tolerance, ValidationReport, validate_export
 from vedit.registry import Registry, default_registry
+from vedit.registry.prompting import PromptStyle, chat_template_of
 
 log = logging.getLogger(__name__)
 
 STAGING = ".staging"
+#: The intent whose model input an export prints and records.
+SAMPLE_INTENT = "golden hour"
+#: The tools file an export carries (OpenAI-style function definitions; see vedit.registry.model).
+TOOLS_FILE = "tools.json"
 
 
 @dataclass
@@ -47,7 +52,39 @@ class ExportResult:
                 onnx_bytes += size
                 lines.append(f"  {name:<40} {size / 1e6:10.2f} MB")
         lines.append(f"  {'total ONNX':<40} {onnx_bytes / 1e6:10.2f} MB")
-        return lines + self.validation.summary_lines()
+        lines += prompt_lines(m.get("prompt"))
+        return lines + self.validation.summary_lines() + check_lines(m.get("check_examples"))
+
+
+def prompt_lines(prompt: dict | None) -> list[str]:
+    """The exact model input of the first tool for the sample intent, so a wrong prompt is seen at once."""
+    if not prompt:
+        return []
+    tool, text = next(iter(prompt["sample_input"].items()))
+    out = [f"  prompt: {prompt['kind']}" + (f" ({prompt['source']})" if prompt.get("source") else "")
+           + f"; model input for {prompt['sample_intent']!r}, tool {tool}:"]
+    return out + ["    " + line for line in text.splitlines() or [""]]
+
+
+def check_lines(report: dict | None) -> list[str]:
+    if not report:
+        return []
+    per_tool = ", ".join(f"{t} {v['agreement']:.0%}" for t, v in report["tools"].items())
+    return [f"  examples {report['file']}: {report['agreement']:.0%} of {report['n']} answers as expected ({per_tool})"]
+
+
+def prompt_record(registry: Registry, family: str, intent: str = SAMPLE_INTENT) -> dict:
+    """What the manifest keeps of the prompt: its kind and source, and every tool's input for one intent."""
+    return {"kind": registry.style.kind, "source": registry.style.source, "sample_intent": intent,
+            "sample_input": {t: registry.prompt(t, intent, family) for t in registry.tool_names}}
+
+
+def prompted(registry: Registry, model_dir: Path, prompt: PromptStyle | None) -> Registry:
+    """The registry with its prompt style: ``prompt`` if given, else the student's chat template
+    (``tokenizer_config.json``) if it has one, else vedit's prompts."""
+    if prompt is None:
+        prompt = chat_template_of(model_dir) or PromptStyle()
+    return registry.with_prompt(prompt)
 
 
 def _check_precision(precision: str) -> None:
@@ -94,6 +131,8 @@ def export_model(
     opset: int = DEFAULT_OPSET,
     tolerance: Tolerance | None = None,
     fused: bool = True,
+    prompt: PromptStyle | None = None,
+    examples: str | Path | None = None,
 ) -> ExportResult:
     """Export a T5 or Llama student (optionally merging a LoRA adapter) into a validated export dir.
 
@@ -103,6 +142,9 @@ def export_model(
     ``fused``: Llama students get vedit's fused decoder graph (:mod:`vedit.export.fuse`) at fp32 and
     int8 instead of optimum's traced one (fp16 keeps optimum's graph).
     ``max_new_tokens`` defaults to the longest canonical answer the registry allows (plus EOS).
+    ``prompt``: how prompts are written (default: the student's chat template if its
+    ``tokenizer_config.json`` has one, else vedit's; see :mod:`vedit.registry.prompting`).
+    ``examples``: a JSONL file of intents and expected answers; the export reports its agreement.
     """
     check_format(to)
     _check_precision(precision)
@@ -115,21 +157,30 @@ def export_model(
     if adapter_dir is not None:
         adapter_dir = checks.require_dir(adapter_dir, "adapter")
     with torch_threads(threads_for_files(md.weight_files)):
+        registry = prompted(registry or default_registry(), md.path, prompt)
+        checked = None
+        if examples is not None:  # read and checked before any export work
+            from vedit.export.examples import read_examples
+
+            checked = (examples, read_examples(examples, registry))
         return _export_model(md, target, adapter_dir=adapter_dir, precision=precision, force=force,
                              allow_pickle=allow_pickle, registry=registry, intents=intents,
-                             max_new_tokens=max_new_tokens, opset=opset, tolerance=tolerance, fused=fused)
+                             max_new_tokens=max_new_tokens, opset=opset, tolerance=tolerance, fused=fused,
+                             examples=checked)
 
 
 def _export_model(md: checks.ModelDir, target: Path, *, adapter_dir: Path | None, precision: str, force: bool,
                   allow_pickle: bool, registry: Registry | None, intents: list[str] | None, max_new_tokens: int | None,
-                  opset: int, tolerance: Tolerance | None, fused: bool = True) -> ExportResult:
+                  opset: int, tolerance: Tolerance | None, fused: bool = True,
+                  examples: tuple | None = None) -> ExportResult:
     registry = registry or default_registry()
     intents = intents or held_out_intents(3)
     batches = prompt_batches(registry, md.family.name, intents)
 
+    tokenizer = checks.load_tokenizer(md.path)
+    checks.check_tokenizer_writes(tokenizer, registry, md.path)  # before any export work
     log.info(f"loading {md.family.name} model from {md.path}")
     model = checks.load_model(md)
-    tokenizer = checks.load_tokenizer(md.path)
     checks.check_tokenizer_matches(model, tokenizer, md.path)
     if max_new_tokens is None:  # the greedy check covers the longest canonical answer of any tool
         from vedit.reference import output_token_budget
@@ -146,7 +197,7 @@ def _export_model(md: checks.ModelDir, target: Path, *, adapter_dir: Path | None
 
     with atomic_dir(target, force=force) as tmp:
         staging = tmp / STAGING
-        log.info(f"exporting to ONNX (opset {opset}) via optimum")
+        log.info(f"exporting to ONNX via optimum (opset {opset})")
         if md.family.name == "t5":
             from vedit.export.onnx_seq2seq import export_t5 as export_fn
         else:
@@ -156,6 +207,7 @@ def _export_model(md: checks.ModelDir, target: Path, *, adapter_dir: Path | None
             from vedit.export.fuse import replace_with_fused
 
             replace_with_fused(model, staging / "fp32" / files["decoder"])
+            log.info(f"replaced the decoder with vedit's fused graph (opset {opset_of(staging / 'fp32' / files['decoder'])})")
         _convert(staging / "fp32", tmp, list(files.values()), precision, md.family.name)
         for name in ("config.json", "generation_config.json"):
             if (staging / name).exists():
@@ -163,6 +215,7 @@ def _export_model(md: checks.ModelDir, target: Path, *, adapter_dir: Path | None
         shutil.rmtree(staging)
         checks.copy_tokenizer_files(md.path, tmp)
         registry.save(tmp / "registry.json")
+        registry.save_tools(tmp / TOOLS_FILE)
 
         report = validate_export(tmp, model, tokenizer, family=md.family.name, files=files, precision=precision,
                                  batches=batches, intents=intents, max_new_tokens=max_new_tokens,
@@ -188,9 +241,18 @@ def _export_model(md: checks.ModelDir, target: Path, *, adapter_dir: Path | None
             "versions": package_versions(),
             "validation": report.to_dict(),
             "grammar": grammar,
+            "prompt": prompt_record(registry, md.family.name),
+            "tools": {"file": TOOLS_FILE, "sha256": sha256_file(tmp / TOOLS_FILE), "names": list(registry.tool_names),
+                      "source": str(registry.source) if registry.source else None},
             "created": now_iso(),
         }
         manifest = write_json(tmp / "manifest.json", manifest)
+        if examples is not None:  # the export answers the examples: needs the manifest in place
+            from vedit.export.examples import check_examples
+
+            log.info(f"answering the {len(examples[1])} examples of {examples[0]}")
+            manifest["check_examples"] = check_examples(tmp, *examples, registry)
+            manifest = write_json(tmp / "manifest.json", manifest)
         log.info(f"moving the export into place: {target}")
     return ExportResult(target, manifest, report, merge_report)
 

@@ -6,75 +6,83 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from jsonschema.exceptions import best_match, by_relevance
+from jsonschema.exceptions import best_match
 
 from vedit.errors import ToolCallError
+from vedit.registry import subset
 from vedit.registry.model import Tool
-from vedit.registry.schema import validator
+from vedit.registry.schema import idle_validator, validator
 
-#: Canonical serialization: compact separators, registry key order, no ASCII escaping.
+#: Canonical serialization: compact separators, schema key order, no ASCII escaping.
 SEPARATORS = (",", ":")
 
 
 @dataclass(frozen=True)
 class ToolCall:
-    """One tool's decision.
+    """One tool's answer: its JSON value, properties in schema order, integers as ints.
 
-    ``values`` holds the integers in the tool's slot order (empty for the ``{}`` form of flat and
-    per-colour tools); ``preset`` is the preset name for preset tools and ``None`` otherwise.
+    Build one with :meth:`of` (or :func:`call_from_value`, which also validates); the value is kept
+    as its canonical text so calls are hashable and compare by content.
     """
 
     tool: Tool
-    values: tuple[int, ...]
-    preset: str | None = None
+    text: str
 
-    @property
-    def used(self) -> bool:
-        """Whether the call uses its tool, as the offline metrics define it.
-
-        Flat / per-colour tools: a non-empty object with at least one non-zero value.
-        Preset tools: any preset other than ``"none"``.
-        """
-        if self.tool.kind == "preset":
-            return self.preset != self.tool.none_preset
-        return any(v != 0 for v in self.values)
-
-    @property
-    def vector(self) -> tuple[int, ...]:
-        """Values for cosine similarity (zeros for the ``{}`` form)."""
-        if self.values:
-            return self.values
-        return (0,) * len(self.tool.slots)
-
-    def as_value(self) -> dict[str, Any]:
-        """The JSON value, keys in registry order."""
-        t = self.tool
-        if t.kind == "preset":
-            out: dict[str, Any] = {"name": self.preset}
-            out.update({p.name: v for p, v in zip(t.params, self.values)})
-            return out
-        if not self.values:
-            return {}
-        if t.kind == "flat":
-            return {p.name: v for p, v in zip(t.params, self.values)}
-        n = len(t.params)
-        return {
-            c: {p.name: v for p, v in zip(t.params, self.values[i * n : (i + 1) * n])}
-            for i, c in enumerate(t.colours)
-        }
-
-    def dumps(self) -> str:
-        """Canonical compact JSON: the only text the decoding grammar admits for this call."""
-        return json.dumps(self.as_value(), separators=SEPARATORS, ensure_ascii=False)
-
-    def __repr__(self) -> str:
-        return f"ToolCall({self.tool.name}: {self.dumps()})"
+    @classmethod
+    def of(cls, tool: Tool, value: Any) -> "ToolCall":
+        """The call with ``value``, which the tool's grammar must be able to write."""
+        if not subset.accepts(tool.language, value):
+            raise ToolCallError(tool.name, f"{subset.canonical_json(value)} is not an answer vedit's grammar writes")
+        return cls(tool, subset.dump(tool.language, value))
 
     @classmethod
     def unused(cls, tool: Tool) -> "ToolCall":
-        if tool.kind == "preset":
-            return cls(tool, (0,) * len(tool.params), tool.none_preset)
-        return cls(tool, ())
+        """The tool's "not used" answer (``x-vedit-unused``)."""
+        if tool.unused_text is None:
+            raise ToolCallError(tool.name, "the tools file gives no x-vedit-unused answer for this tool")
+        return cls.of(tool, tool.unused)
+
+    @property
+    def value(self) -> Any:
+        return json.loads(self.text)
+
+    @property
+    def used(self) -> bool:
+        """Whether the call uses its tool: not the unused answer, and not an ``x-vedit-idle`` answer
+        (the paper: some slider non-zero for adjust / selective_adjust, a preset other than "none")."""
+        if self.tool.unused_text is not None and self.text == subset.dump(self.tool.language, self.tool.unused):
+            return False
+        idle = idle_validator(self.tool)
+        return idle is None or not idle.is_valid(self.value)
+
+    @property
+    def vector(self) -> tuple[float, ...]:
+        """The numeric leaves in slot order (0 where absent): the vector of the cosine quality."""
+        value = self.value
+        return tuple(v if isinstance(v := subset.at(value, p), (int, float)) else 0 for p in self.tool.slots)
+
+    @property
+    def values(self) -> tuple[float, ...]:
+        """The numeric leaves that are present, in slot order."""
+        value = self.value
+        return tuple(v for p in self.tool.slots if isinstance(v := subset.at(value, p), (int, float)))
+
+    @property
+    def category(self) -> tuple[Any, ...]:
+        """The categorical leaves (enums, booleans, strings) in schema order, ``None`` where absent."""
+        value = self.value
+        return tuple(subset.at(value, p) for p in self.tool.categories)
+
+    def as_value(self) -> Any:
+        """The JSON value, keys in schema order."""
+        return self.value
+
+    def dumps(self) -> str:
+        """Canonical compact JSON: the only text the decoding grammar admits for this call."""
+        return self.text
+
+    def __repr__(self) -> str:
+        return f"ToolCall({self.tool.name}: {self.text})"
 
 
 def _path(error: Any) -> str:
@@ -82,14 +90,11 @@ def _path(error: Any) -> str:
 
 
 def _describe(tool: Tool, value: Any) -> str:
-    """The most precise reason a value breaks the tool's schema."""
-    # jsonschema's own choice of the most relevant error, descending into the oneOf of "used" and
-    # "not used" ({}: maxProperties 0). The empty branch's complaint is never the cause the user
-    # wants: inside a oneOf, best_match keeps the smallest key, and a "strong" keyword ranks
-    # higher, so marking maxProperties lets the used branch's error win at the same depth.
-    best = best_match(validator(tool).iter_errors(value), key=by_relevance(strong={"maxProperties"}))
+    """The most precise reason a value breaks the tool's schema (jsonschema's own choice, which
+    descends into the anyOf of "used" and "not used" to the deepest error)."""
+    best = best_match(validator(tool).iter_errors(value))
     if best.validator == "enum":
-        return f"{_path(best)}: {best.instance!r} is not a known preset of {tool.name}"
+        return f"{_path(best)}: {best.instance!r} is not one of the {tool.name} choices"
     return f"{_path(best)}: {best.message}"
 
 
@@ -97,14 +102,7 @@ def call_from_value(tool: Tool, value: Any) -> ToolCall:
     """Turn a parsed JSON value into a :class:`ToolCall`, or raise :class:`ToolCallError`."""
     if not validator(tool).is_valid(value):
         raise ToolCallError(tool.name, _describe(tool, value))
-    # jsonschema counts 10.0 as an integer; the call keeps Python ints.
-    if tool.kind == "preset":
-        return ToolCall(tool, tuple(int(value[p.name]) for p in tool.params), value["name"])
-    if not value:
-        return ToolCall(tool, ())
-    if tool.kind == "flat":
-        return ToolCall(tool, tuple(int(value[p.name]) for p in tool.params))
-    return ToolCall(tool, tuple(int(value[c][p]) for c, p in tool.slots))
+    return ToolCall.of(tool, value)
 
 
 def parse_call(tool: Tool, text: str) -> ToolCall:

@@ -1,50 +1,60 @@
-"""JSON Schemas derived from the registry, used to validate model output and dataset rows.
+"""JSON Schemas of tool answers, and the jsonschema validator vedit checks answers with.
 
-The schema admits any key order and whitespace (it validates parsed JSON); the decoding grammar is
-stricter and admits only the canonical serialization.
+A tool's answer schema is its ``parameters`` schema, or ``anyOf`` of its ``x-vedit-unused``
+answer and the parameters when the parameters do not admit that answer. The schema admits any key
+order and whitespace (it validates parsed JSON); the decoding grammar is stricter and admits only
+the canonical text.
+
+jsonschema checks ``multipleOf`` with binary floats (0.07 is not a multiple of 0.01 there); the
+validator here replaces that one keyword with an exact decimal check, the rest is jsonschema's.
 """
 
 from __future__ import annotations
 
+from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
 import jsonschema
+from jsonschema import validators
+from jsonschema.exceptions import ValidationError
 
-from vedit.registry.model import Param, Tool
+from vedit.registry.model import Tool
 
-
-def _int(p: Param) -> dict[str, Any]:
-    return {"type": "integer", "minimum": p.min, "maximum": p.max}
-
-
-def _object(props: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "properties": props,
-        "required": list(props),
-        "additionalProperties": False,
-    }
+SCHEMA_URI = "https://json-schema.org/draft/2020-12/schema"
 
 
-EMPTY_OBJECT: dict[str, Any] = {"type": "object", "maxProperties": 0}
+def _multiple_of(validator, step, instance, schema):
+    if not validator.is_type(instance, "number"):
+        return
+    quotient = Decimal(str(instance)) / Decimal(str(step))
+    if quotient != quotient.to_integral_value():
+        yield ValidationError(f"{instance!r} is not a multiple of {step}")
+
+
+#: Draft 2020-12 with an exact decimal ``multipleOf``.
+Validator = validators.extend(jsonschema.Draft202012Validator, {"multipleOf": _multiple_of})
 
 
 def tool_schema(tool: Tool) -> dict[str, Any]:
-    """Draft 2020-12 schema of one tool's output."""
-    if tool.kind == "flat":
-        body = {"oneOf": [EMPTY_OBJECT, _object({p.name: _int(p) for p in tool.params})]}
-    elif tool.kind == "per_colour":
-        colour = _object({p.name: _int(p) for p in tool.params})
-        body = {"oneOf": [EMPTY_OBJECT, _object({c: colour for c in tool.colours})]}
+    """Draft 2020-12 schema of one tool's answer."""
+    params = tool.schema
+    if tool.language is tool.parameters:
+        body = params
     else:
-        props: dict[str, Any] = {"name": {"enum": list(tool.presets)}}
-        props.update({p.name: _int(p) for p in tool.params})
-        body = _object(props)
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "title": tool.name, **body}
+        body = {"anyOf": [{"const": tool.unused}, params]}
+    return {"$schema": SCHEMA_URI, "title": tool.name, **body}
 
 
-@lru_cache(maxsize=32)
-def validator(tool: Tool) -> jsonschema.Draft202012Validator:
+@lru_cache(maxsize=64)
+def validator(tool: Tool) -> jsonschema.protocols.Validator:
     """A compiled validator, cached per tool (tools are frozen and hashable)."""
-    return jsonschema.Draft202012Validator(tool_schema(tool))
+    return Validator(tool_schema(tool))
+
+
+@lru_cache(maxsize=64)
+def idle_validator(tool: Tool) -> jsonschema.protocols.Validator | None:
+    """The validator of the answers that count as "not used" (``x-vedit-idle``), if the file gives one."""
+    import json
+
+    return None if tool.idle_text is None else Validator(json.loads(tool.idle_text))
