@@ -81,7 +81,7 @@ def main() -> None:
     ap.add_argument("--screenshot", type=Path)
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
-    from conftest import INTENTS, Reference, compare, node_answers
+    from web_cases import INTENTS, Reference, compare, node_answers
     from vedit.web import build_site
 
     rows = []

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from browser import ASK, chromium, code_units, static_server, wait_answered
-from conftest import INTENTS, Reference, compare
+from web_cases import INTENTS, Reference, compare
 
 
 @pytest.mark.parametrize("name", ["t5-fp32", "t5-int8", "llama-fp32", "llama-int8"])

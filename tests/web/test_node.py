@@ -9,7 +9,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from conftest import INTENTS, Reference, compare, node_answers
+from web_cases import INTENTS, Reference, compare, node_answers
 
 
 @pytest.mark.parametrize("name", ["t5-fp32", "t5-int8", "llama-fp32", "llama-int8"])
