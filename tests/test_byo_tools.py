@@ -75,7 +75,8 @@ def test_in_process_answers_are_valid(video_export):
 
 def test_served_by_triton_answers_are_all_valid(video_export, tmp_path):
     from vedit.client import connect
-    from vedit.triton_repo import TritonServer, build_repository
+    from vedit.serving import TritonServer
+    from vedit.triton_repo import build_repository
 
     registry = load_registry(EXAMPLE)
     repo = build_repository(video_export, profile="cpu", out=tmp_path / "repo")

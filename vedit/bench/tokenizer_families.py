@@ -4,7 +4,7 @@ Why: jump-forward used to need a tokenizer that splits digits; the ``runs`` mode
 others. This bench shows it on real exports: for each tokenizer family (``vedit.students.families``)
 a tiny random-weight student is saved as a user would (the SentencePiece file alone for T5 Unigram
 and Llama-2 BPE), exported by the real exporter, and asked for the same scripted answers
-(``vedit.bench.scripted``) with and without jump-forward. Reported per family: the grammar mode,
+(``vedit.workload.scripted``) with and without jump-forward. Reported per family: the grammar mode,
 decoder calls per request, p50 ms per request (one request at a time), and whether the
 jump-forward answers are token-identical to step-by-step decoding.
 
@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from vedit.bench.scripted import load_scripts, steer
+from vedit.workload.scripted import load_scripts, steer
 from vedit.registry import default_registry
 from vedit.students.families import family_dir
 

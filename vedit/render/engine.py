@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from vedit.errors import RenderError
-from vedit.registry import Registry, ToolCall, default_registry
+from vedit.registry import Registry, Tool, ToolCall, default_registry
 from vedit.render.adjust import KNOWN, apply_adjust
 from vedit.render.filter import apply_filter, lut_path
 from vedit.render.looks import LUT_DIR
@@ -26,8 +26,40 @@ from vedit.render.selective import HUE_CENTRES, apply_selective
 
 log = logging.getLogger(__name__)
 
-#: The tools the renderer draws: name -> the registry kind it expects, in drawing order.
+#: The tools the renderer draws: name -> the answer layout it expects, in drawing order. ``flat``:
+#: an object of numbers; ``per_colour``: an object of colour bands, each an object of numbers;
+#: ``preset``: an object with an enum ``name`` (the LUT) and numbers. A tool of another name or layout
+#: is named as not drawable, never skipped in silence.
 DRAWN = {"adjust": "flat", "selective_adjust": "per_colour", "filter": "preset"}
+
+
+def layout(tool: Tool) -> str | None:
+    """The layout of the tool's answers (``flat``, ``per_colour``, ``preset``), read from its schema."""
+    slots = tool.slots
+    if ("name",) in tool.categories and all(len(p) == 1 for p in slots):
+        return "preset"
+    if tool.categories:
+        return None
+    if slots and all(len(p) == 1 for p in slots):
+        return "flat"
+    if slots and all(len(p) == 2 for p in slots):
+        return "per_colour"
+    return None
+
+
+def params(tool: Tool) -> tuple[str, ...]:
+    """The numeric parameters of a tool's answer (per colour band, for ``per_colour``)."""
+    return tuple(dict.fromkeys(p[-1] for p in tool.slots))
+
+
+def colours(tool: Tool) -> tuple[str, ...]:
+    """The colour bands of a ``per_colour`` tool, in schema order."""
+    return tuple(dict.fromkeys(p[0] for p in tool.slots if len(p) == 2))
+
+
+def presets(tool: Tool) -> tuple[str, ...]:
+    """The presets (LUT names) a ``preset`` tool may answer."""
+    return tuple(str(v) for v in tool.choices(("name",)))
 
 
 @dataclass
@@ -44,16 +76,17 @@ class Renderer:
         """What the registry has and the renderer cannot draw, one readable item each."""
         out = []
         for tool in self.registry.tools:
-            if DRAWN.get(tool.name) != tool.kind:
-                out.append(f"tool {tool.name} ({tool.kind}): no renderer")
-            elif tool.kind == "flat":
-                out += [f"adjust.{p.name}: no operation" for p in tool.params if p.name not in KNOWN]
-            elif tool.kind == "per_colour":
-                out += [f"selective_adjust colour {c}: no hue band" for c in tool.colours if c not in HUE_CENTRES]
-                out += [f"selective_adjust.{p.name}: no operation" for p in tool.params
-                        if p.name not in ("saturation", "luminance")]
+            kind = layout(tool)
+            if DRAWN.get(tool.name) != kind:
+                out.append(f"tool {tool.name} ({kind or 'another layout'}): no renderer")
+            elif kind == "flat":
+                out += [f"adjust.{p}: no operation" for p in params(tool) if p not in KNOWN]
+            elif kind == "per_colour":
+                out += [f"selective_adjust colour {c}: no hue band" for c in colours(tool) if c not in HUE_CENTRES]
+                out += [f"selective_adjust.{p}: no operation" for p in params(tool)
+                        if p not in ("saturation", "luminance")]
             else:
-                out += [f"filter preset {p}: no LUT file" for p in tool.presets
+                out += [f"filter preset {p}: no LUT file" for p in presets(tool)
                         if p != "none" and not lut_path(p, self.lut_dir).is_file()]
         return out
 
@@ -69,21 +102,23 @@ class Renderer:
             if not call.used:
                 continue
             value = call.as_value()
-            if DRAWN.get(name) != call.tool.kind:
+            if not isinstance(value, dict) or DRAWN.get(name) != layout(call.tool):
                 skipped.append(f"{name}: no renderer for this tool")
             elif name == "adjust":
                 skipped += [f"adjust.{k}={v}: no operation" for k, v in value.items() if v and k not in KNOWN]
                 x = apply_adjust(x, value)
             elif name == "selective_adjust":
-                colours = tuple(c for c in call.tool.colours if c in HUE_CENTRES)
-                skipped += [f"selective_adjust colour {c}: no hue band" for c in call.tool.colours
-                            if c not in HUE_CENTRES and any(value[c].values())]
-                x = apply_selective(x, colours, value)
+                bands = colours(call.tool)
+                skipped += [f"selective_adjust colour {c}: no hue band" for c in bands
+                            if c not in HUE_CENTRES and any(value.get(c, {}).values())]
+                full = {c: {p: value.get(c, {}).get(p, 0) for p in params(call.tool)} for c in bands}
+                x = apply_selective(x, tuple(c for c in bands if c in HUE_CENTRES), full)
             else:
-                if lut_path(call.preset, self.lut_dir).is_file():
-                    x = apply_filter(x, call.preset, value.get("intensity", 100), self.lut_dir)
+                preset = str(value.get("name"))
+                if lut_path(preset, self.lut_dir).is_file():
+                    x = apply_filter(x, preset, value.get("intensity", 100), self.lut_dir)
                 else:
-                    skipped.append(f"filter preset {call.preset}: no LUT file")
+                    skipped.append(f"filter preset {preset}: no LUT file")
         for item in skipped:
             log.warning("not rendered: %s", item)
         if skipped and self.strict:
@@ -91,4 +126,4 @@ class Renderer:
         return x, skipped
 
 
-__all__ = ["DRAWN", "Renderer"]
+__all__ = ["DRAWN", "Renderer", "colours", "layout", "params", "presets"]

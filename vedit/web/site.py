@@ -36,7 +36,7 @@ from vedit.manifest import read_manifest
 from vedit.registry.model import load_registry
 
 WEB_FORMAT = "vedit-web"
-WEB_VERSION = 1
+WEB_VERSION = 2
 #: site file -> ``web/dist`` file, per flavour: onnxruntime-web's WASM build (CPU, 15 MB), or its
 #: WebGPU build (WebGPU where the browser offers it, else the same CPU kernels; 29 MB)
 RUNTIME_FILES = {
@@ -92,8 +92,7 @@ def web_meta(export_dir: str | Path) -> dict[str, Any]:
         parts = registry.prompt(t.name, _SENTINEL, man.family).split(_SENTINEL)
         if len(parts) != 2:
             raise WebBuildError(f"the {t.name} prompt must name the intent once; fix the registry's prompt")
-        tools.append({"name": t.name, "kind": t.kind, "params": [p.name for p in t.params],
-                      "colours": list(t.colours), "prompt": parts})
+        tools.append({"name": t.name, "prompt": parts})
     automata = {name: {"indptr": a.indptr.tolist(), "tokens": a.tokens.tolist(), "next": a.next.tolist(),
                        "final": a.final.astype(int).tolist()} for name, a in grammar.automata.items()}
     limit = input_limit(man.family, man.config, grammar.max_tokens())

@@ -13,7 +13,7 @@ import { pyStrip } from "./text.js";
 import { StudentTokenizer } from "./tokenizer.js";
 
 export const WEB_FORMAT = "vedit-web";
-export const WEB_VERSION = 1;
+export const WEB_VERSION = 2;
 
 /**
  * @typedef {{ort: any, json(name: string): Promise<any>, bytes(name: string): Promise<Uint8Array>,
@@ -87,15 +87,10 @@ export class Student {
   }
 }
 
-/** A tool's generated text as its JSON value, keys in registry order (ToolCall.as_value). */
+/** A tool's generated text as its JSON value (ToolCall.as_value): the grammar admits only the
+ * canonical text, properties in schema order, so the parsed text is the value. */
 export function asValue(tool, text) {
   let s = pyStrip(text);
   if (s.toLowerCase().startsWith("parameters:")) s = pyStrip(s.slice("parameters:".length));
-  const v = JSON.parse(s);
-  if (tool.kind === "preset") {
-    return Object.fromEntries([["name", v.name], ...tool.params.map((p) => [p, v[p]])]);
-  }
-  if (Object.keys(v).length === 0) return {};
-  if (tool.kind === "flat") return Object.fromEntries(tool.params.map((p) => [p, v[p]]));
-  return Object.fromEntries(tool.colours.map((c) => [c, Object.fromEntries(tool.params.map((p) => [p, v[c][p]]))]));
+  return JSON.parse(s);
 }
