@@ -275,6 +275,44 @@ def test_no_token_gets_401_and_the_token_works_over_http_and_grpc(keyed):
             assert client.predict(["golden hour"])[0].calls
 
 
+def test_async_client_sends_the_token_too(keyed):
+    import asyncio
+
+    from vedit.client import aconnect
+
+    server, ca = keyed
+
+    async def main(kind, token):
+        async with aconnect(server.urls[kind], tls=TLS(ca_certs=str(ca)), token=token, retries=0) as client:
+            return await client.predict(["golden hour"])
+
+    for kind in ("http", "grpc"):
+        with pytest.raises(ServerResponseError):
+            asyncio.run(main(kind, None))
+        assert asyncio.run(main(kind, TOKEN))[0].calls
+
+
+def test_vedit_predict_url_takes_a_token_file_and_a_ca_bundle(keyed, tmp_path):
+    from click.testing import CliRunner
+
+    from vedit.cli import cli
+
+    server, ca = keyed
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    runner = CliRunner()
+    for kind in ("http", "grpc"):
+        ok = runner.invoke(cli, ["predict", "--url", server.urls[kind], "--token-file", str(token_file),
+                                 "--ca-bundle", str(ca), "--json", "golden hour"])
+        assert ok.exit_code == 0, ok.output
+        assert json.loads(ok.output.splitlines()[-1])
+        refused = runner.invoke(cli, ["predict", "--url", server.urls[kind], "--ca-bundle", str(ca), "golden hour"])
+        assert refused.exit_code == 1 and "error:" in refused.output
+    secret = server.urls["http"].replace("https://", "https://bob:hunter2@")
+    bad = runner.invoke(cli, ["predict", "--url", secret, "--token-file", str(token_file), "golden hour"])
+    assert bad.exit_code == 1 and "hunter2" not in bad.output and "credentials in the URL" in bad.output
+
+
 def test_tls_works_with_the_ca_bundle_and_fails_without(keyed):
     server, ca = keyed
     for kind in ("http", "grpc"):
@@ -374,3 +412,21 @@ def test_the_queue_is_bounded_and_its_rejections_are_retried(triton_served):
     for status in ("StatusCode.UNAVAILABLE", "503"):
         rejected = InferenceServerException("Exceeds maximum queue size", status=status)
         assert classify(rejected, timeout=30).transient
+
+
+def test_serve_refuses_an_exposed_server_without_tls_and_a_key(tmp_path):
+    from click.testing import CliRunner
+
+    from vedit.cli import cli
+
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "config.pbtxt").write_text('name: "m"')
+    (tmp_path / "cert.pem").write_text("x")
+    runner = CliRunner()
+    res = runner.invoke(cli, ["triton", "serve", str(tmp_path), "--host", "0.0.0.0"])
+    assert res.exit_code == 1
+    assert "give --tls-cert/--tls-key and --api-key-file, or --insecure" in res.output
+    res = runner.invoke(cli, ["triton", "serve", str(tmp_path), "--tls-cert", str(tmp_path / "cert.pem")])
+    assert res.exit_code == 2 and "--tls-cert and --tls-key go together" in res.output
+    res = runner.invoke(cli, ["triton", "serve", str(tmp_path), "--no-front", "--api-key-file", str(tmp_path / "cert.pem")])
+    assert res.exit_code == 2 and "drop --no-front" in res.output
