@@ -164,23 +164,30 @@ def test_cross_origin_post_from_a_web_page_is_refused(triton_served):
 
 
 def test_slowloris_leaves_legitimate_requests_answered(triton_served):
-    """Hundreds of connections that send their headers a byte at a time: each holds a worker
-    connection until the header timeout; the legitimate client is answered meanwhile."""
+    """Hundreds of connections that send their headers a byte at a time (each holds a worker
+    connection until the header timeout), and, from another address, hundreds that send a body a
+    byte at a time (past the per-client limit they get 429): the legitimate client is answered."""
     server = triton_served.server
     host, port = server.urls["http"].split("://")[1].split(":")
-    slow: list[socket.socket] = []
+    slow_headers: list[socket.socket] = []
+    slow_bodies: list[socket.socket] = []
     stop = threading.Event()
     try:
-        for _ in range(400):
+        for _ in range(300):
             s = socket.create_connection((host, int(port)), timeout=5)
             s.sendall(f"POST /v2/models/{MODEL}/infer HTTP/1.1\r\nHost: {host}\r\n".encode())
-            slow.append(s)
+            slow_headers.append(s)
+        for _ in range(300):  # another client address: its limits are its own
+            s = socket.create_connection((host, int(port)), timeout=5, source_address=("127.0.0.2", 0))
+            s.sendall(f"POST /v2/models/{MODEL}/infer HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+                      "Content-Length: 4000\r\n\r\n{".encode())
+            slow_bodies.append(s)
 
         def drip():
             while not stop.wait(0.5):
-                for s in slow:
+                for s, data in [*((s, b"X-a: b\r\n") for s in slow_headers), *((s, b" ") for s in slow_bodies)]:
                     try:
-                        s.sendall(b"X-a: b\r\n")
+                        s.sendall(data)
                     except OSError:
                         pass
 
@@ -191,10 +198,19 @@ def test_slowloris_leaves_legitimate_requests_answered(triton_served):
             while time.monotonic() - started < 4.0:
                 assert len(client.predict([f"slowloris {answered}"])) == 1
                 answered += 1
+            assert client.stats.retried == 0
         assert answered >= 3
+        refused = 0
+        for s in slow_bodies:
+            s.setblocking(False)
+            try:
+                refused += s.recv(64).startswith(b"HTTP/1.1 429")
+            except OSError:
+                pass
+        assert refused >= 300 - 128 - 10  # over the per-client limit of requests in progress
     finally:
         stop.set()
-        for s in slow:
+        for s in slow_headers + slow_bodies:
             s.close()
 
 

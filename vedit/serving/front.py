@@ -125,7 +125,8 @@ class FrontLimits:
 
     worker_connections: int = 8192
     conn_per_client: int = 128
-    """Requests in progress per client address (HTTP/2: per stream); over it: 429."""
+    """Requests in progress per client address (HTTP/2: per stream), health probes not counted;
+    over it: 429 (the client retries). Slow bodies count: one address cannot hold more."""
     rate_per_client: int = 1000
     """Requests per second per client address, with a burst of twice that; over it: 429."""
     header_timeout_s: int = 5
@@ -246,7 +247,8 @@ class FrontConfig:
         http_locations = []
         for route in HTTP_ALLOW:
             lines = [f"        location ~ {route.path} {{"]
-            if route.needs_key:
+            if route.needs_key:  # health is exempt: a load balancer's probe shares no quota with anyone
+                lines.append(f"            limit_conn vedit_conn {lim.conn_per_client};")
                 lines.append("            if ($vedit_token_ok = 0) { add_header WWW-Authenticate 'Bearer realm=\"vedit\"' "
                              "always; return 401 '{\"error\":\"missing or wrong API key: send Authorization: Bearer "
                              "TOKEN\"}'; }")
@@ -280,7 +282,6 @@ class FrontConfig:
         listen {host}:{self.grpc_port}{ssl} http2;
         server_name {names};
 {tls}        default_type application/grpc;
-        limit_conn vedit_conn {lim.conn_per_client};
         client_max_body_size {grpc_limit};
         client_body_buffer_size {grpc_limit};
         grpc_read_timeout {lim.upstream_timeout_s}s;
@@ -293,6 +294,7 @@ class FrontConfig:
             {grpc_header}grpc_pass grpc://triton_grpc;
         }}
         location ~ ^/{GRPC_SERVICE.replace(".", "[.]")}/({keyed_methods})$ {{
+            limit_conn vedit_conn {lim.conn_per_client};
             if ($vedit_origin_ok = 0) {{ {_grpc_status(7, "requests from web pages of another origin are refused")} }}
             if ($vedit_token_ok = 0) {{ {_grpc_status(16, "missing or wrong API key: send authorization: Bearer TOKEN")} }}
             limit_req zone=vedit_req burst={2 * lim.rate_per_client} nodelay;
@@ -355,8 +357,7 @@ http {{
     server {{
         listen {host}:{self.listen_port}{ssl};
         server_name {names};
-{tls}        limit_conn vedit_conn {lim.conn_per_client};
-        proxy_http_version 1.1;
+{tls}        proxy_http_version 1.1;
         proxy_set_header Connection "";
         proxy_set_header Authorization "";
 {front_header}        proxy_read_timeout {lim.upstream_timeout_s}s;
