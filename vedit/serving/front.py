@@ -1,22 +1,36 @@
-"""An nginx front for tritonserver's HTTP port: a body-size limit and readiness that tells the truth.
+"""An nginx front for tritonserver's HTTP and gRPC ports: an allow-list, size limits, keys, TLS.
 
-Why a front at all: Triton 2.51's HTTP frontend dies (signal 11) on request bodies of a few MB
-(triton-inference-server/server issue 5840) and has no option to limit them, so one hostile request
-could stop the server. nginx listens on the public HTTP port, answers 413 to any body over the limit
-before Triton reads a byte of it, and proxies everything else to Triton's HTTP port on 127.0.0.1.
+Why a front at all: Triton 2.51 answers every API to whoever reaches it (its repository API loads
+uploaded python code; shared-memory, logging, trace, statistics), its HTTP frontend dies (signal 11)
+on request bodies of a few MB (triton-inference-server/server issue 5840) and neither of its
+ports limits sizes. nginx listens on the public ports and passes only what a client of a vedit
+model needs (:data:`HTTP_ALLOW`, :data:`GRPC_OPEN` + :data:`GRPC_ALLOW`); everything else gets 403
+(gRPC: PERMISSION_DENIED). It answers 413 (gRPC: INVALID_ARGUMENT) to any body over the limit
+before Triton reads a byte of it, and proxies the rest to Triton's ports on 127.0.0.1, adding the
+front's key that Triton requires there (see ``TritonServer.restriction_args``).
 
 The limit comes from the model configuration, not from a guess: a request carries at most
 ``max_batch_size`` intents of at most ``max_intent_bytes`` each, and JSON may escape a byte into
 six (``\\u0001``), plus a fixed allowance for the JSON around them. That is 65 KiB for the cpu
-profile and about 210 KiB for a100, far under the sizes that crash Triton.
+profile and about 210 KiB for a100, far under the sizes that crash Triton; gRPC carries the bytes
+unescaped (:func:`grpc_message_limit`).
+
+What else it checks, and why (:class:`FrontConfig`): the Host (``server_name``; a default server
+drops other names: DNS rebinding), the Origin (a web page in the operator's browser must not drive
+the server), the POST content type (what a page can send without a CORS preflight is refused),
+an API key (``Authorization: Bearer``; health needs none), TLS, and per-client limits and timeouts
+(:class:`FrontLimits`: a slow or flooding client cannot starve the others).
 
 The front also owns readiness: while the supervisor reloads a model, or when the model failed its
 probe, a flag file exists and ``/v2/health/ready`` (and each model's ``/ready``) answer 503, so a
 load balancer stops sending traffic. When tritonserver itself is down, nginx's 502/504 become a 503
-with a JSON error that Triton's clients can read.
+with a JSON error that Triton's clients can read (gRPC: UNAVAILABLE).
 
 nginx runs as an ordinary child process with its own config, pid, logs and temp dirs in a private
-directory (``nginx -p DIR -c DIR/nginx.conf``): nothing under /etc/nginx is read or changed.
+directory (``nginx -p DIR -c DIR/nginx.conf``, files 0600: the config holds the keys): nothing
+under /etc/nginx is read or changed. ``vedit.deploy`` can render the same policy for a sidecar
+with ``FrontConfig(...).render()`` (or read :data:`HTTP_ALLOW`, :data:`GRPC_ALLOW` and
+:class:`FrontLimits` directly).
 """
 
 from __future__ import annotations

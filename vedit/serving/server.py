@@ -12,9 +12,16 @@ first start copies ``bin/``, ``backends/`` and ``caches/`` into ``$VEDIT_HOME/tr
 - explicit model control (``--model-control-mode=explicit --load-model=NAME`` for every model in
   the repository), so models can be reloaded through Triton's repository API.
 
-By default an nginx front (:mod:`vedit.serving.front`) owns the public HTTP port and Triton's
-HTTP listens on 127.0.0.1 only: Triton 2.51 crashes on request bodies of a few MB, and the front
-refuses them with 413. gRPC and metrics are Triton's own. With ``supervise=True`` a
+- Triton's admin APIs (repository, shared memory, statistics, trace, logging) locked with a
+  random per-start key (:attr:`TritonServer.admin_headers`, for the supervisor only), and behind
+  the front inference, metadata and config with the front's own key (:meth:`restriction_args`);
+- as root, the unprivileged service user, a minimal environment and umask 077
+  (:mod:`vedit.serving.privilege`).
+
+By default an nginx front (:mod:`vedit.serving.front`) owns the public HTTP and gRPC ports and
+Triton's listen on 127.0.0.1 only: the front passes an allow-list, refuses oversized bodies (Triton
+2.51 crashes on HTTP bodies of a few MB) and checks keys, TLS, Host and Origin. Metrics stay
+Triton's own (read-only). With ``supervise=True`` a
 :class:`~vedit.serving.supervise.Supervisor` restarts a dead tritonserver and reloads models
 whose instances died.
 
