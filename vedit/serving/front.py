@@ -254,8 +254,8 @@ class FrontConfig:
         origins = "".join(f'        "{o}" 1;\n' for o in self.allowed_origins)
         token_default = 0 if self.api_keys else 1
         front_header = (f"        proxy_set_header {FRONT_HEADER} \"{self.front_key}\";\n" if self.front_key else "")
-        grpc_header = (f"grpc_set_header triton-grpc-protocol-{FRONT_HEADER} \"{self.front_key}\"; "
-                       if self.front_key else "")
+        grpc_header = 'grpc_set_header authorization ""; ' + (
+            f"grpc_set_header triton-grpc-protocol-{FRONT_HEADER} \"{self.front_key}\"; " if self.front_key else "")
         too_large = (f'{{"error":"request body over {self.body_limit} bytes: the most a request to this '
                      f'server can need (max_batch_size x max_intent_bytes)"}}')
         http_locations = []
