@@ -24,6 +24,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
@@ -446,3 +447,44 @@ def test_serve_refuses_an_exposed_server_without_tls_and_a_key(tmp_path):
     assert res.exit_code == 2 and "--tls-cert and --tls-key go together" in res.output
     res = runner.invoke(cli, ["triton", "serve", str(tmp_path), "--no-front", "--api-key-file", str(tmp_path / "cert.pem")])
     assert res.exit_code == 2 and "drop --no-front" in res.output
+
+
+def test_a_full_queue_rejects_at_once_and_the_client_retries(tiny_export, tmp_path):
+    """With the queue bound cut to 1, a burst gets Triton's rejection (UNAVAILABLE over gRPC)
+    straight away; the vedit client retries those and answers every intent."""
+    import asyncio
+
+    import tritonclient.grpc.aio as grpcaio
+
+    repo = build_repository(tiny_export, profile="cpu", out=tmp_path / "repo")
+    cfg = repo / MODEL / "config.pbtxt"
+    text = cfg.read_text()
+    assert "max_queue_size: 256" in text  # 16 full batches of 8 per instance, 2 instances
+    cfg.write_text(text.replace("max_queue_size: 256", "max_queue_size: 1"))
+
+    async def burst(url, n):
+        client = grpcaio.InferenceServerClient(url.split("://", 1)[1])
+
+        async def one(i):
+            inp = grpcclient.InferInput("INTENT", [1, 1], "BYTES")
+            inp.set_data_from_numpy(np.array([[f"queue burst {i}".encode()]], dtype=np.object_))
+            try:
+                return await client.infer(MODEL, [inp])
+            except InferenceServerException as exc:
+                return exc
+
+        try:
+            return await asyncio.gather(*(one(i) for i in range(n)))
+        finally:
+            await client.close()
+
+    with TritonServer(repo, log_path=tmp_path / "log") as server:
+        results = asyncio.run(burst(server.urls["grpc"], 48))
+        rejected = [r for r in results if isinstance(r, InferenceServerException)]
+        assert rejected, "no request was rejected with a queue of 1"
+        assert all(str(r.status()) == "StatusCode.UNAVAILABLE" and "queue" in r.message().lower()
+                   for r in rejected), {(str(r.status()), r.message()) for r in rejected}
+        with connect(server.urls["grpc"], concurrency=48, deadline=60.0) as client:
+            answers = client.predict([f"queue retry {i}" for i in range(48)])
+            assert len(answers) == 48 and all(a.calls for a in answers)
+            assert client.stats.retried > 0 and client.stats.lost == 0
