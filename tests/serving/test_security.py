@@ -248,21 +248,40 @@ def _certificates(directory):
                                                         x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
                            critical=False)
             .sign(ca_key, hashes.SHA256()))
+    client_key = ec.generate_private_key(ec.SECP256R1())
+    client = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "client")]))
+              .issuer_name(ca_name).public_key(client_key.public_key()).serial_number(x509.random_serial_number())
+              .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+              .sign(ca_key, hashes.SHA256()))
     (directory / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     (directory / "server.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (directory / "client.pem").write_bytes(client.public_bytes(serialization.Encoding.PEM))
+    write_key(client_key, "client.key")
     return directory / "ca.pem", directory / "server.pem", write_key(key, "server.key")
 
 
 CANARY = "VEDIT_SECURITY_TEST_CANARY"
 
 
+def _tls(ca) -> TLS:
+    """The client's side of the keyed server's mutual TLS: the CA bundle and a client certificate."""
+    return TLS(ca_certs=str(ca), certfile=str(ca.parent / "client.pem"), keyfile=str(ca.parent / "client.key"))
+
+
+def _context(ca, client_cert: bool = True) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=str(ca))
+    if client_cert:
+        context.load_cert_chain(ca.parent / "client.pem", ca.parent / "client.key")
+    return context
+
+
 @pytest.fixture(scope="module")
 def keyed(tmp_path_factory, tiny_export):
-    """An API key, TLS, and (as root) the service user; a secret in the caller's environment."""
+    """An API key, mutual TLS, and (as root) the service user; a secret in the caller's environment."""
     base = tmp_path_factory.mktemp("keyed")
     ca, cert, key = _certificates(base)
     repo = build_repository(tiny_export, profile="cpu", out=base / "repo")
-    server = TritonServer(repo, api_keys=(TOKEN,), tls=FrontTLS(cert, key), log_path=base / "log")
+    server = TritonServer(repo, api_keys=(TOKEN,), tls=FrontTLS(cert, key, client_ca=ca), log_path=base / "log")
     os.environ["AWS_SECRET_ACCESS_KEY"] = CANARY
     try:
         server.start()
@@ -276,7 +295,7 @@ def keyed(tmp_path_factory, tiny_export):
 
 def test_no_token_gets_401_and_the_token_works_over_http_and_grpc(keyed):
     server, ca = keyed
-    context = ssl.create_default_context(cafile=str(ca))
+    context = _context(ca)
     url = f"{server.urls['http']}/v2/models/{MODEL}/config"
     assert url.startswith("https://")
     code, text = _call(url, context=context)
@@ -284,7 +303,7 @@ def test_no_token_gets_401_and_the_token_works_over_http_and_grpc(keyed):
     assert _call(url, context=context, headers={"Authorization": "Bearer wrong-token-xxxxxxxxxxxx"})[0] == 401
     assert _call(url, context=context, headers={"Authorization": f"Bearer {TOKEN}"})[0] == 200
     assert _call(f"{server.urls['http']}/v2/health/ready", context=context)[0] == 200  # probes need no key
-    tls = TLS(ca_certs=str(ca))
+    tls = _tls(ca)
     for kind in ("http", "grpc"):
         with pytest.raises(ServerResponseError, match="API key|401|UNAUTHENTICATED|Unauthorized"):
             connect(server.urls[kind], tls=tls, token=None, retries=0).predict(["golden hour"])
@@ -300,7 +319,7 @@ def test_async_client_sends_the_token_too(keyed):
     server, ca = keyed
 
     async def main(kind, token):
-        async with aconnect(server.urls[kind], tls=TLS(ca_certs=str(ca)), token=token, retries=0) as client:
+        async with aconnect(server.urls[kind], tls=_tls(ca), token=token, retries=0) as client:
             return await client.predict(["golden hour"])
 
     for kind in ("http", "grpc"):
@@ -319,11 +338,13 @@ def test_vedit_predict_url_takes_a_token_file_and_a_ca_bundle(keyed, tmp_path):
     token_file.write_text(TOKEN + "\n")
     runner = CliRunner()
     for kind in ("http", "grpc"):
-        ok = runner.invoke(cli, ["predict", "--url", server.urls[kind], "--token-file", str(token_file),
-                                 "--ca-bundle", str(ca), "--json", "golden hour"])
+        certs = ["--ca-bundle", str(ca), "--client-cert", str(ca.parent / "client.pem"),
+                 "--client-key", str(ca.parent / "client.key")]
+        ok = runner.invoke(cli, ["predict", "--url", server.urls[kind], "--token-file", str(token_file), *certs,
+                                 "--json", "golden hour"])
         assert ok.exit_code == 0, ok.output
         assert json.loads(ok.output.splitlines()[-1])
-        refused = runner.invoke(cli, ["predict", "--url", server.urls[kind], "--ca-bundle", str(ca), "golden hour"])
+        refused = runner.invoke(cli, ["predict", "--url", server.urls[kind], *certs, "golden hour"])
         assert refused.exit_code == 1 and "error:" in refused.output
     secret = server.urls["http"].replace("https://", "https://bob:hunter2@")
     bad = runner.invoke(cli, ["predict", "--url", secret, "--token-file", str(token_file), "golden hour"])
@@ -339,6 +360,19 @@ def test_tls_works_with_the_ca_bundle_and_fails_without(keyed):
         urllib.request.urlopen(f"{server.urls['http']}/v2/health/ready", timeout=10)
     plain = server.urls["http"].replace("https://", "http://")
     assert _call(f"{plain}/v2/health/ready")[0] == 400  # plain HTTP to the TLS port: nginx's 400
+    # mutual TLS: the CA bundle alone is not enough, the client certificate is needed too (but for health)
+    token = {"Authorization": f"Bearer {TOKEN}"}
+    code, text = _call(f"{server.urls['http']}/v2/models/{MODEL}/config", context=_context(ca, client_cert=False),
+                       headers=token)
+    assert code == 403 and "client certificate" in text
+    assert _call(f"{server.urls['http']}/v2/models/{MODEL}/config", context=_context(ca), headers=token)[0] == 200
+    assert _call(f"{server.urls['http']}/v2/health/ready", context=_context(ca, client_cert=False))[0] == 200
+    for kind in ("http", "grpc"):
+        with pytest.raises((ServerUnavailableError, ServerResponseError)):
+            connect(server.urls[kind], tls=TLS(ca_certs=str(ca)), token=TOKEN, retries=1, backoff=0.01,
+                    deadline=3.0).predict(["golden hour"])
+        with connect(server.urls[kind], tls=_tls(ca), token=TOKEN) as client:
+            assert client.predict(["golden hour"])[0].calls
 
 
 def test_front_and_its_files_are_private(keyed):
@@ -382,7 +416,7 @@ def test_tritonserver_and_its_stubs_run_with_least_privilege(keyed):
     assert server.repository != server._served_repository
     private = server._served_repository.parent
     assert private.stat().st_uid == user.pw_uid and private.stat().st_mode & 0o077 == 0
-    with connect(server.urls["grpc"], tls=TLS(ca_certs=str(keyed[1])), token=TOKEN) as client:
+    with connect(server.urls["grpc"], tls=_tls(keyed[1]), token=TOKEN) as client:
         assert client.predict(["least privilege"])[0].calls
 
 

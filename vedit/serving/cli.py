@@ -32,6 +32,8 @@ from vedit.extras import require_extras
               help="PEM certificate (chain) for the front: clients use https:// and grpcs://.")
 @click.option("--tls-key", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="PEM private key of --tls-cert.")
+@click.option("--tls-client-ca", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Require client certificates signed by these CAs (PEM): mutual TLS, with --tls-cert.")
 @click.option("--api-key-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="File with the API key(s) clients must send (Authorization: Bearer KEY), one per line; "
                    "health checks need none.")
@@ -48,7 +50,8 @@ from vedit.extras import require_extras
               help="Allow a --host beyond loopback without TLS and an API key (a trusted network only).")
 def serve(repository: Path, http_port: int, grpc_port: int, metrics_port: int, host: str, cache_mb: int,
           ready_timeout: float, log_path: Path | None, no_front: bool, no_supervise: bool,
-          probe_interval: float, tls_cert: Path | None, tls_key: Path | None, api_key_file: Path | None,
+          probe_interval: float, tls_cert: Path | None, tls_key: Path | None, tls_client_ca: Path | None,
+          api_key_file: Path | None,
           server_names: tuple[str, ...], allowed_origins: tuple[str, ...], user: str | None, insecure: bool) -> None:
     """Run tritonserver on REPOSITORY until Ctrl-C or SIGTERM.
 
@@ -68,13 +71,16 @@ def serve(repository: Path, http_port: int, grpc_port: int, metrics_port: int, h
 
     if (tls_cert is None) != (tls_key is None):
         raise click.UsageError("--tls-cert and --tls-key go together")
+    if tls_client_ca and not tls_cert:
+        raise click.UsageError("--tls-client-ca needs --tls-cert/--tls-key")
     if no_front and (tls_cert or api_key_file or server_names or allowed_origins):
         raise click.UsageError("--tls-cert, --api-key-file, --server-name and --allow-origin are the front's; "
                                "drop --no-front")
     check_exposure(host, tls=tls_cert is not None and not no_front, api_key=api_key_file is not None,
                    insecure=insecure)
     api_keys = read_api_keys(api_key_file) if api_key_file else ()
-    tls = FrontTLS(tls_cert.resolve(), tls_key.resolve()) if tls_cert and tls_key else None
+    tls = (FrontTLS(tls_cert.resolve(), tls_key.resolve(), tls_client_ca.resolve() if tls_client_ca else None)
+           if tls_cert and tls_key else None)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     server = TritonServer(repository, http_port=http_port or None, grpc_port=grpc_port or None,

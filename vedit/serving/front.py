@@ -159,10 +159,13 @@ def grpc_message_limit(http_limit: int) -> int:
 
 @dataclass(frozen=True)
 class FrontTLS:
-    """The front's certificate and key (PEM files); clients then use https:// and grpcs://."""
+    """The front's certificate and key (PEM files); clients then use https:// and grpcs://.
+    ``client_ca``: require a client certificate signed by these CAs (mutual TLS) on both ports, for
+    every request but health (load balancers' and kubelets' probes carry none)."""
 
     certfile: Path
     keyfile: Path
+    client_ca: Path | None = None
 
 
 def read_api_keys(path: str | Path) -> tuple[str, ...]:
@@ -250,6 +253,9 @@ class FrontConfig:
         ssl = " ssl" if self.tls else ""
         tls = (f"    ssl_certificate {self.tls.certfile};\n    ssl_certificate_key {self.tls.keyfile};\n"
                "    ssl_protocols TLSv1.2 TLSv1.3;\n    ssl_prefer_server_ciphers on;\n" if self.tls else "")
+        mtls = bool(self.tls and self.tls.client_ca)
+        if mtls:  # optional at the handshake, required below for all but health (probes carry none)
+            tls += f"    ssl_client_certificate {self.tls.client_ca};\n    ssl_verify_client optional;\n"
         keys = "".join(f'        "Bearer {k}" 1;\n' for k in self.api_keys)
         origins = "".join(f'        "{o}" 1;\n' for o in self.allowed_origins)
         token_default = 0 if self.api_keys else 1
@@ -263,6 +269,9 @@ class FrontConfig:
             lines = [f"        location ~ {route.path} {{"]
             if route.needs_key:  # health is exempt: a load balancer's probe shares no quota with anyone
                 lines.append(f"            limit_conn vedit_conn {lim.conn_per_client};")
+                if mtls:
+                    lines.append("            if ($ssl_client_verify != SUCCESS) { return 403 '{\"error\":\"a client "
+                                 "certificate signed by the client CA of this server is required\"}'; }")
                 lines.append("            if ($vedit_token_ok = 0) { add_header WWW-Authenticate 'Bearer realm=\"vedit\"' "
                              "always; return 401 '{\"error\":\"missing or wrong API key: send Authorization: Bearer "
                              "TOKEN\"}'; }")
@@ -281,6 +290,9 @@ class FrontConfig:
         if self.grpc_port:
             grpc_limit = grpc_message_limit(self.body_limit)
             open_methods = "|".join(GRPC_OPEN)
+            client_cert_check = (
+                f"            if ($ssl_client_verify != SUCCESS) {{ {_grpc_status(16, 'a client certificate is required')} }}\n"
+                if mtls else "")
             keyed_methods = "|".join(GRPC_ALLOW)
             grpc_server = f"""
     upstream triton_grpc {{
@@ -311,7 +323,7 @@ class FrontConfig:
             limit_conn vedit_conn {lim.conn_per_client};
             if ($vedit_origin_ok = 0) {{ {_grpc_status(7, "requests from web pages of another origin are refused")} }}
             if ($vedit_token_ok = 0) {{ {_grpc_status(16, "missing or wrong API key: send authorization: Bearer TOKEN")} }}
-            limit_req zone=vedit_req burst={2 * lim.rate_per_client} nodelay;
+{client_cert_check}            limit_req zone=vedit_req burst={2 * lim.rate_per_client} nodelay;
             {grpc_header}grpc_pass grpc://triton_grpc;
         }}
         location / {{ {_grpc_status(7, "not allowed through the vedit front")} }}
