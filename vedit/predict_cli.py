@@ -40,14 +40,28 @@ def default_model_dir() -> Path:
 @click.option("--url", default=None,
               help="Ask a Triton server instead: http://HOST:8000 or grpc://HOST:8001; several replicas "
                    "comma-separated (round-robin, failover): grpc://A:8001,grpc://B:8001.")
+@click.option("--token-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              envvar="VEDIT_API_TOKEN_FILE",
+              help="With --url: file holding the server's API key (default: $VEDIT_API_TOKEN, if set).")
+@click.option("--ca-bundle", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="With an https:// or grpcs:// --url: PEM certificates to trust (default: the system's).")
+@click.option("--client-cert", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="With --url: PEM client certificate for mutual TLS.")
+@click.option("--client-key", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="With --url: PEM private key of --client-cert.")
 @click.argument("intents", nargs=-1)
 def predict(model_dir: Path | None, as_json: bool, threads: int | None, no_jump_forward: bool, stats: bool,
-            url: str | None, intents: tuple[str, ...]) -> None:
+            url: str | None, token_file: Path | None, ca_bundle: Path | None, client_cert: Path | None,
+            client_key: Path | None, intents: tuple[str, ...]) -> None:
     """Predict tool calls for INTENTS (or stdin lines) with an exported student or a server."""
     from vedit.client import connect
 
     if url is not None and (model_dir is not None or threads or no_jump_forward or stats):
         raise click.UsageError("--url asks a server: --model, --threads, --no-jump-forward and --stats do not apply")
+    if url is None and (token_file or ca_bundle or client_cert or client_key):
+        raise click.UsageError("--token-file, --ca-bundle, --client-cert and --client-key go with --url")
+    if (client_cert is None) != (client_key is None):
+        raise click.UsageError("--client-cert and --client-key go together")
     if url is None and model_dir is None:
         model_dir = default_model_dir()
         if not model_dir.is_dir():
@@ -59,7 +73,12 @@ def predict(model_dir: Path | None, as_json: bool, threads: int | None, no_jump_
         raise click.UsageError("give intents as arguments or one per line on stdin")
     if url is not None:
         require_extras("triton")
-        client = connect([u.strip() for u in url.split(",")])
+        from vedit.client import TLS
+
+        token = token_file.read_text(encoding="utf-8").strip() if token_file else None
+        tls = TLS(ca_certs=str(ca_bundle) if ca_bundle else None, certfile=str(client_cert) if client_cert else None,
+                  keyfile=str(client_key) if client_key else None)
+        client = connect([u.strip() for u in url.split(",")], token=token, tls=tls)
     else:
         client = connect(model_dir, threads=threads, jump_forward=not no_jump_forward)
     with client:

@@ -325,3 +325,27 @@ def test_predict_round_refuses_what_the_server_refuses(registry, intents, messag
         base.PredictRound(info, intents, replicas=reps, stats=base.ClientStats(), timeout=1)
     # the limit is exactly inclusive
     base.PredictRound(info, ["x" * cfgmod.MAX_INTENT_BYTES], replicas=reps, stats=base.ClientStats(), timeout=1)
+
+
+@pytest.mark.parametrize("url", ["http://bob:hunter2@h:8000", "grpcs://bob:hunter2@h:8001",
+                                 "grpc://a:8001,http://bob:hunter2@b:8000", "http://:hunter2@h"])
+def test_credentials_in_a_url_are_refused_and_never_echoed(url):
+    with pytest.raises(ClientError) as exc:
+        base.parse_urls(url)
+    assert "hunter2" not in str(exc.value)
+    assert "credentials in the URL are not used" in str(exc.value) and "token" in str(exc.value)
+
+
+def test_redact_and_auth_headers(monkeypatch):
+    assert base.redact("https://u:p@h:1") == "https://***@h:1"
+    assert base.redact("grpc://h:1") == "grpc://h:1"
+    assert base.auth_headers(None) == {}
+    assert base.auth_headers(" tok\n") == {"authorization": "Bearer tok"}  # a token file's newline is dropped
+    for bad in ("", "two words"):
+        with pytest.raises(ClientError, match="API token"):
+            base.auth_headers(bad)
+    from vedit.client import connect
+
+    monkeypatch.setenv(base.TOKEN_ENV, "from-env")
+    assert connect("grpc://h:1")._headers == {"authorization": "Bearer from-env"}
+    assert connect("grpc://h:1", token="given")._headers == {"authorization": "Bearer given"}

@@ -270,10 +270,14 @@ def test_tritonserver_dying_of_sigsegv_is_restarted_and_a_waiting_client_is_answ
             restarted.at - since)
 
 
-def test_oversized_grpc_message_is_refused_by_the_model_and_the_server_lives(server, reference):
-    """Triton 2.51 has no gRPC message-size option; the message reaches the model, which refuses it."""
+def test_oversized_grpc_message_is_refused_by_the_front_and_the_server_lives(server, reference):
+    """Triton 2.51 has no gRPC message-size option; the front refuses a message over the derived
+    limit before Triton reads it (before, the 5 MB reached the model, and the stub's shared memory
+    grew to fit it)."""
     import tritonclient.grpc as grpcclient
     from tritonclient.utils import InferenceServerException
+
+    from vedit.serving.front import grpc_message_limit
 
     pid = server.pid
     client = grpcclient.InferenceServerClient(server.urls["grpc"].removeprefix("grpc://"))
@@ -282,15 +286,17 @@ def test_oversized_grpc_message_is_refused_by_the_model_and_the_server_lives(ser
     with pytest.raises(InferenceServerException) as exc:
         client.infer(MODEL, [inp])
     assert str(exc.value.status()) == "StatusCode.INVALID_ARGUMENT"
-    assert "over the limit of 1024 bytes" in exc.value.message()
+    assert f"request over {grpc_message_limit(server.body_limit)} bytes" in exc.value.message()
     assert server.pid == pid and server.supervisor.count("died") == 0
-    # a refused request raises Triton's failure count, which makes the supervisor probe harder;
-    # the probe passes, so nothing is reloaded
     time.sleep(2 * POLICY.check_interval + 1.5)
     assert server.supervisor.count("probe-failed") == server.supervisor.count("reloaded") == 0
+    # the largest legitimate gRPC request (a full batch of the longest intents) still passes
+    full = grpcclient.InferInput("INTENT", [8, 1], "BYTES")
+    full.set_data_from_numpy(np.array([["é".encode() * 512]] * 8, dtype=np.object_))
+    assert client.infer(MODEL, [full]).as_numpy("adjust").shape == (8, 1)
     with connect(server.urls["grpc"]) as vclient:
         assert [p.to_json() for p in vclient.predict(["after big grpc"])] == reference(["after big grpc"])
-    _report("gRPC message 5 MB", Tally(1, 0, 1), "INVALID_ARGUMENT from the model, server untouched", None)
+    _report("gRPC message 5 MB", Tally(1, 0, 1), "INVALID_ARGUMENT from the front, server untouched", None)
 
 
 def test_malformed_json_is_refused_and_the_server_lives(server, reference):

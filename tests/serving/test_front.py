@@ -60,10 +60,11 @@ class _Upstream(BaseHTTPRequestHandler):
         pass
 
 
-def _request(url, data=None):
+def _request(url, data=None, headers=None):
+    headers = {"Content-Type": "application/json", **(headers or {})} if data else (headers or {})
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, data=data, method="POST" if data else "GET"),
-                                    timeout=10) as r:
+        with urllib.request.urlopen(urllib.request.Request(url, data=data, method="POST" if data else "GET",
+                                                           headers=headers), timeout=10) as r:
             return r.status, r.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
@@ -123,3 +124,92 @@ def test_a_taken_port_is_an_error_not_someone_elses_listener():
         with pytest.raises(TritonRepoError, match="Address already in use"):
             front.start()
     assert not front.running and not front.directory.exists()
+
+
+def _raw(port, request: bytes) -> bytes:
+    """Send ``request`` as it is; the answer's bytes (b"" when nginx drops the connection: 444)."""
+    import socket
+
+    out = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(request)
+        try:
+            while chunk := s.recv(65536):
+                out += chunk
+        except ConnectionResetError:
+            pass
+    return out
+
+
+@needs_nginx
+def test_front_passes_only_its_allow_list_and_checks_host_origin_type_and_key():
+    upstream = ThreadingHTTPServer(("127.0.0.1", 0), _Upstream)
+    threading.Thread(target=upstream.serve_forever, daemon=True).start()
+    port = free_port()
+    front = NginxFront(listen_host="127.0.0.1", listen_port=port, upstream_port=upstream.server_port,
+                       body_limit=4096, api_keys=("k" * 20,), allowed_origins=("https://ok.example",))
+    key = {"Authorization": "Bearer " + "k" * 20}
+    try:
+        front.start()
+        base = f"http://127.0.0.1:{port}"
+        # health without a key; everything else needs it
+        assert _request(base + "/v2/health/live")[0] == 200
+        code, body = _request(base + "/v2/models/m/config")
+        assert code == 401 and "API key" in json.loads(body)["error"]
+        assert _request(base + "/v2/models/m/infer", b"{}", {"Authorization": "Bearer wrong"})[0] == 401
+        for path in ("/v2/models/m", "/v2/models/m/config", "/v2/models/m/ready", "/v2/models/m/versions/2/ready"):
+            assert _request(base + path, headers=key) == (200, json.dumps({"path": path}).encode()), path
+        assert _request(base + "/v2/models/m/versions/1/infer", b"{}", key)[0] == 200
+        # not on the list, or the wrong method: 403 (the upstream never sees it)
+        for path, data in (("/v2/repository/models/m/load", b"{}"), ("/v2/repository/index", b"{}"),
+                           ("/v2/systemsharedmemory/region/r/register", b"{}"), ("/v2/logging", b"{}"),
+                           ("/v2/trace/setting", b"{}"), ("/v2/models/m/stats", None), ("/v2", None),
+                           ("/v2/models/m/infer", None), ("/v2/models/m/config", b"{}"), ("/v2/models/m/x/infer", b"{}")):
+            code, body = _request(base + path, data, key)
+            assert code == 403 and b"path" not in body, (path, code, body)
+        # content types a web page can send without a preflight: refused; JSON, binary or none: passed
+        for ctype, expected in (("text/plain", 415), ("application/x-www-form-urlencoded", 415),
+                                ("multipart/form-data; boundary=x", 415), ("application/json; charset=utf-8", 200),
+                                ("application/octet-stream", 200)):
+            assert _request(base + "/v2/models/m/infer", b"{}", {**key, "Content-Type": ctype})[0] == expected, ctype
+        none = _raw(port, b"POST /v2/models/m/infer HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer "
+                    + b"k" * 20 + b"\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
+        assert none.startswith(b"HTTP/1.1 200")
+        # a foreign Origin is refused, an allowed one passes; a foreign Host is dropped unanswered
+        assert _request(base + "/v2/models/m/infer", b"{}", {**key, "Origin": "https://evil.example"})[0] == 403
+        assert _request(base + "/v2/models/m/infer", b"{}", {**key, "Origin": "https://ok.example"})[0] == 200
+        assert _raw(port, b"GET /v2/health/live HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n") == b""
+        assert _raw(port, b"GET /v2/health/live HTTP/1.1\r\nHost: localhost:1\r\nConnection: close\r\n\r\n"
+                    ).startswith(b"HTTP/1.1 200")
+        conf = (front.directory / "nginx.conf")
+        assert conf.stat().st_mode & 0o077 == 0 and "k" * 20 in conf.read_text()
+    finally:
+        front.stop()
+        upstream.shutdown()
+        upstream.server_close()
+
+
+def test_binding_beyond_loopback_needs_tls_and_a_key_or_insecure():
+    from vedit.serving.front import check_exposure
+
+    check_exposure("127.0.0.1", tls=False, api_key=False, insecure=False)
+    check_exposure("::1", tls=False, api_key=False, insecure=False)
+    check_exposure("0.0.0.0", tls=True, api_key=True, insecure=False)
+    check_exposure("0.0.0.0", tls=False, api_key=False, insecure=True)
+    with pytest.raises(TritonRepoError, match="give --tls-cert/--tls-key and --api-key-file, or --insecure"):
+        check_exposure("0.0.0.0", tls=False, api_key=False, insecure=False)
+    with pytest.raises(TritonRepoError, match="give --api-key-file, or --insecure"):
+        check_exposure("10.1.2.3", tls=True, api_key=False, insecure=False)
+
+
+def test_api_key_file_is_checked(tmp_path):
+    from vedit.serving.front import read_api_keys
+
+    f = tmp_path / "keys"
+    f.write_text("# rotation: old, then new\n" + "a" * 16 + "\n\n" + "B-c_d.e~f+g/h=" * 2 + "\n")
+    assert read_api_keys(f) == ("a" * 16, "B-c_d.e~f+g/h=" * 2)
+    for bad in ("", "# only a comment\n", "short\n", 'has"quote-' + "x" * 16):
+        f.write_text(bad)
+        with pytest.raises(TritonRepoError) as exc:
+            read_api_keys(f)
+        assert "\n" not in str(exc.value)

@@ -33,7 +33,10 @@ def _grpc(served):
 
 
 def _stats(served) -> dict:
-    return _http(served).get_inference_statistics(MODEL)["model_stats"][0]
+    """Statistics are an admin API: Triton's own port, with the server's admin key (the front refuses them)."""
+    server = served.server
+    admin = httpclient.InferenceServerClient(server.triton_http_url.removeprefix("http://"))
+    return admin.get_inference_statistics(MODEL, headers=server.admin_headers)["model_stats"][0]
 
 
 def _intent_input(module, values, datatype="BYTES", shape=None):

@@ -33,7 +33,7 @@ from vedit.client.local import AsyncLocalClient, LocalClient, LocalStats
 from vedit.client.sync import TritonClient
 
 _REMOTE = ("model", "timeout", "deadline", "retries", "backoff", "cooldown", "concurrency", "tls", "registry",
-           "resolve")
+           "resolve", "token")
 _LOCAL = ("providers", "threads", "jump_forward", "max_intent_bytes", "batch", "max_batch", "batch_window_ms",
           "cache_size")
 

@@ -51,9 +51,10 @@ class AsyncTritonClient(TritonClientBase):
     async def _get_config(self, k: int) -> Any:
         client = self._connection(k)
         if self.endpoints[k].protocol == "http":
-            call = client.get_model_config(self.model)
+            call = client.get_model_config(self.model, headers=self._headers)
         else:
-            call = client.get_model_config(self.model, as_json=True, client_timeout=self.timeout)
+            call = client.get_model_config(self.model, headers=self._headers, as_json=True,
+                                           client_timeout=self.timeout)
         return await asyncio.wait_for(call, self.timeout)
 
     async def _send(self, rnd: base.PredictRound) -> None:
@@ -66,9 +67,9 @@ class AsyncTritonClient(TritonClientBase):
                     client = self._connection(k)
                     inputs = base.intent_input(self._module, rnd.info, rnd.intents[i], copies)
                     if self.endpoints[k].protocol == "http":
-                        call = client.infer(self.model, inputs)
+                        call = client.infer(self.model, inputs, headers=self._headers)
                     else:
-                        call = client.infer(self.model, inputs, client_timeout=self.timeout)
+                        call = client.infer(self.model, inputs, headers=self._headers, client_timeout=self.timeout)
                     result = await asyncio.wait_for(call, self.timeout)
                 except Exception as exc:
                     rnd.observe(i, k, None, exc, copies)
@@ -119,7 +120,8 @@ class AsyncTritonClient(TritonClientBase):
         for k in range(len(self.endpoints)):
             try:
                 client = self._connection(k)
-                if await client.is_server_ready() and await client.is_model_ready(self.model):
+                if await client.is_server_ready(headers=self._headers) and await client.is_model_ready(
+                        self.model, headers=self._headers):
                     return True
             except Exception:
                 continue

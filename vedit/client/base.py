@@ -75,9 +75,40 @@ def is_url(target: Any) -> bool:
     return isinstance(target, str) and urlsplit(target.split(",")[0].strip()).scheme in _SCHEMES
 
 
+TOKEN_ENV = "VEDIT_API_TOKEN"
+
+
+def redact(url: str) -> str:
+    """``url`` without the password of a ``user:pass@`` part (for messages)."""
+    try:
+        parts = urlsplit(url)
+        if parts.username is None and parts.password is None:
+            return url
+        host = parts.netloc.rsplit("@", 1)[1]
+        return parts._replace(netloc=f"***@{host}").geturl()
+    except ValueError:
+        return "(unparsable URL)"
+
+
+def auth_headers(token: str | None) -> dict[str, str]:
+    """The bearer-token header the vedit front checks (nothing when there is no token)."""
+    if token is None:
+        return {}
+    token = token.strip()
+    if not token or any(c.isspace() for c in token):
+        raise ClientError("the API token is empty or contains white space; give the token itself")
+    return {"authorization": f"Bearer {token}"}  # lower case: gRPC metadata keys must be
+
+
 def parse_url(url: str) -> Endpoint:
-    """``http[s]://host[:port]`` or ``grpc[s]://host[:port]``; the default ports are Triton's."""
+    """``http[s]://host[:port]`` or ``grpc[s]://host[:port]``; the default ports are Triton's.
+
+    A ``user:pass@`` part is refused, never dropped silently nor echoed: the vedit front takes a
+    bearer token (``token=``), and a password in a URL ends up in shell histories and logs."""
     parts = urlsplit(url)
+    if parts.username is not None or parts.password is not None:
+        raise ClientError(f"{redact(url)!r}: credentials in the URL are not used; remove them and pass the API "
+                          f"token instead (token=..., ${TOKEN_ENV}, or `vedit predict --token-file`)")
     if parts.scheme not in _SCHEMES:
         raise ClientError(
             f"{url!r}: unknown scheme; use http://HOST:8000 or grpc://HOST:8001 (https/grpcs for TLS)"
@@ -100,7 +131,8 @@ def parse_urls(target: str | Sequence[str]) -> list[Endpoint]:
     items = target.split(",") if isinstance(target, str) else list(target)
     urls = [str(u).strip() for u in items]
     if not urls or any(not u for u in urls):
-        raise ClientError(f"{target!r}: empty server URL in the list; give e.g. grpc://a:8001,grpc://b:8001")
+        shown = ",".join(redact(u) for u in urls)
+        raise ClientError(f"{shown!r}: empty server URL in the list; give e.g. grpc://a:8001,grpc://b:8001")
     endpoints = [parse_url(u) for u in urls]
     seen: set[Endpoint] = set()
     for ep in endpoints:
@@ -510,6 +542,9 @@ __all__ = [
     "Failure",
     "ModelInfo",
     "PredictRound",
+    "TOKEN_ENV",
+    "auth_headers",
+    "redact",
     "RetryableFailure",
     "TLS",
     "check_intent",

@@ -7,6 +7,7 @@ and :class:`~vedit.client.AsyncTritonClient` add only their I/O.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -34,6 +35,7 @@ class TritonClientBase:
         tls: base.TLS | None = None,
         registry=None,
         resolve: bool = False,
+        token: str | None = None,
     ) -> None:
         endpoints = base.parse_urls(url)
         self.endpoints = resolve_endpoints(endpoints) if resolve else endpoints
@@ -46,6 +48,7 @@ class TritonClientBase:
         self._registry = registry
         self._info: base.ModelInfo | None = None
         self._tls = tls or base.TLS()
+        self._headers = base.auth_headers(token if token is not None else os.environ.get(base.TOKEN_ENV))
         self._clients: dict[int, Any] = {}
         self._lock = threading.Lock()  # sync callers share the connections across threads
         self._closed = False

@@ -54,8 +54,8 @@ class TritonClient(TritonClientBase):
     def _get_config(self, k: int) -> Any:
         client = self._connection(k)
         if self.endpoints[k].protocol == "http":
-            return client.get_model_config(self.model)
-        return client.get_model_config(self.model, as_json=True, client_timeout=self.timeout)
+            return client.get_model_config(self.model, headers=self._headers)
+        return client.get_model_config(self.model, headers=self._headers, as_json=True, client_timeout=self.timeout)
 
     def _send_http(self, rnd: base.PredictRound) -> None:
         info, in_flight = rnd.info, []
@@ -63,7 +63,8 @@ class TritonClient(TritonClientBase):
             k, copies = self.replicas.pick(), rnd.copies(i)
             try:
                 inputs = base.intent_input(self._module, info, rnd.intents[i], copies)
-                in_flight.append((i, k, copies, self._connection(k).async_infer(self.model, inputs)))
+                in_flight.append((i, k, copies, self._connection(k).async_infer(self.model, inputs,
+                                                                                  headers=self._headers)))
             except _FATAL:
                 raise
             except BaseException as exc:  # noqa: BLE001 - gevent's Timeout is a BaseException
@@ -95,7 +96,7 @@ class TritonClient(TritonClientBase):
             k, copies = self.replicas.pick(), rnd.copies(i)  # after the wait: knows the latest failures
             try:
                 self._connection(k).async_infer(
-                    self.model, base.intent_input(self._module, info, rnd.intents[i], copies),
+                    self.model, base.intent_input(self._module, info, rnd.intents[i], copies), headers=self._headers,
                     callback=lambda result, error, i=i, k=k, c=copies: callback(i, k, c, result, error),
                     client_timeout=self.timeout,
                 )
@@ -150,7 +151,8 @@ class TritonClient(TritonClientBase):
         for k in range(len(self.endpoints)):
             try:
                 client = self._connection(k)
-                if client.is_server_ready() and client.is_model_ready(self.model):
+                if client.is_server_ready(headers=self._headers) and client.is_model_ready(self.model,
+                                                                                          headers=self._headers):
                     return True
             except Exception:
                 continue

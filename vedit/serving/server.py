@@ -12,9 +12,16 @@ first start copies ``bin/``, ``backends/`` and ``caches/`` into ``$VEDIT_HOME/tr
 - explicit model control (``--model-control-mode=explicit --load-model=NAME`` for every model in
   the repository), so models can be reloaded through Triton's repository API.
 
-By default an nginx front (:mod:`vedit.serving.front`) owns the public HTTP port and Triton's
-HTTP listens on 127.0.0.1 only: Triton 2.51 crashes on request bodies of a few MB, and the front
-refuses them with 413. gRPC and metrics are Triton's own. With ``supervise=True`` a
+- Triton's admin APIs (repository, shared memory, statistics, trace, logging) locked with a
+  random per-start key (:attr:`TritonServer.admin_headers`, for the supervisor only), and behind
+  the front inference, metadata and config with the front's own key (:meth:`restriction_args`);
+- as root, the unprivileged service user, a minimal environment and umask 077
+  (:mod:`vedit.serving.privilege`).
+
+By default an nginx front (:mod:`vedit.serving.front`) owns the public HTTP and gRPC ports and
+Triton's listen on 127.0.0.1 only: the front passes an allow-list, refuses oversized bodies (Triton
+2.51 crashes on HTTP bodies of a few MB) and checks keys, TLS, Host and Origin. Metrics stay
+Triton's own (read-only). With ``supervise=True`` a
 :class:`~vedit.serving.supervise.Supervisor` restarts a dead tritonserver and reloads models
 whose instances died.
 
@@ -29,23 +36,48 @@ from __future__ import annotations
 import logging
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from vedit import paths
 from vedit.atomicio import atomic_dir
 from vedit.errors import TritonRepoError
-from vedit.serving.front import NginxFront, body_limit, kill_group, nginx_binary, stop_process
-from vedit.serving.supervise import SupervisePolicy, Supervisor
+from vedit.serving.front import (
+    ADMIN_APIS,
+    ADMIN_HEADER,
+    FRONT_APIS,
+    FRONT_HEADER,
+    FrontLimits,
+    FrontTLS,
+    NginxFront,
+    body_limit,
+    kill_group,
+    nginx_binary,
+    stop_process,
+)
+from vedit.serving.front import server_names as front_server_names
+from vedit.serving.privilege import (
+    Account,
+    drop_to,
+    minimal_environment,
+    open_to_others,
+    private_dir,
+    reachable,
+    service_account,
+    stage_tree,
+)
+from vedit.serving.supervise import SupervisePolicy, Supervisor, protect_regions, stubs
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +187,12 @@ class TritonServer:
         front: bool | None = None,
         supervise: bool = False,
         policy: SupervisePolicy | None = None,
+        api_keys: tuple[str, ...] = (),
+        tls: FrontTLS | None = None,
+        server_names: tuple[str, ...] = (),
+        allowed_origins: tuple[str, ...] = (),
+        limits: FrontLimits | None = None,
+        user: str | None = None,
     ) -> None:
         self.repository = Path(repository).resolve()
         if not self.repository.is_dir():
@@ -181,25 +219,44 @@ class TritonServer:
             front = nginx_binary() is not None
             if not front:
                 log.warning("nginx not found: Triton's HTTP port is exposed without a request size limit")
+        self._admin_key = ""
+        self._front_key = ""
         if front:
             limit = body_limit(self.repository)
             self._triton_http_port = free_port("127.0.0.1")
+            self._triton_grpc_port = free_port("127.0.0.1")
             self.front = NginxFront(listen_host=host, listen_port=self.ports["http"],
                                     upstream_port=self._triton_http_port, body_limit=limit,
-                                    preexec_fn=_die_with_parent if self.die_with_parent else None)
+                                    preexec_fn=_die_with_parent if self.die_with_parent else None,
+                                    grpc_port=self.ports["grpc"], grpc_upstream_port=self._triton_grpc_port,
+                                    api_keys=tuple(api_keys), tls=tls, names=front_server_names(host, tuple(server_names)),
+                                    allowed_origins=tuple(allowed_origins), limits=limits or FrontLimits())
         else:
+            if api_keys or tls:
+                raise TritonRepoError("API keys and TLS are the nginx front's; they need the front (drop --no-front)")
             self._triton_http_port = self.ports["http"]
+            self._triton_grpc_port = self.ports["grpc"]
+        self.user = user
+        self.account: Account | None = None
+        """Who tritonserver runs as (set at :meth:`start`; see :mod:`vedit.serving.privilege`)."""
+        self._private: Path | None = None
+        self._served_repository = self.repository
         self.supervise = supervise
         self.policy = policy or SupervisePolicy()
         self.supervisor: Supervisor | None = None
 
     # -- endpoints ---------------------------------------------------------------------------
     @property
+    def tls(self) -> bool:
+        return self.front is not None and self.front.config.tls is not None
+
+    @property
     def urls(self) -> dict[str, str]:
         h = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+        s = "s" if self.tls else ""
         return {
-            "http": f"http://{h}:{self.ports['http']}",
-            "grpc": f"grpc://{h}:{self.ports['grpc']}",
+            "http": f"http{s}://{h}:{self.ports['http']}",
+            "grpc": f"grpc{s}://{h}:{self.ports['grpc']}",
             "metrics": f"http://{h}:{self.ports['metrics']}/metrics",
         }
 
@@ -212,6 +269,16 @@ class TritonServer:
         """Triton's own HTTP endpoint (behind the front when there is one)."""
         h = "127.0.0.1" if self.front or self.host in ("0.0.0.0", "") else self.host
         return f"http://{h}:{self._triton_http_port}"
+
+    @property
+    def admin_headers(self) -> dict[str, str]:
+        """Headers that open Triton's restricted APIs on its own ports (repository, shared memory,
+        statistics, trace, logging; and, behind the front, inference, metadata and config).
+        Random at every :meth:`start`; only the supervisor (and the front, for its part) has them."""
+        headers = {ADMIN_HEADER: self._admin_key}
+        if self._front_key:
+            headers[FRONT_HEADER] = self._front_key
+        return headers
 
     @property
     def body_limit(self) -> int | None:
@@ -240,18 +307,19 @@ class TritonServer:
     def command(self, files: ServerFiles) -> list[str]:
         cmd = [
             str(files.binary),
-            f"--model-repository={self.repository}",
+            f"--model-repository={self._served_repository}",
             f"--backend-directory={files.backends}",
             f"--cache-directory={files.caches}",
             f"--http-address={'127.0.0.1' if self.front else self.host}",
-            f"--grpc-address={self.host}",
+            f"--grpc-address={'127.0.0.1' if self.front else self.host}",
             f"--metrics-address={self.host}",
             f"--http-port={self._triton_http_port}",
-            f"--grpc-port={self.ports['grpc']}",
+            f"--grpc-port={self._triton_grpc_port}",
             f"--metrics-port={self.ports['metrics']}",
             "--exit-timeout-secs=10",
             f"--log-verbose={self.log_verbose}",
             "--model-control-mode=explicit",
+            *self.restriction_args(),
         ]
         if self.cache_bytes:  # 0: no response cache (the model's config asks for one; Triton warns)
             cmd.insert(4, f"--cache-config=local,size={self.cache_bytes}")
@@ -260,11 +328,59 @@ class TritonServer:
             cmd += ["--pinned-memory-pool-byte-size=0", "--allow-gpu-metrics=false"]
         return cmd
 
+    def restriction_args(self) -> list[str]:
+        """Triton's own locks (form ``apis:key=value``; gRPC clients send ``triton-grpc-protocol-key``).
+
+        The admin APIs need the per-start admin key. Behind the front, inference, metadata and config
+        need the front's key too, which nginx adds to what it passes: Triton's loopback ports then
+        answer health alone to anyone else. Both keys show in this host's process list (tritonserver
+        takes them only as arguments): they keep out what reaches the ports, not local users who can
+        read /proc (run the server as its own user in a container or VM for that; see SECURITY.md)."""
+        groups = [(ADMIN_APIS, ADMIN_HEADER, self._admin_key)]
+        if self._front_key:
+            groups.append((FRONT_APIS, FRONT_HEADER, self._front_key))
+        args = []
+        for apis, header, key in groups:
+            args += [f"--http-restricted-api={','.join(apis)}:{header}={key}",
+                     f"--grpc-restricted-protocol={','.join(apis)}:{header}={key}"]
+        return args
+
     def environment(self, files: ServerFiles) -> dict[str, str]:
-        env = dict(os.environ)
-        env["LD_LIBRARY_PATH"] = os.pathsep.join(filter(None, [str(files.libs), env.get("LD_LIBRARY_PATH")]))
-        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-        return env
+        """A minimal environment: the model code sees none of the caller's tokens or credentials."""
+        ld = os.pathsep.join(filter(None, [str(files.libs), os.environ.get("LD_LIBRARY_PATH")]))
+        path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "/usr/bin:/bin")])
+        home = str(self._private) if self._private else os.environ.get("HOME", "/nonexistent")
+        return minimal_environment(path, ld, home)
+
+    def _stage(self, files: ServerFiles) -> ServerFiles:
+        """As another user: the repository and server files in place when it can read them, else
+        staged again (at every start: a restart sees the repository as it is now)."""
+        account = self.account
+        if account is None or not account.switches:
+            self._served_repository = self.repository
+            return files
+        for needed in (Path(sys.executable).resolve(), files.libs):
+            if reachable(needed):
+                continue
+            why = (f"{needed}: user {account.name} cannot reach it (a directory above it is private); install "
+                   "Python and vedit where other users can read them (e.g. /opt or /usr/local)")
+            if self.user is not None:
+                raise TritonRepoError(f"{why}, or pass --user root")
+            log.warning("tritonserver and the model code run as root: %s", why)
+            self.account = Account("root", None, None)
+            self._served_repository = self.repository
+            return files
+        if self._private is not None:
+            shutil.rmtree(self._private, ignore_errors=True)
+        self._private = private_dir(account)
+        repo = self.repository
+        self._served_repository = repo if open_to_others(repo) else stage_tree(repo, account, self._private)
+        root = files.binary.parent.parent
+        if open_to_others(root):
+            return files
+        staged = stage_tree(root, account, self._private)
+        return ServerFiles(binary=staged / "bin" / files.binary.name, backends=staged / "backends",
+                           caches=staged / "caches", libs=files.libs)
 
     def model_names(self) -> list[str]:
         return sorted(p.parent.name for p in self.repository.glob("*/config.pbtxt"))
@@ -273,6 +389,11 @@ class TritonServer:
         if self.running:
             raise TritonRepoError("the server is already running")
         self._files = prepare_server(self._server_dir)
+        self.account = service_account(self.user)
+        self._admin_key = secrets.token_urlsafe(32)
+        if self.front is not None:
+            self._front_key = secrets.token_urlsafe(32)
+            self.front.config = replace(self.front.config, front_key=self._front_key)
         if self._log_path is None:
             fd, name = tempfile.mkstemp(prefix="tritonserver-", suffix=".log")
             os.close(fd)
@@ -288,8 +409,15 @@ class TritonServer:
 
     def spawn(self) -> None:
         """Start the tritonserver process (again, for the supervisor) on the same ports and log."""
-        files = self._files or prepare_server(self._server_dir)
-        log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it from here
+        files = self._stage(self._files or prepare_server(self._server_dir))
+        drop = drop_to(self.account or Account("", None, None))
+
+        def child() -> None:
+            drop()
+            if self.die_with_parent:  # after the switch: changing credentials clears it
+                _die_with_parent()
+
+        log = open(os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")  # noqa: SIM115
         try:
             self._proc = subprocess.Popen(
                 self.command(files),
@@ -298,7 +426,8 @@ class TritonServer:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,  # Ctrl-C reaches us, not the server; we stop it in order
-                preexec_fn=_die_with_parent if self.die_with_parent else None,
+                preexec_fn=child,
+                cwd=self._private or None,
             )
         finally:
             log.close()
@@ -351,6 +480,7 @@ class TritonServer:
             try:
                 with urllib.request.urlopen(url, timeout=2) as r:
                     if r.status == 200:
+                        protect_regions(stubs(self._proc.pid))
                         return
             except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
                 pass
@@ -362,8 +492,12 @@ class TritonServer:
             time.sleep(0.2)
 
     def is_ready(self) -> bool:
+        """Whether the public HTTP port answers ready (through the front, as a load balancer sees it)."""
+        # our own server on loopback: readiness is read, nothing is sent, so the certificate's name
+        # (often a public host name) need not match 127.0.0.1
+        context = ssl._create_unverified_context() if self.tls else None  # noqa: S323
         try:
-            with urllib.request.urlopen(self.urls["http"] + "/v2/health/ready", timeout=2) as r:
+            with urllib.request.urlopen(self.urls["http"] + "/v2/health/ready", timeout=2, context=context) as r:
                 return r.status == 200
         except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
             return False
@@ -380,6 +514,9 @@ class TritonServer:
         code = self._stop_triton(timeout)
         if supervisor is not None:
             supervisor.final_clean_up()
+        if self._private is not None:
+            shutil.rmtree(self._private, ignore_errors=True)
+            self._private = None
         return code
 
     def _stop_triton(self, timeout: float) -> int | None:

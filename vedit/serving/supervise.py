@@ -50,7 +50,7 @@ RELOAD_PARAM = "vedit_reload"
 
 
 class Supervised(Protocol):
-    """All the supervisor may touch of a server: its process, its admin URL and its readiness flag.
+    """All the supervisor may touch of a server: its process, its admin URL and key, its readiness flag.
 
     :class:`vedit.serving.server.TritonServer` provides it; keeping the supervisor to this
     interface lets the server change how it starts, fronts or secures Triton without the
@@ -72,6 +72,10 @@ class Supervised(Protocol):
     @property
     def triton_http_url(self) -> str:
         """Triton's own HTTP endpoint (loopback, behind any front): where probes and reloads go."""
+
+    @property
+    def admin_headers(self) -> dict[str, str]:
+        """Headers that open Triton's restricted APIs (repository, statistics, ...) for the supervisor."""
 
     @property
     def log_path(self) -> Path | None: ...
@@ -175,6 +179,25 @@ def _children_by_scan(pid: int) -> list[str]:
     return kids
 
 
+def protect_regions(seen: list[Stub]) -> int:
+    """Make the stubs' shared-memory regions private (0600): the python backend creates them 0644
+    whatever the umask (Boost sets the mode), and they carry every intent and answer. A process
+    that opened a region before this ran keeps its mapping: full isolation needs a private
+    /dev/shm (a container's own). Returns how many regions were changed."""
+    changed = 0
+    for st in seen:
+        if not st.alive or not st.region:
+            continue
+        path = SHM_DIR / st.region
+        try:
+            if path.stat().st_mode & 0o077:
+                path.chmod(0o600)
+                changed += 1
+        except OSError:  # gone meanwhile
+            continue
+    return changed
+
+
 def live_instances(pid: int) -> dict[str, set[str]]:
     """model name -> names of its instances whose stub process is alive."""
     out: dict[str, set[str]] = {}
@@ -251,6 +274,7 @@ class Supervisor(threading.Thread):
         if pid is None:
             return
         seen = stubs(pid)
+        protect_regions(seen)
         self._regions.update({st.pid: st.region for st in seen if st.alive and st.region})
         for model in self._models.values():
             model.instances = {st.instance for st in seen if st.alive and st.model == model.name}
@@ -270,6 +294,8 @@ class Supervisor(threading.Thread):
             self._restart()
             return
         seen = stubs(self.server.pid)
+        if any(st.pid not in self._regions for st in seen if st.alive and st.region):
+            protect_regions(seen)  # a new stub (reload)
         self._regions.update({st.pid: st.region for st in seen if st.alive and st.region})
         if len(self._regions) > len(seen):  # some stub we knew is no longer a live child
             self._clean_up(kill=False)
@@ -306,7 +332,8 @@ class Supervisor(threading.Thread):
     def _failures_rose(self, model: _Model) -> bool:
         """Whether Triton counted failed inferences for ``model`` since the last look."""
         try:
-            stats = _get_json(f"{self.server.triton_http_url}/v2/models/{model.name}/stats", timeout=5)
+            stats = _get_json(f"{self.server.triton_http_url}/v2/models/{model.name}/stats", self.server.admin_headers,
+                              timeout=5)
             failed = int(stats["model_stats"][0]["inference_stats"]["fail"]["count"])
         except (urllib.error.URLError, OSError, ValueError, KeyError, IndexError, TypeError):
             return False
@@ -357,20 +384,21 @@ class Supervisor(threading.Thread):
         noticed = time.monotonic()
         self.server.set_ready(False)
         model.reloads += 1
-        base = self.server.triton_http_url
+        base, admin = self.server.triton_http_url, self.server.admin_headers
         try:
             try:
-                cfg = _get_json(f"{base}/v2/models/{model.name}/config", timeout=10)
+                cfg = _get_json(f"{base}/v2/models/{model.name}/config", admin, timeout=10)
                 cfg.setdefault("parameters", {})[RELOAD_PARAM] = {"string_value": str(model.reloads)}
                 _post(f"{base}/v2/repository/models/{model.name}/load",
-                      {"parameters": {"config": json.dumps(cfg)}}, timeout=self.policy.ready_timeout)
+                      {"parameters": {"config": json.dumps(cfg)}}, admin, timeout=self.policy.ready_timeout)
                 how = "new instances from a changed config"
             except (urllib.error.URLError, OSError, ValueError) as exc:
                 log.warning("reload of %s with a changed config failed (%s); unloading and loading", model.name,
                             exc)
-                _post(f"{base}/v2/repository/models/{model.name}/unload", {}, timeout=60)
+                _post(f"{base}/v2/repository/models/{model.name}/unload", {}, admin, timeout=60)
                 self._wait_unloaded(model.name)
-                _post(f"{base}/v2/repository/models/{model.name}/load", {}, timeout=self.policy.ready_timeout)
+                _post(f"{base}/v2/repository/models/{model.name}/load", {}, admin,
+                      timeout=self.policy.ready_timeout)
                 how = "unload + load"
             self._wait_instances(model)
         except Exception as exc:  # noqa: BLE001
@@ -396,7 +424,8 @@ class Supervisor(threading.Thread):
     def _wait_unloaded(self, name: str, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            index = _post(f"{self.server.triton_http_url}/v2/repository/index", {}, timeout=10)
+            index = _post(f"{self.server.triton_http_url}/v2/repository/index", {}, self.server.admin_headers,
+                          timeout=10)
             state = next((m.get("state") for m in index if m.get("name") == name), None)
             if state != "UNLOADING":
                 return
@@ -421,7 +450,7 @@ class Supervisor(threading.Thread):
             intent = f"vedit probe {self._probe_count} {time.time():.3f}"
             body = {"inputs": [{"name": model.input_name, "shape": [1, 1], "datatype": "BYTES", "data": [intent]}]}
             try:
-                _post(url, body, timeout=self.policy.probe_timeout)
+                _post(url, body, self.server.admin_headers, timeout=self.policy.probe_timeout)
             except urllib.error.HTTPError as exc:
                 return _error_text(exc)
             except (urllib.error.URLError, OSError) as exc:
@@ -467,14 +496,14 @@ def _describe_exit(code: int | None) -> str:
     return f"code {code}"
 
 
-def _get_json(url: str, timeout: float):
-    with urllib.request.urlopen(url, timeout=timeout) as r:
+def _get_json(url: str, headers: dict[str, str], timeout: float):
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout) as r:
         return json.loads(r.read() or b"null")
 
 
-def _post(url: str, body: dict, timeout: float):
+def _post(url: str, body: dict, headers: dict[str, str], timeout: float):
     req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                 headers={"Content-Type": "application/json"})
+                                 headers={"Content-Type": "application/json", **headers})
     with urllib.request.urlopen(req, timeout=timeout) as r:
         data = r.read()
     return json.loads(data) if data else None
@@ -487,4 +516,4 @@ def _error_text(exc: urllib.error.HTTPError) -> str:
         return str(exc)
 
 
-__all__ = ["Event", "Stub", "SupervisePolicy", "Supervisor", "clean_up", "live_instances", "stubs"]
+__all__ = ["Event", "Stub", "SupervisePolicy", "Supervisor", "clean_up", "live_instances", "protect_regions", "stubs"]

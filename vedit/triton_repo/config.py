@@ -14,6 +14,10 @@ What is the same for every profile, and why:
 - ``model_warmup``: one real intent at load time, so the first user request does not pay for
   onnxruntime's lazy initialisation;
 - ``version_policy latest 1``: a new version directory replaces the old one on reload;
+- a bounded queue (``default_queue_policy``): at most :data:`QUEUE_BATCHES_PER_INSTANCE` full
+  batches per instance wait, none longer than :data:`QUEUE_TIMEOUT_US`; Triton rejects the rest
+  at once with UNAVAILABLE (HTTP 503), which the client retries, instead of piling up memory and
+  latency under a flood;
 - ``parameters``: the runtime knobs (threads, jump-forward, providers, the request size limit; on GPU
   the per-instance CUDA memory bound ``gpu_mem_limit`` in bytes, ``arena_extend_strategy`` and
   ``allow_cpu_fallback``, see :mod:`vedit.triton_repo.profiles`) and
@@ -58,6 +62,10 @@ PARAM_PROFILE = "vedit_profile"
 
 EXPORT_SUBDIR = "export"
 
+#: Queue bound: full batches waiting per instance, and the longest wait (both Triton-enforced).
+QUEUE_BATCHES_PER_INSTANCE = 16
+QUEUE_TIMEOUT_US = 20_000_000
+
 
 def build_config(
     *,
@@ -80,6 +88,11 @@ def build_config(
         cfg.output.add(name=tool, data_type=mc.TYPE_STRING, dims=[1])
     cfg.instance_group.add(kind=mc.ModelInstanceGroup.Kind.Value(profile.kind), count=instance_count)
     cfg.dynamic_batching.max_queue_delay_microseconds = profile.max_queue_delay_us
+    queue = cfg.dynamic_batching.default_queue_policy
+    queue.max_queue_size = QUEUE_BATCHES_PER_INSTANCE * max(1, profile.max_batch_size) * instance_count
+    queue.timeout_action = mc.ModelQueuePolicy.TimeoutAction.REJECT
+    queue.default_timeout_microseconds = QUEUE_TIMEOUT_US
+    queue.allow_timeout_override = False
     cfg.response_cache.enable = True
     warm = cfg.model_warmup.add(name="intent", batch_size=1, count=1)
     warm.inputs[INPUT_NAME].data_type = mc.TYPE_STRING
