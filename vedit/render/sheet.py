@@ -85,8 +85,9 @@ def compose(rows: Sequence[Sequence[np.ndarray]], titles: Sequence[str], caption
     title_font, caption_font = _font(14), _font(11)
     x = label_w + PAD
     for j, w in enumerate(widths):
-        draw.text((x, 3), printable(titles[j]), fill=INK, font=title_font)
-        draw.text((x, 20), captions[j] if j < len(captions) else "", fill=MUTED, font=caption_font)
+        draw.text((x, 3), _fit(draw, printable(titles[j]), title_font, w), fill=INK, font=title_font)
+        caption = captions[j] if j < len(captions) else ""
+        draw.text((x, 20), _fit(draw, caption, caption_font, w), fill=MUTED, font=caption_font)
         x += w + PAD
     y = TITLE_H
     for i, row in enumerate(cells):
@@ -98,6 +99,15 @@ def compose(rows: Sequence[Sequence[np.ndarray]], titles: Sequence[str], caption
             x += widths[j] + PAD
         y += cell_height + PAD
     return sheet
+
+
+def _fit(draw, text: str, font, width: int) -> str:
+    """``text`` cut (with an ellipsis) to ``width`` pixels, so a column's caption never runs into the next."""
+    if not text or draw.textlength(text, font=font) <= width:
+        return text
+    while text and draw.textlength(text + "…", font=font) > width:
+        text = text[:-1]
+    return text.rstrip(" ,|") + "…"
 
 
 def _to_height(px: np.ndarray, height: int) -> np.ndarray:
