@@ -242,6 +242,7 @@ def test_export_for_other_tools_or_an_old_registry_is_not_current(t5_fp32, tmp_p
     import shutil
 
     from vedit.export.checks import export_is_current
+    from vedit.export.manifest import file_hashes
     from vedit.registry import load_registry
 
     old = tmp_path / "other-tools"
@@ -251,6 +252,9 @@ def test_export_for_other_tools_or_an_old_registry_is_not_current(t5_fp32, tmp_p
     raw = json.loads((old / "registry.json").read_text())
     raw["tools"][2]["function"]["parameters"]["properties"]["intensity"]["maximum"] = 50
     (old / "registry.json").write_text(json.dumps(raw))
+    manifest = json.loads((old / "manifest.json").read_text())  # an export made for these tools, not a
+    manifest["sha256"] = file_hashes(old)                        # tampered one (which is never current)
+    (old / "manifest.json").write_text(json.dumps(manifest))
     assert not export_is_current(old, source)
     assert export_is_current(old, source, registry=load_registry(old / "registry.json"))
     (old / "registry.json").write_text(json.dumps({"version": 1, "tools": [], "preset_sets": {}}))
