@@ -64,6 +64,15 @@ def test_export_carries_the_tools_file(video_export):
     assert load_registry(video_export / "registry.json").tools == load_registry(EXAMPLE).tools
 
 
+def test_only_the_free_string_tool_leaves_the_canonical_mode(video_export):
+    from vedit.export.pipeline import grammar_lines
+
+    grammar = json.loads((video_export / "manifest.json").read_text())["grammar"]
+    assert grammar["modes"] == {"speed": "canonical", "caption": "runs", "vignette": "canonical"}
+    assert grammar_lines(grammar) == ["  grammar: tokenization mixed (speed canonical, caption runs, vignette "
+                                      "canonical); caption: free string text has no canonical tokenization"]
+
+
 def test_in_process_answers_are_valid(video_export):
     from vedit.client import connect
 
@@ -124,3 +133,18 @@ def test_guarantees_bench_counts_any_tools_valid(video_export):
     report = check(video_export, intents=HOSTILE[:2], fuzz=12, threads=1)
     assert report.tools == 3 and report.valid == report.fuzzed * 3
     assert report.identical == report.compared
+
+
+def test_a_grammar_recompiled_in_another_mode_still_loads(video_export, tmp_path):
+    """The tokenizer-families bench recompiles a copy of an export in mode ``any``; the manifest's
+    file hashes must follow, or loading refuses the copy as tampered."""
+    import shutil
+
+    from vedit.decoding.grammar import load_grammar
+    from vedit.export.manifest import recompile_grammar
+    from vedit.manifest import read_manifest
+
+    copy = shutil.copytree(video_export, tmp_path / "copy")
+    assert recompile_grammar(copy, "any")["mode"] == "any"
+    read_manifest(copy)  # hashes checked
+    assert set(load_grammar(copy).modes.values()) == {"any"}

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from decoding_cases import accepted, refused
 from test_loop import HistoryModel
 from test_loop import test_jump_forward_equals_step_by_step as jump_forward_equals_step_by_step
-from vedit.bench.scripted import script_bias, script_tokens
+from vedit.workload.scripted import script_bias, script_tokens
 from vedit.decoding.compile import build_grammar
 from vedit.decoding.language import char_regex
 from vedit.decoding.loop import decode

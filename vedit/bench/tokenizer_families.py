@@ -4,7 +4,7 @@ Why: jump-forward used to need a tokenizer that splits digits; the ``runs`` mode
 others. This bench shows it on real exports: for each tokenizer family (``vedit.students.families``)
 a tiny random-weight student is saved as a user would (the SentencePiece file alone for T5 Unigram
 and Llama-2 BPE), exported by the real exporter, and asked for the same scripted answers
-(``vedit.bench.scripted``) with and without jump-forward. Reported per family: the grammar mode,
+(``vedit.workload.scripted``) with and without jump-forward. Reported per family: the grammar mode,
 decoder calls per request, p50 ms per request (one request at a time), and whether the
 jump-forward answers are token-identical to step-by-step decoding.
 
@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from vedit.bench.scripted import load_scripts, steer
+from vedit.workload.scripted import load_scripts, steer
 from vedit.registry import default_registry
 from vedit.students.families import family_dir
 
@@ -110,10 +110,9 @@ def run(work: Path, n: int = 20, *, with_any: bool = True) -> list[FamilyRow]:
     """Build, export and measure every case of :data:`CASES` under ``work``; with ``with_any``, the
     merging families again with their grammar recompiled in mode ``any`` (the mode they had before
     ``runs``), on a copy of the same export."""
-    from vedit.decoding.compile import compile_grammars
-
     from vedit.data.synth import generate, write_dataset
     from vedit.export import export_model
+    from vedit.export.manifest import recompile_grammar
 
     registry = default_registry()
     data = write_dataset(generate(seed=3, n_intents=400, n_test=max(n, 1), registry=registry), work / "data")
@@ -126,7 +125,7 @@ def run(work: Path, n: int = 20, *, with_any: bool = True) -> list[FamilyRow]:
         rows.append(measure(export, data["test"], n, tokenizer=tokenizer, student=student))
         if with_any and rows[-1].mode == "runs":
             shutil.copytree(export, export.with_name(export.name + "-any"), dirs_exist_ok=True)
-            compile_grammars(export.with_name(export.name + "-any"), tokenization="any")
+            recompile_grammar(export.with_name(export.name + "-any"), "any")
             rows.append(measure(export.with_name(export.name + "-any"), data["test"], n, tokenizer=tokenizer,
                                 student=student))
     return rows

@@ -52,8 +52,20 @@ class ExportResult:
                 onnx_bytes += size
                 lines.append(f"  {name:<40} {size / 1e6:10.2f} MB")
         lines.append(f"  {'total ONNX':<40} {onnx_bytes / 1e6:10.2f} MB")
+        lines += grammar_lines(m.get("grammar"))
         lines += prompt_lines(m.get("prompt"))
         return lines + self.validation.summary_lines() + check_lines(m.get("check_examples"))
+
+
+def grammar_lines(grammar: dict | None) -> list[str]:
+    """The grammar's tokenization mode, per tool when the tools differ (a free string takes ``runs``
+    for its own tool only), and why a tool could not have ``canonical``."""
+    if not grammar:
+        return []
+    modes = grammar.get("modes") or {}
+    each = f" ({', '.join(f'{t} {m}' for t, m in modes.items())})" if len(set(modes.values())) > 1 else ""
+    why = f"; {grammar['fallback_reason']}" if grammar.get("fallback_reason") else ""
+    return [f"  grammar: tokenization {grammar['mode']}{each}{why}"]
 
 
 def prompt_lines(prompt: dict | None) -> list[str]:
