@@ -171,12 +171,13 @@ def grammar_dir_for(student_dir: Path, family: str, registry_path: Path | None) 
     it from, so it is compiled from the student's own tokenizer (the export was made from it).
     """
     from vedit.decoding.compile import compile_grammars
+    from vedit.export.checks import copy_tokenizer_files
     from vedit.registry import default_registry
 
     tmp = Path(tempfile.mkdtemp(prefix="vedit-grammar-"))
     try:
-        for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "config.json",
-                     "generation_config.json"):
+        copy_tokenizer_files(student_dir, tmp)  # a SentencePiece-only folder gets its tokenizer.json
+        for name in ("config.json", "generation_config.json"):
             if (student_dir / name).exists():
                 shutil.copy(student_dir / name, tmp / name)
         if registry_path is not None:

@@ -195,7 +195,7 @@ def _export_model(md: checks.ModelDir, target: Path, *, adapter_dir: Path | None
     model = checks.load_model(md)
     checks.check_tokenizer_matches(model, tokenizer, md.path)
     if max_new_tokens is None:  # the greedy check covers the longest canonical answer of any tool
-        from vedit.reference import output_token_budget
+        from vedit.export.budget import output_token_budget
 
         max_new_tokens = output_token_budget(registry, tokenizer)
     merge_report = None
