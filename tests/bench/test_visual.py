@@ -21,7 +21,7 @@ def _calls(preset="none", intensity=0, **adjust):
     calls["filter"] = call_from_value(REG.tool("filter"), {"name": preset, "intensity": intensity})
     if adjust:
         calls["adjust"] = call_from_value(REG.tool("adjust"), {p.name: adjust.get(p.name, 0)
-                                                               for p in REG.tool("adjust").params})
+                                                               for p in REG.tool("adjust").slot_params})
     return calls
 
 

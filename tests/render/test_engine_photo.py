@@ -18,11 +18,14 @@ from vedit.render.photo import load_photo, save_photo
 
 
 def _registry_with_extras():
-    raw = copy.deepcopy(default_registry().raw)
-    raw["tools"][0]["params"].append({"name": "clarity", "min": -100, "max": 100})
-    raw["tools"].append({"name": "crop", "kind": "flat", "params": [{"name": "zoom", "min": 0, "max": 100}],
-                         "prompt": "crop {intent}"})
-    return registry_from_dict(raw)
+    tools = copy.deepcopy(default_registry().functions)
+    adjust = next(f["function"] for f in tools if f["function"]["name"] == "adjust")
+    adjust["parameters"]["properties"]["clarity"] = {"type": "integer", "minimum": -100, "maximum": 100}
+    tools.append({"type": "function", "function": {
+        "name": "crop", "description": "Crop.", "x-vedit-prompt": "crop {intent}",
+        "parameters": {"type": "object", "properties": {"zoom": {"type": "integer", "minimum": 0, "maximum": 100}},
+                       "required": ["zoom"], "additionalProperties": False}}})
+    return registry_from_dict(tools)
 
 
 def test_gaps_name_what_the_registry_has_and_the_renderer_cannot_draw():
@@ -35,7 +38,7 @@ def test_an_undrawable_call_is_a_warning_naming_it_or_an_error_when_strict(caplo
     reg = _registry_with_extras()
     adjust = reg.tool("adjust")
     calls = {
-        "adjust": call_from_value(adjust, {p.name: (30 if p.name in ("clarity", "contrast") else 0) for p in adjust.params}),
+        "adjust": call_from_value(adjust, {p.name: (30 if p.name in ("clarity", "contrast") else 0) for p in adjust.slot_params}),
         "crop": call_from_value(reg.tool("crop"), {"zoom": 50}),
     }
     img = np.full((4, 4, 3), 0.7, dtype=np.float32)
