@@ -87,15 +87,10 @@ export class Student {
   }
 }
 
-/** A tool's generated text as its JSON value, keys in registry order (ToolCall.as_value). */
+/** A tool's generated text as its JSON value (ToolCall.as_value: the grammar writes canonical JSON,
+ * keys in schema order, so parsing keeps that order for any tools file). */
 export function asValue(tool, text) {
   let s = pyStrip(text);
   if (s.toLowerCase().startsWith("parameters:")) s = pyStrip(s.slice("parameters:".length));
-  const v = JSON.parse(s);
-  if (tool.kind === "preset") {
-    return Object.fromEntries([["name", v.name], ...tool.params.map((p) => [p, v[p]])]);
-  }
-  if (Object.keys(v).length === 0) return {};
-  if (tool.kind === "flat") return Object.fromEntries(tool.params.map((p) => [p, v[p]]));
-  return Object.fromEntries(tool.colours.map((c) => [c, Object.fromEntries(tool.params.map((p) => [p, v[c][p]]))]));
+  return JSON.parse(s);
 }
