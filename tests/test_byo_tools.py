@@ -82,16 +82,32 @@ def test_in_process_answers_are_valid(video_export):
             _check_valid(registry, p.raw)
 
 
-def test_served_by_triton_answers_are_all_valid(video_export, tmp_path):
+def test_served_by_triton_answers_are_all_valid(video_export, tmp_path, tiny_t5_dir):
+    """Served by a real tritonserver: every answer valid, and ``vedit bench parity --url`` reads the
+    truth rows with the *server's* tools (it used the paper's), from a file without ``calls`` counts."""
+    import random
+
     from vedit.client import connect
-    from vedit.triton_repo import TritonServer, build_repository
+    from vedit.registry.subset import samples
+    from vedit.serving import TritonServer
+    from vedit.triton_repo import build_repository
 
     registry = load_registry(EXAMPLE)
+    rng = random.Random(5)
+    truth = tmp_path / "examples.jsonl"
+    truth.write_text("".join(json.dumps({"intent": i, **{t.name: samples(t.language, rng, 1)[-1] for t in registry.tools}})
+                             + "\n" for i in HOSTILE[:3]))
     repo = build_repository(video_export, profile="cpu", out=tmp_path / "repo")
     with TritonServer(repo, log_path=tmp_path / "tritonserver.log") as server:
         with connect(server.urls["http"]) as client:
             assert client.model_info().registry.tools == registry.tools  # typed by the server's own file
             answers = client.predict(HOSTILE)
+        res = CliRunner().invoke(cli, ["bench", "parity", "--reference", str(tiny_t5_dir), "--url", server.urls["http"],
+                                       "--data", str(truth), "--threads", "1", "--json"])
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.output[res.output.index("{"):])
+    assert report["passed"] and report["sides"]["candidate"]["validity"] == 1.0 and report["visual"] is None
+    assert set(report["parameters"]) == {"speed", "caption", "vignette"}
     assert len(answers) == len(HOSTILE)
     for p in answers:
         _check_valid(registry, p.raw)
