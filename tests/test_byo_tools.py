@@ -164,3 +164,16 @@ def test_a_grammar_recompiled_in_another_mode_still_loads(video_export, tmp_path
     assert recompile_grammar(copy, "any")["mode"] == "any"
     read_manifest(copy)  # hashes checked
     assert set(load_grammar(copy).modes.values()) == {"any"}
+
+
+def test_latency_bench_times_the_pytorch_original_with_the_exports_tools(video_export, tiny_t5_dir):
+    """``vedit bench latency --student DIR --export L=EXPORT``: the PyTorch paths answer the export's
+    tools (they loaded the paper's and stopped at "no grammar for tool 'adjust'")."""
+    from vedit.bench.latency import pytorch_paths
+    from vedit.client import connect
+
+    call = pytorch_paths(tiny_t5_dir, None, video_export, threads=1)["pytorch+grammar"]
+    cost = call("slow motion")
+    with connect(video_export) as client:
+        (answer,) = client.predict(["slow motion"])
+    assert [json.loads(t) for t in cost.texts] == [json.loads(answer.raw[t]) for t in ("speed", "caption", "vignette")]
