@@ -64,6 +64,15 @@ def test_export_carries_the_tools_file(video_export):
     assert load_registry(video_export / "registry.json").tools == load_registry(EXAMPLE).tools
 
 
+def test_only_the_free_string_tool_leaves_the_canonical_mode(video_export):
+    from vedit.export.pipeline import grammar_lines
+
+    grammar = json.loads((video_export / "manifest.json").read_text())["grammar"]
+    assert grammar["modes"] == {"speed": "canonical", "caption": "runs", "vignette": "canonical"}
+    assert grammar_lines(grammar) == ["  grammar: tokenization mixed (speed canonical, caption runs, vignette "
+                                      "canonical); caption: free string text has no canonical tokenization"]
+
+
 def test_in_process_answers_are_valid(video_export):
     from vedit.client import connect
 
@@ -73,17 +82,32 @@ def test_in_process_answers_are_valid(video_export):
             _check_valid(registry, p.raw)
 
 
-def test_served_by_triton_answers_are_all_valid(video_export, tmp_path):
+def test_served_by_triton_answers_are_all_valid(video_export, tmp_path, tiny_t5_dir):
+    """Served by a real tritonserver: every answer valid, and ``vedit bench parity --url`` reads the
+    truth rows with the *server's* tools (it used the paper's), from a file without ``calls`` counts."""
+    import random
+
     from vedit.client import connect
+    from vedit.registry.subset import samples
     from vedit.serving import TritonServer
     from vedit.triton_repo import build_repository
 
     registry = load_registry(EXAMPLE)
+    rng = random.Random(5)
+    truth = tmp_path / "examples.jsonl"
+    truth.write_text("".join(json.dumps({"intent": i, **{t.name: samples(t.language, rng, 1)[-1] for t in registry.tools}})
+                             + "\n" for i in HOSTILE[:3]))
     repo = build_repository(video_export, profile="cpu", out=tmp_path / "repo")
     with TritonServer(repo, log_path=tmp_path / "tritonserver.log") as server:
         with connect(server.urls["http"]) as client:
             assert client.model_info().registry.tools == registry.tools  # typed by the server's own file
             answers = client.predict(HOSTILE)
+        res = CliRunner().invoke(cli, ["bench", "parity", "--reference", str(tiny_t5_dir), "--url", server.urls["http"],
+                                       "--data", str(truth), "--threads", "1", "--json"])
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.output[res.output.index("{"):])
+    assert report["passed"] and report["sides"]["candidate"]["validity"] == 1.0 and report["visual"] is None
+    assert set(report["parameters"]) == {"speed", "caption", "vignette"}
     assert len(answers) == len(HOSTILE)
     for p in answers:
         _check_valid(registry, p.raw)
@@ -125,3 +149,31 @@ def test_guarantees_bench_counts_any_tools_valid(video_export):
     report = check(video_export, intents=HOSTILE[:2], fuzz=12, threads=1)
     assert report.tools == 3 and report.valid == report.fuzzed * 3
     assert report.identical == report.compared
+
+
+def test_a_grammar_recompiled_in_another_mode_still_loads(video_export, tmp_path):
+    """The tokenizer-families bench recompiles a copy of an export in mode ``any``; the manifest's
+    file hashes must follow, or loading refuses the copy as tampered."""
+    import shutil
+
+    from vedit.decoding.grammar import load_grammar
+    from vedit.export.manifest import recompile_grammar
+    from vedit.manifest import read_manifest
+
+    copy = shutil.copytree(video_export, tmp_path / "copy")
+    assert recompile_grammar(copy, "any")["mode"] == "any"
+    read_manifest(copy)  # hashes checked
+    assert set(load_grammar(copy).modes.values()) == {"any"}
+
+
+def test_latency_bench_times_the_pytorch_original_with_the_exports_tools(video_export, tiny_t5_dir):
+    """``vedit bench latency --student DIR --export L=EXPORT``: the PyTorch paths answer the export's
+    tools (they loaded the paper's and stopped at "no grammar for tool 'adjust'")."""
+    from vedit.bench.latency import pytorch_paths
+    from vedit.client import connect
+
+    call = pytorch_paths(tiny_t5_dir, None, video_export, threads=1)["pytorch+grammar"]
+    cost = call("slow motion")
+    with connect(video_export) as client:
+        (answer,) = client.predict(["slow motion"])
+    assert [json.loads(t) for t in cost.texts] == [json.loads(answer.raw[t]) for t in ("speed", "caption", "vignette")]

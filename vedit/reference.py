@@ -15,7 +15,6 @@ when loaded, so they are refused unless the caller passes ``allow_pickle=True``.
 from __future__ import annotations
 
 import json
-import random
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -27,8 +26,9 @@ import numpy as np
 from vedit.decoding.grammar import CompiledGrammar
 from vedit.decoding.prompts import PromptBuilder, input_limit
 from vedit.errors import GrammarError, ModelDirError, ToolCallError
-from vedit.registry import subset
-from vedit.registry import Registry, Tool, ToolCall, default_registry, load_registry, parse_call
+from vedit.export.budget import output_token_budget
+from vedit.export.checks import load_tokenizer
+from vedit.registry import Registry, ToolCall, default_registry, load_registry, parse_call
 from vedit.registry.model import Family
 
 #: config.json ``model_type`` -> student family
@@ -163,22 +163,6 @@ class ScriptLogitsProcessor:
         return scores
 
 
-def _longest_call(tool: Tool, tokenizer) -> int:
-    """Tokens in the longest canonical output of ``tool``: the longest of its sample answers (every
-    bound, every choice), plus one token per character its free strings may hold."""
-    texts = [subset.dump(tool.language, v) for v in subset.samples(tool.language, random.Random(0), 20)]
-    longest = max(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts)
-    return longest + subset.free_chars(tool.language)
-
-
-def output_token_budget(registry: Registry, tokenizer, margin: int = 4) -> int:
-    """``max_new_tokens`` that fits the longest canonical output of any tool, plus ``</s>``.
-
-    Derived from the registry so a new parameter or preset never truncates an answer silently.
-    """
-    return max(_longest_call(t, tokenizer) for t in registry.tools) + 1 + margin
-
-
 def _weights_check(directory: Path, *, allow_pickle: bool, what: str) -> bool:
     """Return whether safetensors weights exist; refuse pickled-only directories unless allowed."""
     if not directory.is_dir():
@@ -248,7 +232,7 @@ class ReferencePredictor:
         package registry.
         """
         import torch
-        from transformers import AutoTokenizer, LlamaForCausalLM, T5ForConditionalGeneration
+        from transformers import LlamaForCausalLM, T5ForConditionalGeneration
 
         if threads:
             torch.set_num_threads(threads)
@@ -260,9 +244,11 @@ class ReferencePredictor:
         model_cls = T5ForConditionalGeneration if family == "t5" else LlamaForCausalLM
         try:
             model = model_cls.from_pretrained(student_dir, use_safetensors=has_st)
-            tokenizer = AutoTokenizer.from_pretrained(student_dir)
         except OSError as exc:
             raise ModelDirError(f"{student_dir}: cannot load the student ({exc})") from None
+        # the exporter's loader: a folder with only spiece.model / tokenizer.model is rebuilt without
+        # transformers' protobuf-based conversion, so the original loads whatever could be exported
+        tokenizer = load_tokenizer(student_dir)
         source = str(student_dir)
         if adapter_dir is not None:
             from peft import PeftModel

@@ -11,7 +11,6 @@ from PIL import Image
 from vedit.bench.parity import GATES, ParityResult
 from vedit.bench.visual import JND, VisualParity, compare_renders, delta_e
 from vedit.registry import ToolCall, call_from_value, default_registry
-from vedit.render.engine import params as params_of
 from vedit.render.samples import sample_photos
 
 REG = default_registry()
@@ -21,8 +20,8 @@ def _calls(preset="none", intensity=0, **adjust):
     calls = {t.name: ToolCall.unused(t) for t in REG.tools}
     calls["filter"] = call_from_value(REG.tool("filter"), {"name": preset, "intensity": intensity})
     if adjust:
-        calls["adjust"] = call_from_value(REG.tool("adjust"), {p: adjust.get(p, 0)
-                                                               for p in params_of(REG.tool("adjust"))})
+        calls["adjust"] = call_from_value(REG.tool("adjust"), {p.name: adjust.get(p.name, 0)
+                                                               for p in REG.tool("adjust").slot_params})
     return calls
 
 

@@ -38,6 +38,13 @@ def test_round_trip(tmp_path, registry, good_row):
     assert read_truth(out) == rows
 
 
+def test_calls_may_be_left_out(tmp_path, registry, good_row):
+    """A team's own examples (intent + answers, as for --check-examples) are a truth file as they are."""
+    row = {k: v for k, v in good_row.items() if k != "calls"}
+    (got,) = read_truth(_write(tmp_path / "t.jsonl", [json.dumps(row)]), registry)
+    assert got.calls == 1 and got.intent == good_row["intent"]
+
+
 def test_bad_rows_reported_with_line_numbers(tmp_path, registry, good_row):
     flat = next(t for t in registry.tools if not t.categories)
     preset = next(t for t in registry.tools if t.categories)

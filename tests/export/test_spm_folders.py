@@ -90,3 +90,32 @@ def test_unreadable_sentencepiece_file_is_one_line_with_the_fix(tmp_path):
         load_tokenizer(tmp_path)
     msg = str(err.value)
     assert "spiece.model" in msg and "tokenizer.json" in msg and "\n" not in msg
+
+
+def test_parity_bench_loads_the_sentencepiece_only_original(spm_export, truth):
+    """``vedit bench parity``'s PyTorch side (vedit/reference.py) loaded the folder with AutoTokenizer
+    and hit the protobuf clash; it now uses the exporter's loader, and matches the export exactly."""
+    from click.testing import CliRunner
+
+    from vedit.cli import cli
+    from vedit.reference import ReferencePredictor
+
+    src, out, _ = spm_export
+    ref = ReferencePredictor.load(src)
+    assert ref.tokenizer("golden hour 2024")["input_ids"] == load_tokenizer(src)("golden hour 2024")["input_ids"]
+    result = CliRunner().invoke(cli, ["bench", "parity", "--reference", str(src), "--candidate", str(out),
+                                      "--data", str(truth), "--limit", "2", "--threads", "1", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output[result.output.index("{"):])
+    assert report["passed"], report
+
+
+def test_parity_against_a_server_compiles_the_grammar_from_a_sentencepiece_only_folder(spm_export):
+    """With ``--url`` the PyTorch side's grammar is compiled from the student folder itself."""
+    from vedit.bench.parity import grammar_dir_for
+    from vedit.decoding.grammar import load_grammar
+
+    src, out, (_, student, _) = spm_export
+    with grammar_dir_for(src, student, out / "registry.json") as d:
+        mine, exported = load_grammar(d), load_grammar(out)
+    assert mine.modes == exported.modes and mine.token_bytes == exported.token_bytes

@@ -12,7 +12,6 @@ import pytest
 
 from vedit.registry import default_registry
 from vedit.render.adjust import KNOWN, apply_adjust
-from vedit.render.engine import params as params_of
 
 
 def dec(v):
@@ -96,7 +95,7 @@ def test_structure_adds_local_contrast_on_a_5x5_box():
 
 
 def test_every_registry_parameter_has_an_operation_and_a_hand_case():
-    params = set(params_of(default_registry().tool("adjust")))
+    params = {p.name for p in default_registry().tool("adjust").slot_params}
     assert params <= KNOWN
     covered = {c[0] for c in CASES} | {"sharpen", "structure"}
     assert params <= covered, f"no hand-computed test for {params - covered}"
@@ -105,5 +104,5 @@ def test_every_registry_parameter_has_an_operation_and_a_hand_case():
 def test_zero_is_the_identity_bit_for_bit():
     rng = np.random.default_rng(0)
     img = rng.random((16, 16, 3), dtype=np.float32)
-    zeros = {p: 0 for p in params_of(default_registry().tool("adjust"))}
+    zeros = {p.name: 0 for p in default_registry().tool("adjust").slot_params}
     assert np.array_equal(apply_adjust(img, zeros), img)

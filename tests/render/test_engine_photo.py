@@ -14,18 +14,15 @@ from PIL import Image, ImageCms, ImageOps
 from vedit.errors import RenderError
 from vedit.registry import ToolCall, call_from_value, default_registry, registry_from_dict
 from vedit.render.engine import Renderer
-from vedit.render.engine import params as params_of
 from vedit.render.photo import load_photo, save_photo
 
 
 def _registry_with_extras():
-    """The paper's tools plus an adjust parameter and a tool the renderer has no operation for."""
     tools = copy.deepcopy(default_registry().functions)
-    adjust = next(t["function"] for t in tools if t["function"]["name"] == "adjust")
+    adjust = next(f["function"] for f in tools if f["function"]["name"] == "adjust")
     adjust["parameters"]["properties"]["clarity"] = {"type": "integer", "minimum": -100, "maximum": 100}
-    adjust["parameters"].setdefault("required", []).append("clarity")
     tools.append({"type": "function", "function": {
-        "name": "crop", "description": "zoom",
+        "name": "crop", "description": "Crop.", "x-vedit-prompt": "crop {intent}",
         "parameters": {"type": "object", "properties": {"zoom": {"type": "integer", "minimum": 0, "maximum": 100}},
                        "required": ["zoom"], "additionalProperties": False}}})
     return registry_from_dict(tools)
@@ -41,7 +38,7 @@ def test_an_undrawable_call_is_a_warning_naming_it_or_an_error_when_strict(caplo
     reg = _registry_with_extras()
     adjust = reg.tool("adjust")
     calls = {
-        "adjust": call_from_value(adjust, {p: (30 if p in ("clarity", "contrast") else 0) for p in params_of(adjust)}),
+        "adjust": call_from_value(adjust, {p.name: (30 if p.name in ("clarity", "contrast") else 0) for p in adjust.slot_params}),
         "crop": call_from_value(reg.tool("crop"), {"zoom": 50}),
     }
     img = np.full((4, 4, 3), 0.7, dtype=np.float32)

@@ -67,3 +67,36 @@ def test_through_a_triton_server_the_picture_is_the_same(triton_served, tiny_exp
                                        *target])
         assert res.exit_code == 0, res.output
     np.testing.assert_array_equal(np.asarray(Image.open(local)), np.asarray(Image.open(remote)))
+
+
+VIDEO = __import__("pathlib").Path(__file__).resolve().parents[2] / "examples" / "tools" / "video.json"
+
+
+def _export_with(functions, tiny_t5_dir, out):
+    from support import quick_export
+    from vedit.registry import registry_from_dict
+
+    quick_export(tiny_t5_dir, out, registry=registry_from_dict(functions))
+    return out
+
+
+def test_tools_the_renderer_cannot_draw_are_named(tiny_t5_dir, photo, tmp_path):
+    """A custom tools file: the preview names every tool it does not draw (never in silence), and
+    refuses in one line when it can draw none of them."""
+    import json
+
+    from vedit.registry import default_registry
+
+    video = json.loads(VIDEO.read_text())
+    mixed = _export_with([*default_registry().functions, video[2]], tiny_t5_dir, tmp_path / "mixed")
+    res = CliRunner().invoke(cli, ["preview", "golden hour", "--image", str(photo), "-o", str(tmp_path / "a.png"),
+                                   "--model", str(mixed)])
+    assert res.exit_code == 0, res.output
+    assert "not rendered: tool vignette (no renderer" in res.output and (tmp_path / "a.png").is_file()
+    only = _export_with(video, tiny_t5_dir, tmp_path / "video")
+    res = CliRunner().invoke(cli, ["preview", "slow motion", "--image", str(photo), "-o", str(tmp_path / "b.png"),
+                                   "--model", str(only)])
+    assert res.exit_code == 1 and not (tmp_path / "b.png").exists()
+    assert res.output.strip().splitlines() == [
+        "error: the renderer draws adjust, selective_adjust, filter; none of this model's tools (speed, caption, "
+        "vignette) can be drawn: use `vedit predict` for the answers"]

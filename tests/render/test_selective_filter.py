@@ -10,10 +10,10 @@ import pytest
 
 from vedit.errors import RenderError
 from vedit.registry import default_registry
+from vedit.render.engine import colours
+from vedit.render.engine import presets as engine_presets
 from vedit.render.filter import apply_filter, load_lut, lookup
 from vedit.render.looks import LUT_DIR, RECIPES, generate, missing_recipes
-from vedit.render.engine import colours
-from vedit.render.engine import presets as presets_of
 from vedit.render.selective import HUE_CENTRES, apply_selective, band_weights
 
 COLOURS = colours(default_registry().tool("selective_adjust"))
@@ -88,7 +88,7 @@ def test_duotone_maps_black_and_white_to_its_two_ends():
 
 
 def test_every_registry_preset_has_a_recipe_and_a_cube_file():
-    presets = presets_of(default_registry().tool("filter"))
+    presets = engine_presets(default_registry().tool("filter"))
     assert missing_recipes(presets) == []
     for p in presets:
         if p != "none":

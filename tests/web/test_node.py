@@ -45,3 +45,24 @@ def test_compare_catches_a_changed_answer(sites, exports):
         got["filter"] = {**got["filter"], "intensity": (got["filter"]["intensity"] + 7) % 100}
         with pytest.raises(AssertionError, match="golden hour"):
             compare(Reference(exports[name]), ["golden hour"], [got], precision=precision)
+
+
+def test_node_answers_a_custom_tools_file_as_python(web_runtime, tiny_t5_dir, tmp_path_factory):
+    """A tools file unlike the paper's (examples/tools/video.json: numbers with decimals, booleans,
+    a free string, an array of objects, an anyOf; grammar modes per tool): the site is built and
+    the JavaScript runtime answers exactly as Python does."""
+    from support import quick_export
+    from vedit.bench.guarantees import _PIECES
+    from vedit.intents import MAX_INTENT_BYTES, SAMPLE_INTENTS
+    from vedit.registry import load_registry
+    from vedit.web import build_site
+    from web_cases import ROOT
+
+    root = tmp_path_factory.mktemp("video-web")
+    export = quick_export(tiny_t5_dir, root / "export", registry=load_registry(ROOT / "examples" / "tools" / "video.json"))
+    site = build_site(export.out_dir, root / "site", runtime=web_runtime).out_dir
+    intents = [*SAMPLE_INTENTS[:3], *_PIECES[:6], "", "x" * (MAX_INTENT_BYTES + 1), "slow motion " * 80]
+    got = node_answers(site, intents)
+    counts = compare(Reference(export.out_dir), intents, got, precision="fp32")
+    assert counts["identical"] == len(intents) and counts["refused"] == 2
+    assert any(isinstance(a.get("caption"), dict) for a in got)  # the free string was written, not only "none"

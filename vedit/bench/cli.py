@@ -56,10 +56,11 @@ def parity(reference: Path, adapter: Path | None, candidate: Path | None, url: s
 
     if (candidate is None) == (url is None):
         raise click.UsageError("give exactly one of --candidate EXPORT_DIR or --url URL")
-    from vedit.registry import default_registry, load_registry
+    from vedit.bench.parity import served_registry
+    from vedit.registry import load_registry
 
-    # the truth rows are read with the candidate's own tools (any tools file), else the paper's
-    registry = load_registry(candidate / "registry.json") if candidate is not None else default_registry()
+    # the truth rows are read with the candidate's own tools (any tools file): the export's or the server's
+    registry = load_registry(candidate / "registry.json") if candidate is not None else served_registry(url)
     truth = read_truth(data, registry)[:limit]
     show_progress()
     result = run_parity(reference, truth, candidate=url or candidate, adapter_dir=adapter,

@@ -129,7 +129,11 @@ def pytorch_paths(student_dir: Path, adapter_dir: Path | None, export_dir: Path,
     from vedit.decoding import load_grammar
     from vedit.reference import ReferencePredictor
 
-    ref = ReferencePredictor.load(student_dir, adapter_dir, threads=threads)
+    from vedit.registry import load_registry
+
+    # the export's tools and prompt style: the PyTorch rows must be the ones the export answers
+    ref = ReferencePredictor.load(student_dir, adapter_dir, threads=threads,
+                                  registry=load_registry(export_dir / "registry.json"))
     grammar = load_grammar(export_dir)
     tools = ref.registry.tool_names
     # the runtime's prompts, with the runtime's input limit (same truncation of long intents)

@@ -163,26 +163,36 @@ def agreement(registry: Registry, a: Side, b: Side) -> tuple[float, list[dict]]:
     return (same / total if total else 0.0), diffs
 
 
+def served_registry(url: str) -> Registry:
+    """The tools (and prompt style) a Triton server carries in its model config: with ``--url`` the
+    truth rows and the PyTorch side's grammar must be the served model's, not the paper's."""
+    from vedit.client import connect
+
+    with connect([u.strip() for u in url.split(",")]) as client:
+        return client.model_info().registry
+
+
 @contextmanager
-def grammar_dir_for(student_dir: Path, family: str, registry_path: Path | None) -> Iterator[Path]:
+def grammar_dir_for(student_dir: Path, family: str, registry: Registry | Path | None) -> Iterator[Path]:
     """A throwaway directory holding the student's tokenizer, a registry and the compiled grammar.
 
     Why: constrained PyTorch needs the grammar; with ``--url`` there is no local export to take
     it from, so it is compiled from the student's own tokenizer (the export was made from it).
     """
     from vedit.decoding.compile import compile_grammars
+    from vedit.export.checks import copy_tokenizer_files
     from vedit.registry import default_registry
 
     tmp = Path(tempfile.mkdtemp(prefix="vedit-grammar-"))
     try:
-        for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "config.json",
-                     "generation_config.json"):
+        copy_tokenizer_files(student_dir, tmp)  # a SentencePiece-only folder gets its tokenizer.json
+        for name in ("config.json", "generation_config.json"):
             if (student_dir / name).exists():
                 shutil.copy(student_dir / name, tmp / name)
-        if registry_path is not None:
-            shutil.copy(registry_path, tmp / "registry.json")
+        if isinstance(registry, Path):
+            shutil.copy(registry, tmp / "registry.json")
         else:
-            default_registry().save(tmp / "registry.json")
+            (registry or default_registry()).save(tmp / "registry.json")
         compile_grammars(tmp)
         yield tmp
     finally:
@@ -217,6 +227,7 @@ def run_parity(
     from vedit.decoding import load_grammar
     from vedit.manifest import read_manifest
     from vedit.reference import ReferencePredictor, detect_family
+    from vedit.render.engine import drawn
 
     if threads:
         torch.set_num_threads(threads)
@@ -227,9 +238,7 @@ def run_parity(
         registry = load_registry(export_dir / "registry.json")
         precision = precision or read_manifest(export_dir).precision
     else:
-        from vedit.registry import default_registry
-
-        registry = default_registry()
+        registry = served_registry(str(candidate))
         precision = precision or "fp32"
     if precision not in GATES:
         raise VeditError(f"no parity gate for precision {precision!r}; known: {', '.join(GATES)}")
@@ -262,12 +271,15 @@ def run_parity(
     if export_dir is not None:
         side_r = _side("pytorch+grammar", registry, truth, constrained_with(export_dir))
     else:
-        with grammar_dir_for(reference_dir, family, None) as gdir:
+        with grammar_dir_for(reference_dir, family, registry) as gdir:
             side_r = _side("pytorch+grammar", registry, truth, constrained_with(gdir))
     log.info(f"[3/3] candidate {candidate}")
     side_c = _side("candidate", registry, truth, served)
     rate, diffs = agreement(registry, side_r, side_c)
     seen = None
+    if visual and not any(drawn(t) for t in registry.tools):
+        log.info(f"no rendered comparison: the renderer draws none of the tools ({', '.join(registry.tool_names)})")
+        visual = False
     if visual:
         log.info("rendering both sides' answers on the sample photos (CIEDE2000)")
         seen = compare_renders(registry, side_r.calls, side_c.calls)

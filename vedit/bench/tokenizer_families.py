@@ -110,10 +110,9 @@ def run(work: Path, n: int = 20, *, with_any: bool = True) -> list[FamilyRow]:
     """Build, export and measure every case of :data:`CASES` under ``work``; with ``with_any``, the
     merging families again with their grammar recompiled in mode ``any`` (the mode they had before
     ``runs``), on a copy of the same export."""
-    from vedit.decoding.compile import compile_grammars
-
     from vedit.data.synth import generate, write_dataset
     from vedit.export import export_model
+    from vedit.export.manifest import recompile_grammar
 
     registry = default_registry()
     data = write_dataset(generate(seed=3, n_intents=400, n_test=max(n, 1), registry=registry), work / "data")
@@ -126,7 +125,7 @@ def run(work: Path, n: int = 20, *, with_any: bool = True) -> list[FamilyRow]:
         rows.append(measure(export, data["test"], n, tokenizer=tokenizer, student=student))
         if with_any and rows[-1].mode == "runs":
             shutil.copytree(export, export.with_name(export.name + "-any"), dirs_exist_ok=True)
-            compile_grammars(export.with_name(export.name + "-any"), tokenization="any")
+            recompile_grammar(export.with_name(export.name + "-any"), "any")
             rows.append(measure(export.with_name(export.name + "-any"), data["test"], n, tokenizer=tokenizer,
                                 student=student))
     return rows

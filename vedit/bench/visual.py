@@ -75,7 +75,8 @@ class VisualParity:
         worst = f"; worst: {self.worst.intent!r} on {self.worst.photo}" if self.worst and self.worst.delta_e > 0 else ""
         return (f"CIEDE2000 original vs candidate, rendered on {', '.join(self.photos)}: mean {self.mean:.2f}, "
                 f"p95 {self.p95:.2f}, max {self.max:.2f} over {len(self.per_pair)} pairs "
-                f"({self.drawn} drawn, the rest identical answers){worst}")
+                f"({self.drawn} drawn, the rest identical answers){worst}"
+                + (f"; not drawn: {', '.join(self.not_drawn)}" if self.not_drawn else ""))
 
     def to_json(self) -> dict:
         out = {"mean": self.mean, "p95": self.p95, "max": self.max, "pairs": len(self.per_pair), "drawn": self.drawn,

@@ -5,7 +5,8 @@ Truth row (one intent, the ground-truth call of every registry tool)::
     {"intent": "golden hour", "calls": 12, "adjust": {...}, "selective_adjust": {}, "filter": {...}}
 
 ``calls`` is how many times users asked for the intent; the metric subsets r_3 / r_5 keep rows
-with ``calls >= 3`` / ``>= 5``. Each tool value is the canonical JSON value of a
+with ``calls >= 3`` / ``>= 5``. It may be left out (counted as 1): a team with its own tools has
+intents and answers but no request counts, and its ``--check-examples`` file is then a truth file. Each tool value is the canonical JSON value of a
 :class:`~vedit.registry.ToolCall` and must satisfy the registry's schema.
 
 Prediction row (a model's answer for one intent)::
@@ -92,13 +93,13 @@ def _missing(row: dict[str, Any], keys: Iterable[str]) -> None:
 def parse_truth_row(row: dict[str, Any], registry: Registry) -> TruthRow:
     """Validate one decoded truth row against the registry; ValueError says what is wrong."""
     expected = ("intent", "calls", *registry.tool_names)
-    _missing(row, expected)
+    _missing(row, [k for k in expected if k != "calls"])
     unknown = [k for k in row if k not in expected]
     if unknown:
         raise ValueError(
             f"unknown key(s): {', '.join(repr(k) for k in unknown)}; expected {', '.join(expected)}"
         )
-    calls = row["calls"]
+    calls = row.get("calls", 1)
     if isinstance(calls, bool) or not isinstance(calls, int) or calls < 1:
         raise ValueError(f"'calls' must be an integer >= 1, got {calls!r}")
     by_tool = {}

@@ -14,8 +14,11 @@ For each tool a regex is generated from the registry (``language``) and compiled
   valid text is admitted (what outlines-core does by default), nothing forced beyond single
   choices. The last resort.
 
-``auto`` picks ``canonical`` when its checks pass, else ``runs``, else ``any`` (the reason goes
-into the info). Every mode's automaton admits exactly the registry's valid texts; the tests check that.
+``auto`` picks, *for each tool*, ``canonical`` when its checks pass, else ``runs``, else ``any``
+(the reason goes into the info): one tool with a free string (no canonical tokenization) takes
+``runs`` without costing the file's other tools their canonical chains. The grammar's ``mode`` is
+the tools' common mode or ``mixed``; ``modes`` has each tool's. Every mode's automaton admits
+exactly the registry's valid texts; the tests check that.
 """
 
 from __future__ import annotations
@@ -56,41 +59,69 @@ _SYMBOL_BASE = 0xF0000
 
 
 def build_grammar(registry: Registry, tok: TokenizerInfo, *, tokenization: Tokenization = "auto") -> CompiledGrammar:
-    """Compile every tool's automaton for ``tok`` (in memory)."""
+    """Compile every tool's automaton for ``tok`` (in memory).
+
+    The mode is chosen per tool: a tool whose output has free string text (no canonical
+    tokenization) takes ``runs`` while the file's other tools keep ``canonical``; each tool's
+    reason goes into the grammar's info. An explicit ``tokenization`` other than ``auto`` is
+    required of every tool (refused with the tool's name when one cannot have it)."""
     table = token_bytes(tok.tokenizer)
     for t in registry.tools:
         check_reachable(needed_chars(t), table, tok.unk_token_id, tok.tokenizer, where=f"the {t.name} grammar")
 
-    reason = ""
+    builders = _Builders(tok, table)
     automata: dict[str, ToolAutomaton] = {}
     info: dict[str, dict] = {}
+    modes: dict[str, str] = {}
+    reasons: dict[str, str] = {}
+    for t in registry.tools:
+        modes[t.name], why = _pick(t, builders, tokenization, automata, info)
+        if why:
+            reasons[t.name] = why.removeprefix(f"{t.name}: ")
+    groups: dict[tuple[str, str], list[str]] = {}
+    for name, why in reasons.items():  # one line per (mode, reason): a tokenizer's obstacle is every tool's
+        groups.setdefault((modes[name], why), []).append(name)
+    for (mode, why), names in groups.items():
+        (log.warning if mode == "any" else log.info)("grammar: tokenization %r for %s (%s)", mode, ", ".join(names), why)
+
+    used = {int(t) for a in automata.values() for t in a.tokens}
+    used.discard(tok.eos_token_id)
+    reason = "; ".join(f"{', '.join(names)}: {why}" for (_, why), names in groups.items())
+    meta = {"tools_info": info, "fallback_reason": reason, "fallback_reasons": reasons}
+    return CompiledGrammar(automata, {i: table[i] for i in sorted(used)}, tok.eos_token_id, tok.vocab_size,
+                           summary_mode(modes), meta, modes)
+
+
+def summary_mode(modes: dict[str, str]) -> str:
+    """One word for the grammar: the tools' common mode, or ``mixed`` (the per-tool modes are kept apart)."""
+    kinds = set(modes.values())
+    return kinds.pop() if len(kinds) == 1 else "mixed"
+
+
+def _pick(tool: Tool, b: "_Builders", tokenization: Tokenization, automata: dict, info: dict) -> tuple[str, str]:
+    """Build ``tool``'s automaton in the best mode it allows (``canonical``, ``runs``, ``any``), into
+    ``automata`` / ``info``; return the mode and why a better one was not possible."""
+    reason = ""
     mode = "canonical" if tokenization == "auto" else tokenization
     if mode == "canonical":
         try:
-            obstacle = _canonical_obstacle(table)
-            if obstacle:
-                raise GrammarError(obstacle)
-            automata, info = _build_canonical(registry, tok, table)
+            if b.obstacle:
+                raise GrammarError(b.obstacle)
+            automata[tool.name], info[tool.name] = b.canonical(tool)
         except GrammarError as exc:
             if tokenization == "canonical":
                 raise GrammarError(f"canonical tokenization is not possible: {exc}; use tokenization='runs'") from None
             reason, mode = str(exc), "runs"
     if mode == "runs":
         try:
-            automata, info = _build_runs(registry, tok, table)
+            automata[tool.name], info[tool.name] = b.runs(tool)
         except GrammarError as exc:
             if tokenization == "runs":
-                raise
+                raise GrammarError(f"{tool.name}: {exc}") from None
             reason, mode = f"{reason}; runs: {exc}" if reason else str(exc), "any"
     if mode == "any":
-        automata, info = _build_any(registry, tok, table)
-    if reason:
-        (log.warning if mode == "any" else log.info)("grammar: tokenization %r (%s)", mode, reason)
-
-    used = {int(t) for a in automata.values() for t in a.tokens}
-    used.discard(tok.eos_token_id)
-    meta = {"tools_info": info, "fallback_reason": reason}
-    return CompiledGrammar(automata, {i: table[i] for i in sorted(used)}, tok.eos_token_id, tok.vocab_size, mode, meta)
+        automata[tool.name], info[tool.name] = b.any(tool)
+    return mode, reason
 
 
 def _canonical_obstacle(table: list[bytes | None]) -> str:
@@ -99,66 +130,69 @@ def _canonical_obstacle(table: list[bytes | None]) -> str:
     return ""
 
 
-def _build_canonical(registry: Registry, tok: TokenizerInfo, table: list[bytes | None]):
-    tokenize = stretch_tokenizer(tok.tokenizer, table)
-    cache: dict[str, list[int]] = {}
+class _Builders:
+    """One tool's automaton in each mode; what the modes share (encoders, the token trie, the token
+    symbols) is made once per tokenizer, on first use."""
 
-    def cached(text: str) -> list[int]:
-        if text not in cache:
-            ids = tokenize(text)
-            if tok.unk_token_id is not None and tok.unk_token_id in ids:
+    def __init__(self, tok: TokenizerInfo, table: list[bytes | None]):
+        self.tok, self.table = tok, table
+        self.obstacle = _canonical_obstacle(table)
+        self._cache: dict[str, list[int]] = {}
+        self._symbols: dict[int, str] = {}
+        self._stretch = self._cont = self._trie = self._by_bytes = None
+
+    # -- canonical
+    def _cached(self, text: str) -> list[int]:
+        if text not in self._cache:
+            if self._stretch is None:
+                self._stretch = stretch_tokenizer(self.tok.tokenizer, self.table)
+            ids = self._stretch(text)
+            if self.tok.unk_token_id is not None and self.tok.unk_token_id in ids:
                 raise GrammarError(f"the tokenizer writes {text!r} with the unknown token")
-            cache[text] = ids
-        return cache[text]
+            self._cache[text] = ids
+        return self._cache[text]
 
-    symbols: dict[int, str] = {}
+    def _symbol(self, i: int) -> str:
+        if i not in self._symbols:
+            self._symbols[i] = chr(_SYMBOL_BASE + len(self._symbols))
+        return self._symbols[i]
 
-    def symbol(i: int) -> str:
-        if i not in symbols:
-            symbols[i] = chr(_SYMBOL_BASE + len(symbols))
-        return symbols[i]
-
-    automata, info = {}, {}
-    for t in registry.tools:
+    def canonical(self, t: Tool) -> tuple[ToolAutomaton, dict]:
         start = time.perf_counter()
-        rx = token_regex(t, cached, symbol)
-        vocab = outlines_core.Vocabulary(tok.eos_token_id, {s.encode("utf-8"): [i] for i, s in symbols.items()})
-        automata[t.name] = _tables(t.name, _index(rx, vocab, t), tok.eos_token_id)
-        info[t.name] = _info(automata[t.name], time.perf_counter() - start)
-        _check_canonical(t, automata[t.name], tok)
-    return automata, info
+        rx = token_regex(t, self._cached, self._symbol)
+        eos = self.tok.eos_token_id
+        vocab = outlines_core.Vocabulary(eos, {s.encode("utf-8"): [i] for i, s in self._symbols.items()})
+        a = _tables(t.name, _index(rx, vocab, t), eos)
+        _check_canonical(t, a, self.tok)
+        return a, {**_info(a, time.perf_counter() - start), "mode": "canonical"}
 
-
-def _build_runs(registry: Registry, tok: TokenizerInfo, table: list[bytes | None]):
-    cont = continuation_tokenizer(tok.tokenizer)
-    unk = tok.unk_token_id
-
-    def encode(text: str) -> list[int] | None:
-        ids = cont.encode(text, add_special_tokens=False).ids
+    # -- runs
+    def _encode(self, text: str) -> list[int] | None:
+        ids = self._cont.encode(text, add_special_tokens=False).ids
+        unk = self.tok.unk_token_id
         return None if unk is not None and unk in ids else ids
 
-    trie = TokenTrie.build(table, {tok.eos_token_id})
-    automata, info = {}, {}
-    for t in registry.tools:
+    def runs(self, t: Tool) -> tuple[ToolAutomaton, dict]:
+        if self._cont is None:
+            self._cont = continuation_tokenizer(self.tok.tokenizer)
+            self._trie = TokenTrie.build(self.table, {self.tok.eos_token_id})
         start = time.perf_counter()
-        graph, first, finals, stats = runs_graph(char_regex(t), table, tok.eos_token_id, encode, trie)
-        automata[t.name] = _csr(t.name, graph, first, finals, tok.eos_token_id)
-        info[t.name] = {**_info(automata[t.name], time.perf_counter() - start), **asdict(stats)}
-    return automata, info
+        eos = self.tok.eos_token_id
+        graph, first, finals, stats = runs_graph(char_regex(t), self.table, eos, self._encode, self._trie)
+        a = _csr(t.name, graph, first, finals, eos)
+        return a, {**_info(a, time.perf_counter() - start), **asdict(stats), "mode": "runs"}
 
-
-def _build_any(registry: Registry, tok: TokenizerInfo, table: list[bytes | None]):
-    by_bytes: dict[bytes, list[int]] = {}
-    for i, b in enumerate(table):
-        if b and i != tok.eos_token_id:
-            by_bytes.setdefault(b, []).append(i)
-    automata, info = {}, {}
-    for t in registry.tools:
+    # -- any
+    def any(self, t: Tool) -> tuple[ToolAutomaton, dict]:
+        if self._by_bytes is None:
+            self._by_bytes = {}
+            for i, b in enumerate(self.table):
+                if b and i != self.tok.eos_token_id:
+                    self._by_bytes.setdefault(b, []).append(i)
         start = time.perf_counter()
-        vocab = outlines_core.Vocabulary(tok.eos_token_id, by_bytes)
-        automata[t.name] = _tables(t.name, _index(char_regex(t), vocab, t), tok.eos_token_id)
-        info[t.name] = _info(automata[t.name], time.perf_counter() - start)
-    return automata, info
+        vocab = outlines_core.Vocabulary(self.tok.eos_token_id, self._by_bytes)
+        a = _tables(t.name, _index(char_regex(t), vocab, t), self.tok.eos_token_id)
+        return a, {**_info(a, time.perf_counter() - start), "mode": "any"}
 
 
 def _index(regex: str, vocab, tool: Tool):
@@ -254,10 +288,11 @@ def compile_grammars(export_dir: str | Path, *, tokenization: Tokenization = "au
     return {
         "dir": GRAMMAR_DIR,
         "mode": grammar.mode,
+        "modes": dict(grammar.modes),
         "fallback_reason": grammar.meta["fallback_reason"],
         "seconds": round(time.perf_counter() - start, 3),
         "tools": grammar.meta["tools_info"],
     }
 
 
-__all__ = ["Tokenization", "build_grammar", "compile_grammars", "sample_calls"]
+__all__ = ["Tokenization", "build_grammar", "compile_grammars", "sample_calls", "summary_mode"]

@@ -122,8 +122,14 @@ class CompiledGrammar:
     token_bytes: dict[int, bytes]
     eos_token_id: int
     vocab_size: int
-    mode: str
+    mode: str  # the tools' common mode, or "mixed"
     meta: dict[str, Any] = field(default_factory=dict)
+    #: Each tool's tokenization mode (``canonical`` / ``runs`` / ``any``): chosen per tool at compile time.
+    modes: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.modes:
+            self.modes = {name: self.mode for name in self.automata}
 
     def max_tokens(self) -> int:
         """The longest output any tool allows, EOS included: the prompt limit leaves room for it."""
@@ -174,6 +180,7 @@ class CompiledGrammar:
             meta.update(
                 format_version=FORMAT_VERSION,
                 mode=self.mode,
+                modes=self.modes,
                 eos_token_id=self.eos_token_id,
                 vocab_size=self.vocab_size,
                 tools=list(self.automata),
@@ -199,7 +206,9 @@ class CompiledGrammar:
             with np.load(d / f"{name}.npz", allow_pickle=False) as z:
                 automata[name] = ToolAutomaton(name, z["indptr"], z["tokens"], z["next"], z["final"])
         token_bytes = {int(k): bytes.fromhex(v) for k, v in meta.pop("token_bytes").items()}
-        return cls(automata, token_bytes, int(meta["eos_token_id"]), int(meta["vocab_size"]), meta["mode"], meta)
+        modes = meta.get("modes") or {name: meta["mode"] for name in automata}  # files from before per-tool modes
+        return cls(automata, token_bytes, int(meta["eos_token_id"]), int(meta["vocab_size"]), meta["mode"], meta,
+                   dict(modes))
 
 
 class Matcher:

@@ -65,7 +65,8 @@ class Digits:
 @dataclass(frozen=True)
 class Str:
     """A JSON string's characters (between its quotes): ``regex`` over characters, never a quote,
-    backslash or control character. Free text has no canonical tokenization: only mode ``any``."""
+    backslash or control character. Free text has no canonical tokenization: its tool takes mode
+    ``runs`` (the forced text around it re-tokenized at the boundary), else ``any``."""
 
     regex: str
 

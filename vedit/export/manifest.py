@@ -23,7 +23,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from vedit.atomicio import sha256_file
+from vedit.atomicio import atomic_open, sha256_file
 
 
 #: Bumped whenever the graphs an export writes change (a new input, a fused graph). An export whose
@@ -87,3 +87,18 @@ def file_hashes(export_dir: Path) -> dict[str, str]:
         for p in sorted(export_dir.rglob("*"))
         if p.is_file() and p.name != "manifest.json"
     }
+
+
+def recompile_grammar(export_dir: Path, tokenization: str) -> dict[str, Any]:
+    """Recompile an export's grammar in ``tokenization`` mode and record the new files' sha256 in
+    its manifest (what loading checks), for a bench that compares modes on one export."""
+    from vedit.decoding.compile import compile_grammars
+
+    summary = compile_grammars(export_dir, tokenization=tokenization)  # type: ignore[arg-type]
+    path = export_dir / "manifest.json"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data["sha256"], data["grammar"] = file_hashes(export_dir), summary
+    with atomic_open(path) as f:
+        f.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    return summary
+

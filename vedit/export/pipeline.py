@@ -52,8 +52,20 @@ class ExportResult:
                 onnx_bytes += size
                 lines.append(f"  {name:<40} {size / 1e6:10.2f} MB")
         lines.append(f"  {'total ONNX':<40} {onnx_bytes / 1e6:10.2f} MB")
+        lines += grammar_lines(m.get("grammar"))
         lines += prompt_lines(m.get("prompt"))
         return lines + self.validation.summary_lines() + check_lines(m.get("check_examples"))
+
+
+def grammar_lines(grammar: dict | None) -> list[str]:
+    """The grammar's tokenization mode, per tool when the tools differ (a free string takes ``runs``
+    for its own tool only), and why a tool could not have ``canonical``."""
+    if not grammar:
+        return []
+    modes = grammar.get("modes") or {}
+    each = f" ({', '.join(f'{t} {m}' for t, m in modes.items())})" if len(set(modes.values())) > 1 else ""
+    why = f"; {grammar['fallback_reason']}" if grammar.get("fallback_reason") else ""
+    return [f"  grammar: tokenization {grammar['mode']}{each}{why}"]
 
 
 def prompt_lines(prompt: dict | None) -> list[str]:
@@ -183,7 +195,7 @@ def _export_model(md: checks.ModelDir, target: Path, *, adapter_dir: Path | None
     model = checks.load_model(md)
     checks.check_tokenizer_matches(model, tokenizer, md.path)
     if max_new_tokens is None:  # the greedy check covers the longest canonical answer of any tool
-        from vedit.reference import output_token_budget
+        from vedit.export.budget import output_token_budget
 
         max_new_tokens = output_token_budget(registry, tokenizer)
     merge_report = None

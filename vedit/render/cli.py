@@ -57,7 +57,8 @@ def preview(intents: tuple[str, ...], images: tuple[Path, ...], output: Path, mo
     """
     check_target(model_dir, url)
     require_extras("render")
-    from vedit.render.engine import Renderer
+    from vedit.errors import RenderError
+    from vedit.render.engine import DRAWN, Renderer, undrawable_tools
     from vedit.render.photo import load_photo, save_photo
     from vedit.render.sheet import before_after, summary
 
@@ -66,20 +67,28 @@ def preview(intents: tuple[str, ...], images: tuple[Path, ...], output: Path, mo
         start = time.perf_counter()
         predictions = client.predict(list(intents))
         answer_ms = (time.perf_counter() - start) * 1000
+    undrawn = undrawable_tools(predictions[0].calls) if predictions else []
+    if undrawn and len(undrawn) == len(predictions[0].calls):
+        raise RenderError(f"the renderer draws {', '.join(DRAWN)}; none of this model's tools ({', '.join(undrawn)}) "
+                          "can be drawn: use `vedit predict` for the answers")
     for p in predictions:
         click.echo(json.dumps(p.to_json(), ensure_ascii=False) if as_json else f"{p.intent}: {summary(p.calls, 200)}")
+    if undrawn:
+        click.echo(f"not rendered: tool {', '.join(undrawn)} (no renderer; the picture shows the other tools)", err=True)
     renderer = Renderer.default()
     if len(photos) == 1 and len(predictions) == 1:
         start = time.perf_counter()
-        pixels, _ = renderer.render(photos[0].pixels, predictions[0].calls)
+        pixels, skipped = renderer.render(photos[0].pixels, predictions[0].calls)
         render_s = time.perf_counter() - start
         save_photo(pixels, output, icc_profile=photos[0].icc_profile, bits=photos[0].bits)
         size = photos[0].size
     else:
         sheet = before_after(photos, [(p.intent, p.calls) for p in predictions], renderer)
-        render_s = sheet.seconds
+        render_s, skipped = sheet.seconds, sheet.skipped
         save_photo(_pixels(sheet.image), output)
         size = sheet.image.size
+    for item in dict.fromkeys(i for i in skipped if not any(i.startswith(f"{t}:") for t in undrawn)):
+        click.echo(f"not rendered: {item}", err=True)
     decode_s = sum(p.seconds for p in photos)
     scaled = [f"{p.name} {p.source_size[0]}x{p.source_size[1]} -> {p.size[0]}x{p.size[1]}" for p in photos
               if p.source_size != p.size]

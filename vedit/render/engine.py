@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vedit.errors import RenderError
+from vedit.errors import RegistryError, RenderError
 from vedit.registry import Registry, Tool, ToolCall, default_registry
 from vedit.render.adjust import KNOWN, apply_adjust
 from vedit.render.filter import apply_filter, lut_path
@@ -26,40 +26,50 @@ from vedit.render.selective import HUE_CENTRES, apply_selective
 
 log = logging.getLogger(__name__)
 
-#: The tools the renderer draws: name -> the answer layout it expects, in drawing order. ``flat``:
-#: an object of numbers; ``per_colour``: an object of colour bands, each an object of numbers;
-#: ``preset``: an object with an enum ``name`` (the LUT) and numbers. A tool of another name or layout
-#: is named as not drawable, never skipped in silence.
+#: The tools the renderer draws: name -> the shape of answer it reads, in drawing order.
 DRAWN = {"adjust": "flat", "selective_adjust": "per_colour", "filter": "preset"}
 
 
-def layout(tool: Tool) -> str | None:
-    """The layout of the tool's answers (``flat``, ``per_colour``, ``preset``), read from its schema."""
-    slots = tool.slots
-    if ("name",) in tool.categories and all(len(p) == 1 for p in slots):
-        return "preset"
-    if tool.categories:
-        return None
-    if slots and all(len(p) == 1 for p in slots):
+def shape(tool: Tool) -> str | None:
+    """How the renderer can read ``tool``'s answers, from its schema: ``flat`` (numbers by name),
+    ``per_colour`` (colour -> numbers by name), ``preset`` (an enum ``name`` + numbers), else None."""
+    slots, cats = tool.slots, tool.categories
+    if slots and not cats and all(len(p) == 1 for p in slots):
         return "flat"
-    if slots and all(len(p) == 2 for p in slots):
+    if slots and not cats and all(len(p) == 2 for p in slots):
         return "per_colour"
+    if cats == (("name",),) and all(len(p) == 1 for p in slots):
+        try:
+            tool.choices(("name",))
+        except RegistryError:
+            return None
+        return "preset"
     return None
 
 
 def params(tool: Tool) -> tuple[str, ...]:
-    """The numeric parameters of a tool's answer (per colour band, for ``per_colour``)."""
+    """The numeric parameters' names (per colour for ``per_colour`` tools), in schema order."""
     return tuple(dict.fromkeys(p[-1] for p in tool.slots))
 
 
 def colours(tool: Tool) -> tuple[str, ...]:
-    """The colour bands of a ``per_colour`` tool, in schema order."""
+    """The colours of a ``per_colour`` tool, in schema order."""
     return tuple(dict.fromkeys(p[0] for p in tool.slots if len(p) == 2))
 
 
 def presets(tool: Tool) -> tuple[str, ...]:
-    """The presets (LUT names) a ``preset`` tool may answer."""
-    return tuple(str(v) for v in tool.choices(("name",)))
+    """The presets of a ``preset`` tool (the values of its ``name`` enum)."""
+    return tuple(tool.choices(("name",)))
+
+
+def drawn(tool: Tool) -> bool:
+    """Whether an operation draws ``tool``: one of :data:`DRAWN`, with answers of the shape it reads."""
+    return tool.name in DRAWN and DRAWN[tool.name] == shape(tool)
+
+
+def undrawable_tools(calls: Mapping[str, ToolCall]) -> list[str]:
+    """The tools of ``calls`` (an answer: tool name -> call) that no operation draws."""
+    return [name for name, call in calls.items() if not drawn(call.tool)]
 
 
 @dataclass
@@ -76,15 +86,14 @@ class Renderer:
         """What the registry has and the renderer cannot draw, one readable item each."""
         out = []
         for tool in self.registry.tools:
-            kind = layout(tool)
-            if DRAWN.get(tool.name) != kind:
-                out.append(f"tool {tool.name} ({kind or 'another layout'}): no renderer")
+            kind = shape(tool)
+            if not drawn(tool):
+                out.append(f"tool {tool.name}: no renderer")
             elif kind == "flat":
                 out += [f"adjust.{p}: no operation" for p in params(tool) if p not in KNOWN]
             elif kind == "per_colour":
                 out += [f"selective_adjust colour {c}: no hue band" for c in colours(tool) if c not in HUE_CENTRES]
-                out += [f"selective_adjust.{p}: no operation" for p in params(tool)
-                        if p not in ("saturation", "luminance")]
+                out += [f"selective_adjust.{p}: no operation" for p in params(tool) if p not in ("saturation", "luminance")]
             else:
                 out += [f"filter preset {p}: no LUT file" for p in presets(tool)
                         if p != "none" and not lut_path(p, self.lut_dir).is_file()]
@@ -102,19 +111,18 @@ class Renderer:
             if not call.used:
                 continue
             value = call.as_value()
-            if not isinstance(value, dict) or DRAWN.get(name) != layout(call.tool):
+            if not drawn(call.tool):
                 skipped.append(f"{name}: no renderer for this tool")
             elif name == "adjust":
                 skipped += [f"adjust.{k}={v}: no operation" for k, v in value.items() if v and k not in KNOWN]
                 x = apply_adjust(x, value)
             elif name == "selective_adjust":
-                bands = colours(call.tool)
-                skipped += [f"selective_adjust colour {c}: no hue band" for c in bands
-                            if c not in HUE_CENTRES and any(value.get(c, {}).values())]
-                full = {c: {p: value.get(c, {}).get(p, 0) for p in params(call.tool)} for c in bands}
-                x = apply_selective(x, tuple(c for c in bands if c in HUE_CENTRES), full)
+                bands = tuple(c for c in colours(call.tool) if c in HUE_CENTRES)
+                skipped += [f"selective_adjust colour {c}: no hue band" for c in colours(call.tool)
+                            if c not in HUE_CENTRES and any(value[c].values())]
+                x = apply_selective(x, bands, value)
             else:
-                preset = str(value.get("name"))
+                preset = value["name"]
                 if lut_path(preset, self.lut_dir).is_file():
                     x = apply_filter(x, preset, value.get("intensity", 100), self.lut_dir)
                 else:
@@ -126,4 +134,4 @@ class Renderer:
         return x, skipped
 
 
-__all__ = ["DRAWN", "Renderer", "colours", "layout", "params", "presets"]
+__all__ = ["DRAWN", "Renderer", "colours", "params", "presets", "drawn", "shape", "undrawable_tools"]

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from vedit.registry import ToolCall
-from vedit.render.engine import Renderer, layout
+from vedit.render.engine import Renderer, drawn, shape
 from vedit.render.photo import Photo, bound, to_pil
 
 CELL_HEIGHT = 256
@@ -34,14 +34,14 @@ def summary(calls: Mapping[str, ToolCall], limit: int = 60) -> str:
         if not call.used:
             continue
         value = call.as_value()
-        kind = layout(call.tool)
+        kind = shape(call.tool) if drawn(call.tool) else None
         if kind == "preset":
-            parts.append(f"{value.get('name')} {value.get('intensity', '')}".strip())
+            parts.append(f"{value['name']} {value.get('intensity', '')}".strip())
         elif kind == "flat":
-            parts.append(", ".join(f"{k} {v:+g}" for k, v in value.items() if v))
+            parts.append(", ".join(f"{k} {v:+d}" for k, v in value.items() if v))
         elif kind == "per_colour":
-            parts.append(", ".join(f"{c} {k[:3]} {v:+g}" for c, d in value.items() for k, v in d.items() if v))
-        else:
+            parts.append(", ".join(f"{c} {k[:3]} {v:+d}" for c, d in value.items() for k, v in d.items() if v))
+        else:  # any other tool: its answer as written
             parts.append(f"{name} {call.dumps()}")
     text = " | ".join(parts) or "no edit"
     return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -92,7 +92,7 @@ def web_meta(export_dir: str | Path) -> dict[str, Any]:
         parts = registry.prompt(t.name, _SENTINEL, man.family).split(_SENTINEL)
         if len(parts) != 2:
             raise WebBuildError(f"the {t.name} prompt must name the intent once; fix the registry's prompt")
-        tools.append({"name": t.name, "prompt": parts})
+        tools.append({"name": t.name, "prompt": parts})  # answers are the grammar's JSON: any tools file
     automata = {name: {"indptr": a.indptr.tolist(), "tokens": a.tokens.tolist(), "next": a.next.tolist(),
                        "final": a.final.astype(int).tolist()} for name, a in grammar.automata.items()}
     limit = input_limit(man.family, man.config, grammar.max_tokens())

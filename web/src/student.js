@@ -87,8 +87,8 @@ export class Student {
   }
 }
 
-/** A tool's generated text as its JSON value (ToolCall.as_value): the grammar admits only the
- * canonical text, properties in schema order, so the parsed text is the value. */
+/** A tool's generated text as its JSON value (ToolCall.as_value: the grammar writes canonical JSON,
+ * keys in schema order, so parsing keeps that order for any tools file). */
 export function asValue(tool, text) {
   let s = pyStrip(text);
   if (s.toLowerCase().startsWith("parameters:")) s = pyStrip(s.slice("parameters:".length));
