@@ -9,7 +9,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from web_cases import INTENTS, Reference, compare, node_answers
+from web_cases import FORMAT_CHARS, INTENTS, Reference, compare, node_answers, node_prompts
 
 
 @pytest.mark.parametrize("name", ["t5-fp32", "t5-int8", "llama-fp32", "llama-int8"])
@@ -45,3 +45,19 @@ def test_compare_catches_a_changed_answer(sites, exports):
         got["filter"] = {**got["filter"], "intensity": (got["filter"]["intensity"] + 7) % 100}
         with pytest.raises(AssertionError, match="golden hour"):
             compare(Reference(exports[name]), ["golden hour"], [got], precision=precision)
+
+
+@pytest.mark.parametrize("name", ["t5-fp32", "llama-fp32"])
+def test_node_prompts_as_python(sites, exports, name):
+    """Every intent reaches the model as the same ids: the Python PromptBuilder's (tokenizer, byte
+    fallback, the truncation rule), whatever the student has learned. A leading U+FEFF was lost in
+    JavaScript (a TextDecoder drops it) and the demo T5 then answered "\\ufeff" differently."""
+    from vedit.decoding import Predictor
+
+    intents = [*INTENTS, *FORMAT_CHARS]
+    prompts = Predictor.load(exports[name], threads=1).prompts
+    want = [prompts.build(s).ids for s in intents]
+    got = node_prompts(sites[name], intents)
+    assert len(got) == len(want)
+    for intent, w, g in zip(intents, want, got):
+        assert g == w, f"{intent!r}: JS prompt ids {g}, Python {w}"

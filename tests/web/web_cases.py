@@ -73,12 +73,27 @@ class Reference:
         return out, traces, logits
 
 
-def node_answers(site: Path, intents: list[str]) -> list[dict]:
-    """The JavaScript runtime's answers in Node (onnxruntime-web's WASM backend)."""
-    r = subprocess.run([node(), str(WEB / "src" / "node.mjs"), str(site), "--stats", "--trace"],
+#: Intents with a byte order mark, zero-width and other format characters where text codecs and
+#: trimming differ between Python and JavaScript (a TextDecoder drops a leading U+FEFF; Python keeps it).
+FORMAT_CHARS = ["\ufeff", "\ufeffgolden hour", "golden\ufeff hour", "\ufeff\ufeff", "\ufffe", "\u200b\u200d",
+                "\x00golden", "\u2066warm\u2069", "\ufeff" + "é" * 300]
+
+
+def _node(site: Path, intents: list[str], *flags: str) -> list:
+    r = subprocess.run([node(), str(WEB / "src" / "node.mjs"), str(site), *flags],
                        input=json.dumps(intents), capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     return [json.loads(line) for line in r.stdout.split("\n") if line]  # not splitlines(): U+2028 is in answers
+
+
+def node_answers(site: Path, intents: list[str]) -> list[dict]:
+    """The JavaScript runtime's answers in Node (onnxruntime-web's WASM backend)."""
+    return _node(site, intents, "--stats", "--trace")
+
+
+def node_prompts(site: Path, intents: list[str]) -> list[list[list[int]]]:
+    """The JavaScript runtime's prompt ids (per intent, one list per tool), truncation rule included."""
+    return _node(site, intents, "--prompts")
 
 
 #: int8 only: a row may leave the Python path where its two candidates are this close in the
