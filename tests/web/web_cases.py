@@ -86,8 +86,9 @@ def _node(site: Path, intents: list[str], *flags: str) -> list:
     return [json.loads(line) for line in r.stdout.split("\n") if line]  # not splitlines(): U+2028 is in answers
 
 
-def node_answers(site: Path, intents: list[str]) -> list[dict]:
-    """The JavaScript runtime's answers in Node (onnxruntime-web's WASM backend)."""
+def node_answers(site: Path, intents: list) -> list[dict]:
+    """The JavaScript runtime's answers in Node (onnxruntime-web's WASM backend). An item may be
+    ``{"intent": ..., "steer": [[tool, position, token, add], ...]}`` (see :func:`steered_answer`)."""
     return _node(site, intents, "--stats", "--trace")
 
 
@@ -129,3 +130,22 @@ def compare(ref: Reference, intents: list[str], got: list[dict], *, precision: s
                 f"{intent!r} {tool}: JS chose {theirs[k]} over {mine[k]} at step {k}, {gap:.4f} apart in Python's logits"
         counts["near_ties"] += 1
     return counts
+
+
+def steered_answer(ref: Reference, intent: str, steer: list) -> dict:
+    """The Python runtime's answer (with stats) when ``add`` is added to the logit of ``token`` in
+    ``tool``'s row at its free step ``position``, for each ``[tool, position, token, add]`` of
+    ``steer``: the bias node.mjs applies to an item with that ``steer``."""
+    import numpy as np
+
+    def bias(request, tool, position, logits):
+        logits = np.array(logits, dtype=np.float32)
+        for t, p, token, add in steer:
+            if t == tool and p == position:
+                logits[token] += np.float32(add)
+        return logits
+
+    (a,) = ref.p.predict([intent], bias=bias)
+    out = a.to_json()
+    out["stats"] = a.stats.as_dict()
+    return out
