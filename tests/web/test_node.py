@@ -9,7 +9,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from web_cases import INTENTS, Reference, compare, node_answers
+from web_cases import FORMAT_CHARS, INTENTS, Reference, compare, node_answers, node_prompts, steered_answer
 
 
 @pytest.mark.parametrize("name", ["t5-fp32", "t5-int8", "llama-fp32", "llama-int8"])
@@ -66,3 +66,45 @@ def test_node_answers_a_custom_tools_file_as_python(web_runtime, tiny_t5_dir, tm
     counts = compare(Reference(export.out_dir), intents, got, precision="fp32")
     assert counts["identical"] == len(intents) and counts["refused"] == 2
     assert any(isinstance(a.get("caption"), dict) for a in got)  # the free string was written, not only "none"
+
+
+@pytest.mark.parametrize("name", ["t5-fp32", "llama-fp32"])
+def test_node_prompts_as_python(sites, exports, name):
+    """Every intent reaches the model as the same ids: the Python PromptBuilder's (tokenizer, byte
+    fallback, the truncation rule), whatever the student has learned. A leading U+FEFF was lost in
+    JavaScript (a TextDecoder drops it) and the demo T5 then answered "\\ufeff" differently."""
+    from vedit.decoding import Predictor
+
+    intents = [*INTENTS, *FORMAT_CHARS]
+    prompts = Predictor.load(exports[name], threads=1).prompts
+    want = [prompts.build(s).ids for s in intents]
+    got = node_prompts(sites[name], intents)
+    assert len(got) == len(want)
+    for intent, w, g in zip(intents, want, got):
+        assert g == w, f"{intent!r}: JS prompt ids {g}, Python {w}"
+
+
+@pytest.mark.parametrize("name", ["t5-fp32", "llama-fp32"])
+def test_node_steered_rows_as_python(sites, exports, name):
+    """Rows that leave their own path (and so finish at other calls, with other runs to feed): the
+    same bias in both runtimes (node.mjs "steer", Predictor.predict's ``bias``) takes away a row's
+    greedy choice at one of its free steps; the joined scheduler's shifting, row selection and
+    masks must still give every row, steered or not, Python's answer and decoding cost."""
+    ref = Reference(exports[name])
+    cases = []
+    for intent in ["golden hour", "😈", "Morocco"]:
+        _, tokens, logits = ref.answer(intent)
+        for tool in ref.tools:
+            free = sorted(k for t, k in logits if t == tool)
+            for k in sorted({free[0], free[len(free) // 2], free[-1]}):
+                cases.append({"intent": intent, "steer": [[tool, k, tokens[tool][k], -1000.0]], "was": tokens})
+    got = node_answers(sites[name], [{k: c[k] for k in ("intent", "steer")} for c in cases])
+    calls = set()
+    for case, js in zip(cases, got):
+        trace = js.pop("trace")
+        (tool, k, token, _), = case["steer"]
+        assert trace[tool][:k] == case["was"][tool][:k] and trace[tool][k] != token  # steered off its path
+        want = steered_answer(ref, case["intent"], case["steer"])
+        assert js == want, f"{case['intent']!r} steered {case['steer']}: JS {js}, Python {want}"
+        calls.add(js["stats"]["decoder_calls"])
+    assert len(calls) > 1  # the steered rows changed when the request ends

@@ -73,12 +73,28 @@ class Reference:
         return out, traces, logits
 
 
-def node_answers(site: Path, intents: list[str]) -> list[dict]:
-    """The JavaScript runtime's answers in Node (onnxruntime-web's WASM backend)."""
-    r = subprocess.run([node(), str(WEB / "src" / "node.mjs"), str(site), "--stats", "--trace"],
+#: Intents with a byte order mark, zero-width and other format characters where text codecs and
+#: trimming differ between Python and JavaScript (a TextDecoder drops a leading U+FEFF; Python keeps it).
+FORMAT_CHARS = ["\ufeff", "\ufeffgolden hour", "golden\ufeff hour", "\ufeff\ufeff", "\ufffe", "\u200b\u200d",
+                "\x00golden", "\u2066warm\u2069", "\ufeff" + "é" * 300]
+
+
+def _node(site: Path, intents: list[str], *flags: str) -> list:
+    r = subprocess.run([node(), str(WEB / "src" / "node.mjs"), str(site), *flags],
                        input=json.dumps(intents), capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     return [json.loads(line) for line in r.stdout.split("\n") if line]  # not splitlines(): U+2028 is in answers
+
+
+def node_answers(site: Path, intents: list) -> list[dict]:
+    """The JavaScript runtime's answers in Node (onnxruntime-web's WASM backend). An item may be
+    ``{"intent": ..., "steer": [[tool, position, token, add], ...]}`` (see :func:`steered_answer`)."""
+    return _node(site, intents, "--stats", "--trace")
+
+
+def node_prompts(site: Path, intents: list[str]) -> list[list[list[int]]]:
+    """The JavaScript runtime's prompt ids (per intent, one list per tool), truncation rule included."""
+    return _node(site, intents, "--prompts")
 
 
 #: int8 only: a row may leave the Python path where its two candidates are this close in the
@@ -114,3 +130,22 @@ def compare(ref: Reference, intents: list[str], got: list[dict], *, precision: s
                 f"{intent!r} {tool}: JS chose {theirs[k]} over {mine[k]} at step {k}, {gap:.4f} apart in Python's logits"
         counts["near_ties"] += 1
     return counts
+
+
+def steered_answer(ref: Reference, intent: str, steer: list) -> dict:
+    """The Python runtime's answer (with stats) when ``add`` is added to the logit of ``token`` in
+    ``tool``'s row at its free step ``position``, for each ``[tool, position, token, add]`` of
+    ``steer``: the bias node.mjs applies to an item with that ``steer``."""
+    import numpy as np
+
+    def bias(request, tool, position, logits):
+        logits = np.array(logits, dtype=np.float32)
+        for t, p, token, add in steer:
+            if t == tool and p == position:
+                logits[token] += np.float32(add)
+        return logits
+
+    (a,) = ref.p.predict([intent], bias=bias)
+    out = a.to_json()
+    out["stats"] = a.stats.as_dict()
+    return out

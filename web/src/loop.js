@@ -21,9 +21,12 @@ export function pick(logits, allowed) {
  * @param {{schedule(active: number[]): number[], feed(rows: number[], tokens: number[][]): Promise<Float32Array[]>, release(row: number): void}} backend
  * @param {import("./grammar.js").Matcher[]} matchers
  * @param {number[][]} prefixes
- * @param {{jumpForward?: boolean}} [opts]
+ * @param {{jumpForward?: boolean, bias?: (row: number, position: number, logits: Float32Array) => Float32Array}} [opts]
+ * bias: the Python loop's `bias` (vedit/decoding/loop.py Bias): adjusts a row's logits at its free
+ * steps (position = tokens the row has generated so far) before the grammar's choice; the tests
+ * steer both runtimes onto the same other path with it.
  */
-export async function decode(backend, matchers, prefixes, { jumpForward = true } = {}) {
+export async function decode(backend, matchers, prefixes, { jumpForward = true, bias = null } = {}) {
   const traces = matchers.map(() => ({ tokens: [], free: 0, forced: 0, calls: [] }));
   const pending = prefixes.map((p) => [...p]);
   let active = [];
@@ -39,7 +42,8 @@ export async function decode(backend, matchers, prefixes, { jumpForward = true }
       const m = matchers[r], tr = traces[r];
       tr.calls.push(callId);
       const allowed = m.allowedTokens();
-      const tok = pick(logits[k], allowed);
+      const row = bias && allowed.length > 1 ? bias(r, tr.tokens.length, Float32Array.from(logits[k])) : logits[k];
+      const tok = pick(row, allowed);
       if (allowed.length > 1) tr.free++; else tr.forced++;
       if (!m.advance(tok)) throw new Error(`grammar refused its own allowed token ${tok}`);
       tr.tokens.push(tok);

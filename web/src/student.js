@@ -55,22 +55,26 @@ export class Student {
   }
 
   /** One intent's answer; requests run one at a time (the sessions are not re-entrant).
-   * `stats` adds the decoding cost (as `vedit predict --json --stats`), `trace` each tool's tokens.
-   * @param {string} intent @param {{stats?: boolean, trace?: boolean}} [opts] */
+   * `stats` adds the decoding cost (as `vedit predict --json --stats`), `trace` each tool's tokens;
+   * `bias(tool, position, logits)` adjusts a tool row's logits at its free steps (Predictor.predict's
+   * `bias` for one request; used by the tests to steer both runtimes).
+   * @param {string} intent
+   * @param {{stats?: boolean, trace?: boolean, bias?: (tool: string, position: number, logits: Float32Array) => Float32Array}} [opts] */
   predict(intent, opts = {}) {
     const run = this._queue.then(() => this._predict(intent, opts));
     this._queue = run.catch(() => {});
     return run;
   }
 
-  async _predict(intent, { stats = false, trace = false } = {}) {
+  async _predict(intent, { stats = false, trace = false, bias = null } = {}) {
     const problem = intentProblem(intent, this.meta.max_intent_bytes);
     if (problem) return { intent, error: problem };
     const built = this.prompts.build(intent);
     const matchers = this.tools.map((t) => this.grammar.matcher(t.name));
     const backend = await this.model.backend(built.ids);
     const prefixes = this.meta.family === "t5" ? built.ids.map(() => [this.meta.decoder_start_token_id]) : built.ids;
-    const traces = await decode(backend, matchers, prefixes);
+    const rowBias = bias ? (row, position, logits) => bias(this.tools[row].name, position, logits) : null;
+    const traces = await decode(backend, matchers, prefixes, { bias: rowBias });
     /** @type {any} */
     const out = { intent };
     this.tools.forEach((t, k) => { out[t.name] = asValue(t, this.grammar.text(traces[k].tokens)); });

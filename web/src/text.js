@@ -38,9 +38,12 @@ export function wtf8(s) {
   return Uint8Array.from(out);
 }
 
-const DECODER = new TextDecoder("utf-8", { fatal: false });
+// ignoreBOM: a TextDecoder otherwise drops a leading U+FEFF (the WHATWG "BOM sniffing"), which
+// Python's bytes.decode("utf-8") keeps: an intent "\ufeff..." would lose its BOM before tokenizing.
+const DECODER = new TextDecoder("utf-8", { fatal: false, ignoreBOM: true });
 
-/** bytes -> text, invalid sequences as U+FFFD (Python's errors="replace": both use maximal subparts). */
+/** bytes -> text, invalid sequences as U+FFFD (Python's errors="replace": both use maximal subparts);
+ * a leading U+FEFF is kept, as Python keeps it. */
 export function decodeUtf8(bytes) {
   return DECODER.decode(bytes);
 }
