@@ -120,8 +120,8 @@ class DecoderOnlyBackend:
         return list(active)
 
     def feed(self, rows: list[int], tokens: Sequence[list[int]], want: Sequence[Sequence[int]] | None = None) -> np.ndarray:
-        if any(self.skip[r] for r in rows):  # the first call: the cached prefixes are not fed again
-            skipped = [self.skip[r] for r in rows]
+        skipped = [self.skip[r] for r in rows]
+        if any(skipped):  # the first call: the cached prefixes are not fed again
             tokens = [t[self.skip[r]:] for r, t in zip(rows, tokens)]
             if want is not None:
                 want = [[j - k for j in w] for w, k in zip(want, skipped)]
@@ -150,16 +150,17 @@ class DecoderOnlyBackend:
         out = self.m.session.run({"input_ids": ids, "attention_mask": mask, "position_ids": pos, **past},
                                  keep=self.m.present_names, last=last)
         self.kv = {p: out[q] for p, q in zip(self.m.past_names, self.m.present_names)}
-        self._fed = (mask, start, width)
+        self._fed = (mask, start, width, np.array(skipped, dtype=np.int64))
         if want is None:
-            self.accept(run)
+            self.accept(np.array(run) + self._fed[3])
         return out["last_logits"]
 
     def accept(self, kept: Sequence[int]) -> None:
         """After a call with ``want``: each row keeps the first ``kept[i]`` tokens it fed; the rest (a
-        rejected draft) stays in the cache as masked holes, and the next positions count real tokens."""
-        mask, start, width = self._fed
-        kept = np.asarray(kept, dtype=np.int64)
+        rejected draft) stays in the cache as masked holes, and the next positions count real tokens.
+        ``kept`` counts the tokens given to :meth:`feed`, a cached prompt prefix included."""
+        mask, start, width, skipped = self._fed
+        kept = np.asarray(kept, dtype=np.int64) - skipped
         cols = np.arange(width)[None, :]
         mask[:, mask.shape[1] - width:] = (cols >= start[:, None]) & (cols < (start + kept)[:, None])
         self.mask = mask
