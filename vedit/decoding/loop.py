@@ -188,19 +188,24 @@ def positions(want: Sequence[Sequence[int]]) -> np.ndarray:
 class Drafter:
     """Proposes what a row will write next, to verify several model decisions in one decoder call.
 
-    The guess at each grammar state is the choice the model made the last time a row stood in that
-    state (the automaton's states tell fields and digits apart, so this learns a tool's usual
-    values, such as the neutral 0 of most adjust fields, from the student's own answers); forced runs
-    are followed, and a draft stops at a state never decided before, at the end of the output, or
-    after ``limit`` free tokens. ``limit`` follows the measured acceptance: it doubles after a draft
-    accepted whole (up to ``max_free``) and falls to one more than what was accepted otherwise.
+    The guess at each grammar state is the choice the model made most often when a row stood in
+    that state (the automaton's states tell fields and digits apart, so this learns a tool's usual
+    values, such as the neutral 0 of most adjust fields, from the student's own answers; the most
+    frequent choice beat the most recent one: 0.33 against 0.38 decoder calls per free token on the
+    demo T5's scripted answers); forced runs are followed, and a draft stops at a state never decided
+    before, at the end of the output, or after ``limit`` free tokens. ``limit`` follows the measured
+    acceptance: it doubles after a draft accepted whole (up to ``max_free``) and falls to one more
+    than what was accepted otherwise, never under ``floor`` (a wrong guess costs a few fed tokens, a
+    short draft a whole call: floor 4 took 0.28 calls per free token where 1 took 0.33).
     Drafts never change the output (:func:`decode` keeps only what the model itself would choose);
     they change how many calls it takes. Shared by the calls of one predictor; the table only grows
     by whole assignments, so rows decoded in other threads at once only see an older or newer guess.
     """
 
-    def __init__(self, max_free: int = 16, start: int = 4):
-        self.table: dict[tuple[str, int], int] = {}  # (tool, state) -> position of the last choice
+    def __init__(self, max_free: int = 16, start: int = 4, floor: int = 4):
+        self.table: dict[tuple[str, int], int] = {}  # (tool, state) -> position of the guessed choice
+        self.counts: dict[tuple[str, int], dict[int, int]] = {}  # (tool, state) -> choice -> times made
+        self.floor = floor
         self.max_free = max_free
         self.limit = start
         self.proposed = 0  # free draft tokens fed
@@ -208,7 +213,12 @@ class Drafter:
 
     def learn(self, m: Matcher, nth: int) -> None:
         """The model chose the ``nth`` allowed token at ``m``'s current state (before advancing)."""
-        self.table[(m.automaton.tool, m.state)] = nth
+        key = (m.automaton.tool, m.state)
+        seen = self.counts.setdefault(key, {})
+        seen[nth] = times = seen.get(nth, 0) + 1
+        best = self.table.get(key)
+        if best is None or (best != nth and times > seen[best]):
+            self.table[key] = nth
 
     def draft(self, m: Matcher) -> tuple[list[int], list[int]]:
         """The draft from ``m``'s state: its tokens, and the indices of the free ones among them."""
@@ -232,7 +242,7 @@ class Drafter:
         self.proposed += proposed
         self.accepted += accepted
         if proposed:
-            self.limit = min(self.max_free, self.limit * 2) if accepted == proposed else accepted + 1
+            self.limit = min(self.max_free, self.limit * 2) if accepted == proposed else max(self.floor, accepted + 1)
 
 
 #: ``next`` of an EOS transition in a grammar automaton (as :data:`vedit.decoding.grammar.DONE`)
