@@ -98,3 +98,45 @@ def test_an_export_with_one_position_per_row_cannot_draft(t5_export, tmp_path):
     Predictor.load(old, threads=1)  # still serves one position per row
     with pytest.raises(ModelDirError, match="export it again"):
         Predictor.load(old, threads=1, draft=True)
+
+
+def test_the_export_seeds_the_drafts_from_its_calibration_answers(export_dir):
+    """The exporter answered its calibration intents and kept the counts: a fresh predictor drafts
+    from its first request on, and the seeded table is what answering those intents again counts."""
+    import json
+
+    from vedit.export.drafts import CALIBRATION_INTENTS
+
+    manifest = json.loads((export_dir / "manifest.json").read_text())
+    assert manifest["drafts"]["file"] == "drafts.json" and manifest["drafts"]["intents"] == len(CALIBRATION_INTENTS)
+    seeded = Predictor.load(export_dir, threads=2, draft=True)
+    assert len(seeded.drafter.table) == manifest["drafts"]["states"] > 0
+    again = Predictor.load(export_dir, threads=2, draft=True)
+    again.drafter.table.clear(), again.drafter.counts.clear()
+    again.predict(list(CALIBRATION_INTENTS))
+    assert again.drafter.counts == seeded.drafter.counts
+    seeded.predict(["golden hour"])
+    assert seeded.drafter.proposed > 0
+
+
+def test_a_damaged_or_stale_drafts_table(t5_export, tmp_path):
+    import json
+    import shutil
+
+    from vedit.errors import ModelDirError
+
+    copy = tmp_path / "export"
+    shutil.copytree(t5_export, copy)
+    data = json.loads((copy / "drafts.json").read_text())
+    tool = next(iter(data["tools"]))
+    data["tools"][tool]["999999"] = {"0": 1}  # a state the grammar does not have
+    (copy / "drafts.json").write_text(json.dumps(data))
+    with pytest.raises(ModelDirError, match="drafts.json: not a drafts table of this export"):
+        Predictor.load(copy, threads=1, draft=True)
+    Predictor.load(copy, threads=1)  # without drafts the file is never read
+    data["grammar_sha256"] = "0" * 64  # made for another compiled grammar: unseeded, not an error
+    (copy / "drafts.json").write_text(json.dumps(data))
+    assert not Predictor.load(copy, threads=1, draft=True).drafter.table
+    (copy / "drafts.json").write_text("[1, 2]")
+    with pytest.raises(ModelDirError, match="not a drafts table"):
+        Predictor.load(copy, threads=1, draft=True)

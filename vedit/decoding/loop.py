@@ -220,6 +220,35 @@ class Drafter:
         if best is None or (best != nth and times > seen[best]):
             self.table[key] = nth
 
+    def to_json(self) -> dict:
+        """The choices counted so far, ``{tool: {state: {position: times}}}`` (JSON keys are strings)."""
+        tools: dict[str, dict[str, dict[str, int]]] = {}
+        for (tool, state), seen in sorted(self.counts.items()):
+            tools.setdefault(tool, {})[str(state)] = {str(k): v for k, v in sorted(seen.items())}
+        return tools
+
+    def seed(self, tools: dict, automata: dict) -> int:
+        """Start from counts written by :meth:`to_json` (an export's calibration answers) for these
+        ``automata`` (tool -> :class:`~vedit.decoding.grammar.ToolAutomaton`); return the states
+        seeded. Counts that name no state or choice of the automata are an error (ValueError)."""
+        for tool, states in tools.items():
+            a = automata.get(tool)
+            if a is None:
+                raise ValueError(f"tool {tool!r} is not in the grammar")
+            for state, seen in states.items():
+                st = int(state)
+                if not 0 <= st < a.n_states:
+                    raise ValueError(f"tool {tool!r}: state {st} is not in the grammar ({a.n_states} states)")
+                width = int(a.indptr[st + 1] - a.indptr[st])
+                for nth, times in seen.items():
+                    k, t = int(nth), int(times)
+                    if not 0 <= k < width or t < 1:
+                        raise ValueError(f"tool {tool!r}, state {st}: choice {k} x{t} is not one of its {width}")
+                    self.counts.setdefault((tool, st), {})[k] = t
+        for key, seen in self.counts.items():
+            self.table[key] = max(seen, key=lambda k: (seen[k], -k))
+        return len(self.counts)
+
     def draft(self, m: Matcher) -> tuple[list[int], list[int]]:
         """The draft from ``m``'s state: its tokens, and the indices of the free ones among them."""
         a, tool, table = m.automaton, m.automaton.tool, self.table

@@ -131,6 +131,7 @@ class Predictor:
             if not all(s.gathers_many for s in sessions):
                 raise ModelDirError(f"{d}: its decoders give logits at one position per row, so drafts cannot be "
                                     "verified; export it again with this vedit (or load it with draft=False)")
+        drafter = _drafter(d, grammar) if draft else None
         longest_output = grammar.max_tokens()
         limit = input_limit(family, config, longest_output, max_input_tokens)
         prompts = PromptBuilder(registry, tok.tokenizer, family, limit)
@@ -139,7 +140,7 @@ class Predictor:
                 model.add_prefix(ids)
         return cls(registry=registry, grammar=grammar, prompts=prompts, family=family, model=model,
                    start_token_id=start, pad_token_id=tok.pad_token_id, jump_forward=jump_forward, batch_size=max(1, int(batch_size)),
-                   drafter=Drafter() if draft else None)
+                   drafter=drafter)
 
     @property
     def providers(self) -> list[str]:
@@ -201,6 +202,35 @@ class Predictor:
         return Prediction(built.intent, calls, raw, stats)
 
 
+#: What an export keeps of its calibration answers for drafts (:mod:`vedit.export.drafts` writes it).
+DRAFTS_FILE = "drafts.json"
+
+
+def _drafter(export_dir: Path, grammar: CompiledGrammar) -> Drafter:
+    """A drafter seeded from the export's ``drafts.json`` when it was made for this compiled grammar
+    (a grammar recompiled in place since leaves it unseeded, with a log line: drafts only save calls)."""
+    import json
+    import logging
+
+    from vedit.atomicio import sha256_file
+    from vedit.decoding.grammar import GRAMMAR_DIR, GRAMMAR_FILE
+
+    drafter = Drafter()
+    path = export_dir / DRAFTS_FILE
+    if not path.is_file():
+        return drafter
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if data.get("grammar_sha256") != sha256_file(export_dir / GRAMMAR_DIR / GRAMMAR_FILE):
+            logging.getLogger("vedit.decoding").info("%s: made for another compiled grammar; drafts start unseeded", path)
+            return drafter
+        drafter.seed(data["tools"], grammar.automata)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ModelDirError(f"{path}: not a drafts table of this export ({exc}); export the model again "
+                            "or delete the file") from None
+    return drafter
+
+
 def _rows_bias(bias: RequestBias | None, first: int, tools: Sequence[str]) -> Bias | None:
     """The loop's per-row hook for a batch whose first request is ``intents[first]`` (rows: request-major)."""
     if bias is None:
@@ -209,4 +239,4 @@ def _rows_bias(bias: RequestBias | None, first: int, tools: Sequence[str]) -> Bi
     return lambda row, position, logits: bias(first + row // n, tools[row % n], position, logits)
 
 
-__all__ = ["DecodeStats", "Prediction", "Predictor", "RequestBias"]
+__all__ = ["DRAFTS_FILE", "DecodeStats", "Prediction", "Predictor", "RequestBias"]
