@@ -120,23 +120,38 @@ def test_the_export_seeds_the_drafts_from_its_calibration_answers(export_dir):
 
 
 def test_a_damaged_or_stale_drafts_table(t5_export, tmp_path):
+    """drafts.json is hashed in the manifest like every file of the export; one written with a
+    matching manifest (a buggy exporter) is still checked against the grammar."""
+    import hashlib
     import json
     import shutil
 
-    from vedit.errors import ModelDirError
+    from vedit.errors import ExportIntegrityError, ModelDirError
 
     copy = tmp_path / "export"
     shutil.copytree(t5_export, copy)
-    data = json.loads((copy / "drafts.json").read_text())
+    path = copy / "drafts.json"
+    data = json.loads(path.read_text())
     tool = next(iter(data["tools"]))
     data["tools"][tool]["999999"] = {"0": 1}  # a state the grammar does not have
-    (copy / "drafts.json").write_text(json.dumps(data))
+    path.write_text(json.dumps(data))
+    with pytest.raises(ExportIntegrityError, match="drafts.json"):
+        Predictor.load(copy, threads=1)
+
+    def rewrite(text: str) -> None:  # the file and a manifest that records it
+        path.write_text(text)
+        manifest = json.loads((copy / "manifest.json").read_text())
+        manifest["sha256"]["drafts.json"] = hashlib.sha256(path.read_bytes()).hexdigest()
+        manifest["sizes"]["drafts.json"] = path.stat().st_size
+        (copy / "manifest.json").write_text(json.dumps(manifest))
+
+    rewrite(json.dumps(data))
     with pytest.raises(ModelDirError, match="drafts.json: not a drafts table of this export"):
         Predictor.load(copy, threads=1, draft=True)
     Predictor.load(copy, threads=1)  # without drafts the file is never read
     data["grammar_sha256"] = "0" * 64  # made for another compiled grammar: unseeded, not an error
-    (copy / "drafts.json").write_text(json.dumps(data))
+    rewrite(json.dumps(data))
     assert not Predictor.load(copy, threads=1, draft=True).drafter.table
-    (copy / "drafts.json").write_text("[1, 2]")
+    rewrite("[1, 2]")
     with pytest.raises(ModelDirError, match="not a drafts table"):
         Predictor.load(copy, threads=1, draft=True)

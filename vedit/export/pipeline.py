@@ -256,6 +256,7 @@ def _export_model(md: checks.ModelDir, target: Path, *, adapter_dir: Path | None
             manifest = write_json(tmp / "manifest.json", manifest)
         log.info("answering the calibration intents for the drafts table")
         manifest["drafts"] = write_drafts(tmp)  # the finished export answers them: needs the manifest in place
+        manifest["sizes"], manifest["sha256"] = file_sizes(tmp), file_hashes(tmp)  # drafts.json included
         manifest = write_json(tmp / "manifest.json", manifest)
         log.info(f"moving the export into place: {target}")
     return ExportResult(target, manifest, report, merge_report)
