@@ -125,17 +125,7 @@ def decode(backend: Backend, matchers: Sequence[Matcher], prefixes: Sequence[lis
     the choice of every row is made at once (:func:`pick_rows`) and each matcher advances by the
     position of its choice; a forced run is one precomputed step (``take_forced``).
     """
-    n = len(matchers)
-    traces = [RowTrace() for _ in range(n)]
-    pending = [list(p) for p in prefixes]
-    active = []
-    for i, m in enumerate(matchers):
-        if jump_forward:
-            _take_forced(m, traces[i], pending[i])
-        if m.is_finished():
-            backend.release(i)
-        else:
-            active.append(i)
+    traces, pending, active = _start(backend, matchers, prefixes, jump_forward)
     call_id = 0
     while active:
         rows = backend.schedule(active)
@@ -159,14 +149,36 @@ def decode(backend: Backend, matchers: Sequence[Matcher], prefixes: Sequence[lis
             if jump_forward and not m.is_finished():
                 _take_forced(m, tr, pending[r])
         call_id += 1
-        still = []
-        for r in active:
-            if matchers[r].is_finished():
-                backend.release(r)
-            else:
-                still.append(r)
-        active = still
+        active = _still_active(backend, matchers, active)
     return traces
+
+
+def _start(backend: Backend, matchers: Sequence[Matcher], prefixes: Sequence[list[int]],
+           jump_forward: bool) -> tuple[list[RowTrace], list[list[int]], list[int]]:
+    """Every row's trace, what it feeds first (its prefix, and with jump-forward the forced start),
+    and the rows still to decode (a row the grammar completes alone is released at once)."""
+    traces = [RowTrace() for _ in matchers]
+    pending = [list(p) for p in prefixes]
+    active = []
+    for i, m in enumerate(matchers):
+        if jump_forward:
+            _take_forced(m, traces[i], pending[i])
+        if m.is_finished():
+            backend.release(i)
+        else:
+            active.append(i)
+    return traces, pending, active
+
+
+def _still_active(backend: Backend, matchers: Sequence[Matcher], active: list[int]) -> list[int]:
+    """The rows of ``active`` not finished yet; the finished ones are released."""
+    still = []
+    for r in active:
+        if matchers[r].is_finished():
+            backend.release(r)
+        else:
+            still.append(r)
+    return still
 
 
 def _take_forced(m: Matcher, tr: RowTrace, pending: list[int]) -> None:
@@ -292,16 +304,7 @@ def decode_drafted(backend: Backend, matchers: Sequence[Matcher], prefixes: Sequ
     decoding gives, and a call yields one decision plus the accepted draft. Needs a backend whose
     ``feed`` takes ``want`` and a grammar matcher (an automaton); rows without a draft feed as before.
     """
-    n = len(matchers)
-    traces = [RowTrace() for _ in range(n)]
-    pending = [list(p) for p in prefixes]
-    active = []
-    for i, m in enumerate(matchers):
-        _take_forced(m, traces[i], pending[i])
-        if m.is_finished():
-            backend.release(i)
-        else:
-            active.append(i)
+    traces, pending, active = _start(backend, matchers, prefixes, True)
     call_id = 0
     while active:
         rows = backend.schedule(active)
@@ -354,13 +357,7 @@ def decode_drafted(backend: Backend, matchers: Sequence[Matcher], prefixes: Sequ
             backend.accept(kept)
         drafter.measured(proposed, accepted)
         call_id += 1
-        still = []
-        for r in active:
-            if matchers[r].is_finished():
-                backend.release(r)
-            else:
-                still.append(r)
-        active = still
+        active = _still_active(backend, matchers, active)
     return traces
 
 
