@@ -21,6 +21,8 @@ from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
+from vedit.decoding.grammar import DONE
+
 #: ``bias(row, position, logits) -> logits``: a per-row adjustment of the model's logits at a free
 #: step (``position`` = tokens the row has generated so far), applied before the grammar's choice.
 #: The latency bench steers every path to the same scripted answers with it.
@@ -287,10 +289,6 @@ class Drafter:
         self.accepted += accepted
         if proposed:
             self.limit = min(self.max_free, self.limit * 2) if accepted == proposed else max(self.floor, accepted + 1)
-
-
-#: ``next`` of an EOS transition in a grammar automaton (as :data:`vedit.decoding.grammar.DONE`)
-DONE = -1
 
 
 def decode_drafted(backend: Backend, matchers: Sequence[Matcher], prefixes: Sequence[list[int]], drafter: Drafter, *,
