@@ -43,7 +43,7 @@ def test_scripted_run_every_path_answers_the_scripts(family, truth, tmp_path, re
     assert "peer nothing skipped: no peer in this test" in run.notes
     by = {s.path: s for s in run.stats}
     grouped = ["onnx-fp32-grouped"] if family == "t5" else []  # the previous T5 scheduler, kept to compare
-    assert list(by) == ["pytorch", "pytorch+grammar", "onnx-fp32-step", *grouped, "onnx-fp32"]
+    assert list(by) == ["pytorch", "pytorch+grammar", "onnx-fp32-step", *grouped, "onnx-fp32", "onnx-fp32-draft"]
     if grouped:  # joining every row in every call never takes more calls than grouping rows
         assert by["onnx-fp32"].decoder_calls_per_request <= by["onnx-fp32-grouped"].decoder_calls_per_request
     # steered, even plain generate returns the scripts' texts; every path was checked
@@ -53,9 +53,11 @@ def test_scripted_run_every_path_answers_the_scripts(family, truth, tmp_path, re
     free = sum(c.free for c in costs) / len(costs)
     forced = sum(c.forced for c in costs) / len(costs)
     assert run.scripted["free_tokens_per_request"] == pytest.approx(free)
-    for name in ("onnx-fp32", "onnx-fp32-step", *grouped):
+    for name in ("onnx-fp32", "onnx-fp32-step", *grouped, "onnx-fp32-draft"):
         assert by[name].free_tokens_per_request == pytest.approx(free)
         assert by[name].forced_tokens_per_request == pytest.approx(forced)
+    # drafts learnt from the answers before (the warm-up's included) save calls, never add any
+    assert by["onnx-fp32-draft"].decoder_calls_per_request < by["onnx-fp32"].decoder_calls_per_request
     # plain generate takes one step per token of the longest row (EOS included)
     longest = [max(len(t) for t in s.tokens.values()) for s in scripts]
     assert by["pytorch"].decoder_calls_per_request == pytest.approx(sum(longest) / len(longest))

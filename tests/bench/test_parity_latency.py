@@ -76,7 +76,7 @@ def test_latency_report_has_every_path(tiny_t5_dir, t5_fp32, tmp_path):
     run = measure_model("tiny", student_dir=tiny_t5_dir, exports={"fp32": t5_fp32.out_dir}, intents=intents,
                         threads=1)
     names = [s.path for s in run.stats]
-    assert names == ["pytorch", "pytorch+grammar", "onnx-fp32-step", "onnx-fp32-grouped", "onnx-fp32"]
+    assert names == ["pytorch", "pytorch+grammar", "onnx-fp32-step", "onnx-fp32-grouped", "onnx-fp32", "onnx-fp32-draft"]
     by = {s.path: s for s in run.stats}
     assert all(s.n == len(intents) and s.p50_ms > 0 and s.p95_ms >= s.p50_ms for s in run.stats)
     # jump-forward never needs more decoder calls than step-by-step decoding
@@ -87,7 +87,7 @@ def test_latency_report_has_every_path(tiny_t5_dir, t5_fp32, tmp_path):
     assert free and by["onnx-fp32"].decoder_calls_per_request >= free / 3
     assert by["onnx-fp32"].forced_tokens_per_request > 0
     # unscripted: the constrained paths answer alike (fp32 parity); plain generate is not compared
-    assert run.texts.paths == ["pytorch+grammar", "onnx-fp32-step", "onnx-fp32-grouped", "onnx-fp32"]
+    assert run.texts.paths == ["pytorch+grammar", "onnx-fp32-step", "onnx-fp32-grouped", "onnx-fp32", "onnx-fp32-draft"]
     assert run.texts.ok
     assert run.machine["cores"] and "onnxruntime" in run.machine["packages"]
     files = write([run], tmp_path)

@@ -32,3 +32,15 @@ def test_profile_parts_add_up_and_calls_match_the_loop(family, request):
         assert prof.calls["prefill"] == 1 and "encoder" not in prof.calls
         assert prof.calls["prefill"] + prof.calls["decoder calls"] == pytest.approx(loop_calls)
     assert prof.line().startswith(f"profile {export.name}: ") and "ms/request over 3 requests" in prof.line()
+
+
+def test_profile_with_drafts_reports_their_acceptance(t5_fp32):
+    """draft=True: the profile counts drafted and accepted free tokens, and its decoder calls per
+    request are the graph calls it timed (an independent tally)."""
+    prof = profile_export(t5_fp32.out_dir, INTENTS * 2, threads=1, warmup=3, draft=True)
+    d = prof.draft
+    assert d is not None and d["proposed"] > 0 and 0 < d["accepted"] <= d["proposed"]
+    assert d["acceptance"] == pytest.approx(d["accepted"] / d["proposed"])
+    assert d["decoder_calls"] == pytest.approx(prof.calls["decoder calls"])
+    assert d["calls_per_free"] == pytest.approx(d["decoder_calls"] / d["free_tokens"])
+    assert "accepted" in prof.line()

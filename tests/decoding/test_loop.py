@@ -30,15 +30,29 @@ class HistoryModel:
         shortest = min(len(self.history.get(r, [])) for r in active)
         return [r for r in active if len(self.history.get(r, [])) == shortest]
 
-    def feed(self, rows, tokens):
+    def feed(self, rows, tokens, want=None):
+        """``want``: logits at those positions of each run (a draft to verify), until :meth:`accept`."""
+        from vedit.decoding.loop import positions
+
         self.calls += 1
-        out = np.empty((len(rows), self.vocab), dtype=np.float32)
+        at = positions(want) if want is not None else np.array([[len(t) - 1] for t in tokens])
+        out = np.empty((len(rows), at.shape[1], self.vocab), dtype=np.float32)
+        self.fed = []
         for k, (r, t) in enumerate(zip(rows, tokens)):
             h = self.history.setdefault(r, [])
+            self.fed.append((h, len(h)))
             h.extend(t)
-            rng = np.random.default_rng([self.seed, r, len(h), *h[-3:]])
-            out[k] = rng.standard_normal(self.vocab)
-        return out
+            for q, j in enumerate(at[k]):
+                seen = h[: len(h) - len(t) + j + 1]
+                out[k, q] = self.logits(r, seen)
+        return out if want is not None else out[:, 0]
+
+    def logits(self, row, seen):
+        return np.random.default_rng([self.seed, row, len(seen), *seen[-3:]]).standard_normal(self.vocab)
+
+    def accept(self, kept):
+        for (h, before), n in zip(self.fed, kept):
+            del h[before + n :]
 
     def release(self, row):
         pass
@@ -123,3 +137,53 @@ def test_pad_runs_places_each_run_and_marks_it(runs, left):
         pad = [-1] * (width - len(run))
         assert row == (pad + run if left else run + pad)
         assert mask == [x != -1 for x in row]
+
+
+class SkewedModel(HistoryModel):
+    """A HistoryModel whose logits favour a few tokens, as a trained student favours a tool's usual
+    values: drafts learnt from earlier rows are then often right, and sometimes wrong."""
+
+    def logits(self, row, seen):
+        out = super().logits(row, seen)
+        out[: self.vocab // 3] += 2.5 * np.random.default_rng([self.seed, len(seen)]).standard_normal(self.vocab // 3)
+        return out
+
+
+@given(seed=st.integers(0, 2**16), copies=st.integers(1, 4), group=st.booleans(), rounds=st.integers(1, 3))
+@settings(max_examples=25, deadline=None)
+def test_drafts_change_calls_never_tokens(grammar, registry, seed, copies, group, rounds):
+    """decode_drafted gives step-by-step's tokens exactly, whatever the drafts (learnt over ``rounds``
+    batches, right and wrong), and never more calls than jump-forward."""
+    from vedit.decoding.loop import Drafter, decode_drafted
+
+    tools = list(registry.tool_names) * copies
+    prefixes = [[7, r % 5] for r in range(len(tools))]
+    drafter = Drafter()
+    for _ in range(rounds):
+        step = SkewedModel(grammar.vocab_size, seed, group)
+        want = decode(step, [grammar.matcher(t) for t in tools], prefixes, jump_forward=False)
+        jf = SkewedModel(grammar.vocab_size, seed, group)
+        decode(jf, [grammar.matcher(t) for t in tools], prefixes)
+        drafted = SkewedModel(grammar.vocab_size, seed, group)
+        got = decode_drafted(drafted, [grammar.matcher(t) for t in tools], prefixes, drafter)
+        assert [t.tokens for t in got] == [t.tokens for t in want]
+        assert [(t.free, t.forced) for t in got] == [(t.free, t.forced) for t in want]
+        assert drafted.calls <= jf.calls
+    if rounds > 1:
+        assert drafter.accepted > 0  # later rounds verified several decisions per call
+
+
+def test_drafts_save_calls(grammar, registry):
+    """Learnt on one batch, the drafts cut the calls of the same batch to a few."""
+    from vedit.decoding.loop import Drafter, decode_drafted
+
+    tools = list(registry.tool_names)
+    prefixes = [[7, r] for r in range(len(tools))]
+    drafter = Drafter()
+    first = SkewedModel(grammar.vocab_size, 1, False)
+    traces = decode_drafted(first, [grammar.matcher(t) for t in tools], prefixes, drafter)
+    again = SkewedModel(grammar.vocab_size, 1, False)
+    decode_drafted(again, [grammar.matcher(t) for t in tools], prefixes, drafter)
+    free = max(t.free for t in traces)
+    assert first.calls == free  # nothing learnt yet: one call per free token, as jump-forward
+    assert again.calls <= max(1, free // 2)

@@ -45,7 +45,7 @@ def test_rows_get_logits_at_their_own_last_position(tmp_path, io_binding):
     model = onnx.load(str(path))
     assert [i.name for i in model.graph.input].count(LAST_INDEX) == 1
     out_dims = model.graph.output[0].type.tensor_type.shape.dim
-    assert (out_dims[0].dim_param, out_dims[1].dim_value) == ("batch_size", 1)
+    assert (out_dims[0].dim_param, out_dims[1].dim_param) == ("batch_size", "positions")
     onnx.checker.check_model(model, full_check=True)
 
     session = Session(path, providers=[CPU], threads=1, io_binding=io_binding)
@@ -62,3 +62,39 @@ def test_rows_get_logits_at_their_own_last_position(tmp_path, io_binding):
 def test_a_graph_without_an_lm_head_matmul_is_refused():
     with pytest.raises(ExportError, match="not the lm_head MatMul"):
         gather_last(_head_graph("Mul"))
+
+
+@pytest.mark.parametrize("io_binding", [False, True])
+def test_several_positions_per_row_for_drafts(tmp_path, io_binding):
+    """``last`` of shape (rows, k): each row's logits at its k positions (a draft verified in one call),
+    against numpy on the full logits; the same graph still takes one position per row."""
+    import onnx
+
+    path = tmp_path / "head.onnx"
+    onnx.save(_head_graph(), str(path))
+    gather_last_in_file(path)
+    session = Session(path, providers=[CPU], threads=1, io_binding=io_binding)
+    assert session.gathers_many
+    hidden = RNG.standard_normal((3, 5, D)).astype(np.float32)
+    last = np.array([[0, 2, 4], [0, 0, 0], [1, 2, 2]])
+    out = session.run({"hidden": hidden}, last=last)
+    full = (hidden * SCALE) @ W
+    assert out["last_logits"].shape == (3, 3, V)
+    np.testing.assert_allclose(out["last_logits"], full[np.arange(3)[:, None], last], rtol=1e-5, atol=1e-6)
+    one = session.run({"hidden": hidden}, last=np.array([4, 0, 2]))["last_logits"]
+    np.testing.assert_allclose(one, full[np.arange(3), [4, 0, 2]], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("io_binding", [False, True])
+def test_full_logits_sessions_also_give_several_positions(tmp_path, io_binding):
+    """An older export without ``last_index`` (full logits): the runtime's own gather, k per row."""
+    import onnx
+
+    path = tmp_path / "head.onnx"
+    onnx.save(_head_graph(), str(path))
+    session = Session(path, providers=[CPU], threads=1, io_binding=io_binding)
+    assert session.gathers_many and not session.gathers_last
+    hidden = RNG.standard_normal((2, 4, D)).astype(np.float32)
+    last = np.array([[3, 1], [0, 2]])
+    got = session.run({"hidden": hidden}, last=last)["last_logits"]
+    np.testing.assert_allclose(got, ((hidden * SCALE) @ W)[np.arange(2)[:, None], last], rtol=1e-5, atol=1e-6)

@@ -113,7 +113,9 @@ def latency(student: Path | None, adapter: Path | None, exports: tuple[str, ...]
 @click.argument("intents", nargs=-1)
 @click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="The profile as JSON instead of one line.")
-def profile_cmd(export_dir: Path, intents: tuple[str, ...], threads: int, as_json: bool) -> None:
+@click.option("--draft", is_flag=True, help="Drafts verified in the same call (Predictor.load(draft=True)); "
+              "the line adds their acceptance and the decoder calls per free token.")
+def profile_cmd(export_dir: Path, intents: tuple[str, ...], threads: int, as_json: bool, draft: bool) -> None:
     """Where a request's time goes on EXPORT_DIR: encoder, prefill, decoder calls, grammar, Python.
 
     INTENTS are answered one at a time (default: five of the paper's looks).
@@ -121,7 +123,8 @@ def profile_cmd(export_dir: Path, intents: tuple[str, ...], threads: int, as_jso
     from vedit.bench.profile import profile_export
     from vedit.intents import SAMPLE_INTENTS
 
-    prof = profile_export(export_dir, list(intents) or list(SAMPLE_INTENTS), threads=threads)
+    prof = profile_export(export_dir, list(intents) or list(SAMPLE_INTENTS), threads=threads,
+                          **({"draft": True} if draft else {}))
     click.echo(json.dumps(prof.to_json(), indent=2) if as_json else prof.line())
 
 

@@ -38,6 +38,8 @@ class Profile:
     wall_ms: float
     parts_ms: dict[str, float]
     calls: dict[str, float] = field(default_factory=dict)
+    #: with drafts: decoder calls, free tokens, drafted free tokens fed and accepted, per request
+    draft: dict[str, float] | None = None
 
     def share(self, part: str) -> float:
         return self.parts_ms.get(part, 0.0) / self.wall_ms if self.wall_ms else 0.0
@@ -45,12 +47,17 @@ class Profile:
     def line(self) -> str:
         shown = [f"{p} {self.parts_ms[p]:,.1f} ms ({self.share(p):.0%})" for p in PARTS if self.parts_ms.get(p)]
         calls = ", ".join(f"{k} {v:.1f}" for k, v in self.calls.items())
+        drafted = ""
+        if self.draft:
+            d = self.draft
+            drafted = (f"; drafts: {d['proposed']:.1f} free tokens drafted/request, {d['acceptance']:.0%} accepted, "
+                       f"decoder calls {d['decoder_calls']:.2f} per request = {d['calls_per_free']:.2f}x free tokens")
         return (f"profile {self.label}: {self.wall_ms:,.1f} ms/request over {self.requests} requests = "
-                + "; ".join(shown) + (f" (graph calls/request: {calls})" if calls else ""))
+                + "; ".join(shown) + (f" (graph calls/request: {calls})" if calls else "") + drafted)
 
     def to_json(self) -> dict:
         return {"label": self.label, "requests": self.requests, "wall_ms": self.wall_ms,
-                "parts_ms": self.parts_ms, "calls": self.calls}
+                "parts_ms": self.parts_ms, "calls": self.calls, "draft": self.draft}
 
 
 class _Clock:
@@ -134,12 +141,17 @@ def profile_export(export_dir: Path, intents: Sequence[str], *, threads: int, la
     pred = Predictor.load(export_dir, threads=threads, **load)
     decoder_only = pred.family != "t5"
 
+    stats: list = []
+
     def answer(intent: str) -> None:
         script = scripts.get(intent) if scripts else None
-        pred.predict([intent], bias=steer([script]) if script else None)
+        stats.append(pred.predict([intent], bias=steer([script]) if script else None)[0].stats)
 
     for intent in list(intents)[:warmup]:
         answer(intent)
+    stats.clear()
+    drafter = pred.drafter
+    before = (drafter.proposed, drafter.accepted) if drafter else (0, 0)
     clock = _Clock()
     wall = 0.0
     with clock.patched():
@@ -152,7 +164,13 @@ def profile_export(export_dir: Path, intents: Sequence[str], *, threads: int, la
     parts = {p: clock.seconds.get(p, 0.0) * 1000 / n for p in PARTS if p != "python"}
     parts["python"] = max(0.0, wall * 1000 / n - sum(parts.values()))
     calls = {p: c / n for p, c in clock.calls.items()}
-    return Profile(label or Path(export_dir).name, len(intents), wall * 1000 / n, parts, calls)
+    draft = None
+    if drafter:
+        proposed, accepted = drafter.proposed - before[0], drafter.accepted - before[1]
+        dec, free = sum(s.decoder_calls for s in stats), sum(s.free_tokens for s in stats)
+        draft = {"proposed": proposed / n, "accepted": accepted / n, "acceptance": accepted / max(1, proposed),
+                 "decoder_calls": dec / n, "free_tokens": free / n, "calls_per_free": dec / max(1, free)}
+    return Profile(label or Path(export_dir).name, len(intents), wall * 1000 / n, parts, calls, draft)
 
 
 __all__ = ["PARTS", "Profile", "profile_export"]

@@ -26,7 +26,7 @@ from typing import Sequence
 
 import numpy as np
 
-from vedit.decoding.loop import pad_runs
+from vedit.decoding.loop import pad_runs, positions
 from vedit.decoding.session import Session
 
 
@@ -95,6 +95,7 @@ class DecoderOnlyBackend:
         self.next_pos = np.zeros(n_rows, dtype=np.int64)
         self.released: set[int] = set()
         self.skip = [0] * n_rows  # prompt tokens already in the cache (from the prefix cache)
+        self._fed: tuple | None = None  # the last call's mask until accept()
 
     def start_from_prefixes(self, prefixes: Sequence[tuple[int, ...]]) -> None:
         """Start each row from its cached prefix (``()``: none), right-aligned in a left-padded past."""
@@ -118,9 +119,12 @@ class DecoderOnlyBackend:
     def schedule(self, active: list[int]) -> list[int]:
         return list(active)
 
-    def feed(self, rows: list[int], tokens: Sequence[list[int]]) -> np.ndarray:
-        if any(self.skip[r] for r in rows):  # the first call: the cached prefixes are not fed again
+    def feed(self, rows: list[int], tokens: Sequence[list[int]], want: Sequence[Sequence[int]] | None = None) -> np.ndarray:
+        skipped = [self.skip[r] for r in rows]
+        if any(skipped):  # the first call: the cached prefixes are not fed again
             tokens = [t[self.skip[r]:] for r, t in zip(rows, tokens)]
+            if want is not None:
+                want = [[j - k for j in w] for w, k in zip(want, skipped)]
             for r in rows:
                 self.skip[r] = 0
         self._compact(rows)
@@ -130,21 +134,38 @@ class DecoderOnlyBackend:
         width = ids.shape[1]
         new_mask = real.astype(np.int64)
         run = [len(t) for t in tokens]
+        # the column of each row's first fed token (left padding puts it after the row's holes)
+        start = np.array([width - n for n in run] if prefill else [0] * b, dtype=np.int64)
         if prefill:
             pos = np.clip(np.cumsum(new_mask, axis=1) - 1, 0, None)
             past = self.m.empty_past(b)
-            last = np.full(b, width - 1)
         else:
             pos = self.next_pos[:, None] + np.arange(width)[None, :]
             past = {n: self.kv[n] for n in self.m.past_names}
-            last = [n - 1 for n in run]
+        if want is None:
+            last = start + np.array(run) - 1
+        else:
+            last = start[:, None] + positions(want)
         mask = np.concatenate([self.mask, new_mask], axis=1)
         out = self.m.session.run({"input_ids": ids, "attention_mask": mask, "position_ids": pos, **past},
                                  keep=self.m.present_names, last=last)
         self.kv = {p: out[q] for p, q in zip(self.m.past_names, self.m.present_names)}
-        self.mask = mask
-        self.next_pos = self.next_pos + run
+        self._fed = (mask, start, width, np.array(skipped, dtype=np.int64))
+        if want is None:
+            self.accept(np.array(run) + self._fed[3])
         return out["last_logits"]
+
+    def accept(self, kept: Sequence[int]) -> None:
+        """After a call with ``want``: each row keeps the first ``kept[i]`` tokens it fed; the rest (a
+        rejected draft) stays in the cache as masked holes, and the next positions count real tokens.
+        ``kept`` counts the tokens given to :meth:`feed`, a cached prompt prefix included."""
+        mask, start, width, skipped = self._fed
+        kept = np.asarray(kept, dtype=np.int64) - skipped
+        cols = np.arange(width)[None, :]
+        mask[:, mask.shape[1] - width:] = (cols >= start[:, None]) & (cols < (start + kept)[:, None])
+        self.mask = mask
+        self.next_pos = self.next_pos + kept
+        self._fed = None
 
     def _compact(self, rows: list[int]) -> None:
         """Drop released rows from the cache so that slot order equals ``rows``."""

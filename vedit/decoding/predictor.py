@@ -13,11 +13,11 @@ from typing import Any, Callable, Sequence
 
 from vedit.decoding.decoder_only import DecoderOnlyModel
 from vedit.decoding.grammar import CompiledGrammar, load_grammar
-from vedit.decoding.loop import Bias, RowTrace, decode
+from vedit.decoding.loop import Bias, Drafter, RowTrace, decode, decode_drafted
 from vedit.decoding.prompts import PromptBuilder, input_limit
 from vedit.decoding.seq2seq import Seq2SeqModel
 from vedit.decoding.vocab import load_tokenizer
-from vedit.errors import GrammarError, ToolCallError
+from vedit.errors import GrammarError, ModelDirError, ToolCallError
 from vedit.manifest import Family, read_manifest
 from vedit.registry.calls import ToolCall, parse_call
 from vedit.registry.model import Registry, load_registry
@@ -65,8 +65,10 @@ class Predictor:
 
     def __init__(self, *, registry: Registry, grammar: CompiledGrammar, prompts: PromptBuilder, family: Family,
                  model: Seq2SeqModel | DecoderOnlyModel, start_token_id: int, pad_token_id: int, jump_forward: bool,
-                 batch_size: int):
+                 batch_size: int, drafter: Drafter | None = None):
         self.registry = registry
+        #: drafts verified per call (``load(draft=True)``); its ``proposed``/``accepted`` count them
+        self.drafter = drafter
         self.grammar = grammar
         self.prompts = prompts
         self.family = family
@@ -80,7 +82,7 @@ class Predictor:
     def load(cls, export_dir: str | Path, *, providers: Sequence | None = None, threads: int | None = None,
              jump_forward: bool = True, max_input_tokens: int | None = None, batch_size: int = 8,
              allow_cpu_fallback: bool = False, io_binding: bool | None = None,
-             prefix_cache: bool = True, join_rows: bool | None = None) -> "Predictor":
+             prefix_cache: bool = True, join_rows: bool | None = None, draft: bool = False) -> "Predictor":
         """Open an export directory.
 
         ``providers``: onnxruntime providers (default: CUDA when onnxruntime-gpu offers it, else
@@ -95,7 +97,12 @@ class Predictor:
         ``io_binding`` keeps the KV cache on the device (default: on when running on CUDA), see
         :mod:`vedit.decoding.session`. ``join_rows`` (T5): every active row joins every decoder call
         (default); ``False`` shares a call only between rows of equal cache length, the previous
-        scheduler, kept to measure against (see :mod:`vedit.decoding.seq2seq`).
+        scheduler, kept to measure against (see :mod:`vedit.decoding.seq2seq`). ``draft``: after
+        each decision a row also feeds what it will probably write next (:class:`~vedit.decoding.loop.Drafter`,
+        learnt from this predictor's own answers) and keeps the part the model confirms in the same
+        call (:func:`~vedit.decoding.loop.decode_drafted`): the same outputs in fewer decoder calls.
+        Needs jump-forward and an export whose decoders give logits at several positions per row
+        (exports of this vedit). Off by default: see docs for the measured effect.
         """
         d = Path(export_dir)
         man = read_manifest(d)
@@ -117,6 +124,14 @@ class Predictor:
             start = -1
             model = DecoderOnlyModel(d, files, providers=providers, threads=threads, pad_token_id=tok.pad_token_id,
                                      config=config, allow_cpu_fallback=allow_cpu_fallback, io_binding=io_binding)
+        if draft:
+            sessions = [model.decoder, model.decoder_with_past] if isinstance(model, Seq2SeqModel) else [model.session]
+            if not jump_forward:
+                raise ValueError("draft=True needs jump_forward=True (drafts span forced runs)")
+            if not all(s.gathers_many for s in sessions):
+                raise ModelDirError(f"{d}: its decoders give logits at one position per row, so drafts cannot be "
+                                    "verified; export it again with this vedit (or load it with draft=False)")
+        drafter = _drafter(d, grammar) if draft else None
         longest_output = grammar.max_tokens()
         limit = input_limit(family, config, longest_output, max_input_tokens)
         prompts = PromptBuilder(registry, tok.tokenizer, family, limit)
@@ -124,7 +139,8 @@ class Predictor:
             for ids in prompts.shared_prefixes():
                 model.add_prefix(ids)
         return cls(registry=registry, grammar=grammar, prompts=prompts, family=family, model=model,
-                   start_token_id=start, pad_token_id=tok.pad_token_id, jump_forward=jump_forward, batch_size=max(1, int(batch_size)))
+                   start_token_id=start, pad_token_id=tok.pad_token_id, jump_forward=jump_forward, batch_size=max(1, int(batch_size)),
+                   drafter=drafter)
 
     @property
     def providers(self) -> list[str]:
@@ -161,7 +177,10 @@ class Predictor:
         else:
             backend = self.model.backend(row_ids)
             prefixes = row_ids
-        traces = decode(backend, matchers, prefixes, jump_forward=self.jump_forward, bias=bias)
+        if self.drafter is not None:
+            traces = decode_drafted(backend, matchers, prefixes, self.drafter, bias=bias)
+        else:
+            traces = decode(backend, matchers, prefixes, jump_forward=self.jump_forward, bias=bias)
         n = len(tools)
         return [self._prediction(b, traces[k * n : (k + 1) * n]) for k, b in enumerate(built)]
 
@@ -183,6 +202,35 @@ class Predictor:
         return Prediction(built.intent, calls, raw, stats)
 
 
+#: What an export keeps of its calibration answers for drafts (:mod:`vedit.export.drafts` writes it).
+DRAFTS_FILE = "drafts.json"
+
+
+def _drafter(export_dir: Path, grammar: CompiledGrammar) -> Drafter:
+    """A drafter seeded from the export's ``drafts.json`` when it was made for this compiled grammar
+    (a grammar recompiled in place since leaves it unseeded, with a log line: drafts only save calls)."""
+    import json
+    import logging
+
+    from vedit.atomicio import sha256_file
+    from vedit.decoding.grammar import GRAMMAR_DIR, GRAMMAR_FILE
+
+    drafter = Drafter()
+    path = export_dir / DRAFTS_FILE
+    if not path.is_file():
+        return drafter
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if data.get("grammar_sha256") != sha256_file(export_dir / GRAMMAR_DIR / GRAMMAR_FILE):
+            logging.getLogger("vedit.decoding").info("%s: made for another compiled grammar; drafts start unseeded", path)
+            return drafter
+        drafter.seed(data["tools"], grammar.automata)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ModelDirError(f"{path}: not a drafts table of this export ({exc}); export the model again "
+                            "or delete the file") from None
+    return drafter
+
+
 def _rows_bias(bias: RequestBias | None, first: int, tools: Sequence[str]) -> Bias | None:
     """The loop's per-row hook for a batch whose first request is ``intents[first]`` (rows: request-major)."""
     if bias is None:
@@ -191,4 +239,4 @@ def _rows_bias(bias: RequestBias | None, first: int, tools: Sequence[str]) -> Bi
     return lambda row, position, logits: bias(first + row // n, tools[row % n], position, logits)
 
 
-__all__ = ["DecodeStats", "Prediction", "Predictor", "RequestBias"]
+__all__ = ["DRAFTS_FILE", "DecodeStats", "Prediction", "Predictor", "RequestBias"]

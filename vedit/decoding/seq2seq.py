@@ -44,7 +44,7 @@ from typing import Any, Sequence
 import numpy as np
 import onnxruntime as ort
 
-from vedit.decoding.loop import pad_runs
+from vedit.decoding.loop import pad_runs, positions
 from vedit.decoding.session import Session, op_session
 from vedit.errors import ModelDirError
 
@@ -193,6 +193,7 @@ class Seq2SeqBackend(_Encoded):
         super().__init__(model, input_ids, attention_mask)
         n = len(input_ids)
         self.length = [0] * n  # self-attention cache length per row
+        self._fed: tuple | None = None  # the last call's caches until accept()
         self.self_at: list[tuple[_Caches, int] | None] = [None] * n  # where each row's cache lives
         self.cross_at: list[tuple[_Caches, int] | None] = [None] * n
         self._groups: dict[tuple[int, ...], _Caches] = {}  # exact batched self caches, reusable as is
@@ -202,12 +203,12 @@ class Seq2SeqBackend(_Encoded):
         shortest = min(self.length[r] for r in active)
         return [r for r in active if self.length[r] == shortest]
 
-    def feed(self, rows: list[int], tokens: Sequence[list[int]]) -> np.ndarray:
+    def feed(self, rows: list[int], tokens: Sequence[list[int]], want: Sequence[Sequence[int]] | None = None) -> np.ndarray:
         key = tuple(rows)
         ids, _ = pad_runs(tokens, self.m.pad_id)
         width = ids.shape[1]
         sel = np.array(rows)
-        last = [len(t) - 1 for t in tokens]  # each row's last real token: what the grammar needs
+        last = [len(t) - 1 for t in tokens] if want is None else positions(want)  # what the grammar needs
         feeds = {"input_ids": ids, "encoder_attention_mask": self.enc_mask[sel]}
         first = self.length[rows[0]] == 0
         if first:
@@ -221,21 +222,27 @@ class Seq2SeqBackend(_Encoded):
             if self.m.masked:  # no holes in this path: every past and new position is real
                 feeds[SELF_MASK] = np.ones((len(rows), self.length[rows[0]] + width), dtype=np.int64)
             out = self.m.decoder_with_past.run(feeds, keep=self.m.self_names, last=last)
-        result = out["last_logits"]
-        new_len = self.length[rows[0]] + width
-        caches = _Caches({n: out[n] for n in self.m.self_names})
-        for i, r in enumerate(rows):
-            self.length[r] += len(tokens[i])
-            self.self_at[r] = (caches, i)
-        self._forget(rows)
-        if all(self.length[r] == new_len for r in rows):  # no padding inside: next call binds it as is
-            self._groups[key] = caches
         if first:
             cross = _Caches({n: out[n] for n in self.m.cross_names})
             for i, r in enumerate(rows):
                 self.cross_at[r] = (cross, i)
             self._cross[key] = {_past(n): v for n, v in cross.values.items()}
-        return result
+        self._fed = (key, _Caches({n: out[n] for n in self.m.self_names}), self.length[rows[0]] + width)
+        if want is None:
+            self.accept([len(t) for t in tokens])
+        return out["last_logits"]
+
+    def accept(self, kept: Sequence[int]) -> None:
+        """After a call with ``want``: each row keeps the first ``kept[i]`` tokens it fed (a rejected
+        draft after them is cut off like padding when the cache is next assembled)."""
+        key, caches, new_len = self._fed
+        for i, r in enumerate(key):
+            self.length[r] += kept[i]
+            self.self_at[r] = (caches, i)
+        self._forget(key)
+        if all(self.length[r] == new_len for r in key):  # no padding inside: next call binds it as is
+            self._groups[key] = caches
+        self._fed = None
 
 
     def _self_past(self, key: tuple[int, ...]) -> dict:
@@ -285,6 +292,7 @@ class JoinedSeq2SeqBackend(_Encoded):
         n = len(input_ids)
         self.rows: tuple[int, ...] = self.all_rows  # the rows the batched caches hold, in this order
         self.length = [0] * n  # real self-attention cache length per row
+        self._fed: tuple | None = None  # the last call's caches until accept()
         self.width = 0  # cache positions (the longest row's length; shorter rows have holes in front)
         self.self_past: dict[str, Any] = {}  # past name -> (rows, heads, width, head dim)
         self.cross_past: dict[str, Any] = {}
@@ -294,14 +302,14 @@ class JoinedSeq2SeqBackend(_Encoded):
     def schedule(self, active: list[int]) -> list[int]:
         return list(active)
 
-    def feed(self, rows: list[int], tokens: Sequence[list[int]]) -> np.ndarray:
+    def feed(self, rows: list[int], tokens: Sequence[list[int]], want: Sequence[Sequence[int]] | None = None) -> np.ndarray:
         key = tuple(rows)
         if self.width and key != self.rows:
             self._select(key)
         ids, _ = pad_runs(tokens, self.m.pad_id)
         width = ids.shape[1]
         run = [len(t) for t in tokens]
-        last = [n - 1 for n in run]  # each row's last real token: what the grammar needs
+        last = [n - 1 for n in run] if want is None else positions(want)  # what the grammar needs
         if self._enc_key != key:
             self._enc_key, self._enc_rows = key, self.enc_mask[np.array(rows)]
         feeds = {"input_ids": ids, "encoder_attention_mask": self._enc_rows}
@@ -318,12 +326,21 @@ class JoinedSeq2SeqBackend(_Encoded):
             feeds.update(self.self_past)
             feeds.update(self.cross_past)
             out = self.m.decoder_with_past.run(feeds, keep=self.m.self_names, last=last)
-        ends = [self.width + n for n in run]  # where each row's real tokens end now
-        for r, n in zip(rows, run):
-            self.length[r] += n
         self.rows = key
-        self.self_past = self._align({_past(n): out[n] for n in self.m.self_names}, ends, self.width + width)
+        self._fed = ({_past(n): out[n] for n in self.m.self_names}, width)
+        if want is None:
+            self.accept(run)
         return out["last_logits"]
+
+    def accept(self, kept: Sequence[int]) -> None:
+        """After a call with ``want``: each row keeps the first ``kept[i]`` tokens it fed (the rest, a
+        rejected draft, is cut from its cache like padding)."""
+        values, width = self._fed
+        ends = [self.width + n for n in kept]  # where each row's real tokens end now
+        for r, n in zip(self.rows, kept):
+            self.length[r] += n
+        self.self_past = self._align(values, ends, self.width + width)
+        self._fed = None
 
     def _align(self, values: dict, ends: list[int], total: int) -> dict:
         """Right-align each row's real tokens (they end at ``ends[i]`` of ``total`` positions) and cut

@@ -119,7 +119,7 @@ class Session:
 
     def __init__(self, path: str | Path, *, providers: Sequence[ProviderSpec] | None = None,
                  threads: int | None = None, allow_cpu_fallback: bool = False, io_binding: bool | None = None):
-        p = Path(path)
+        p = self.path = Path(path)
         if not p.is_file():
             raise ModelDirError(f"{p}: ONNX file not found; export the model first (vedit export ...)")
         self.requested = list(providers or default_providers())
@@ -152,6 +152,11 @@ class Session:
         self._gather: LastLogits | None = None
         #: the graph gathers each row's position itself (``last_index``): ``logits`` is (rows, 1, vocab)
         self.gathers_last = LAST_INDEX in self.inputs
+        logits = next((o for o in self.session.get_outputs() if o.name == "logits"), None)
+        #: ``run(last=)`` may ask for several positions per row (a draft to verify): full logits, or a
+        #: ``last_index`` graph whose ``logits`` declare a symbolic positions dimension (older exports: 1)
+        self.gathers_many = not self.gathers_last or (logits is not None and len(logits.shape) == 3
+                                                       and not isinstance(logits.shape[1], int))
         #: inputs whose host arrays may need a float conversion (see :meth:`_as_declared`)
         self._float_inputs = [n for n, spec in self.inputs.items() if spec.dtype in (np.float16, np.float32, np.float64)]
         self.calls = 0
@@ -162,10 +167,15 @@ class Session:
         Feeds are numpy arrays or values this session returned earlier. Outputs named in ``keep``
         come back as device values when IO binding is on (numpy arrays otherwise); the rest are
         numpy arrays in host memory. With ``last`` (one position per row), the result also has
-        ``last_logits``: float32 (rows, vocab), each row's logits at its position. A session that
+        ``last_logits``: float32 (rows, vocab), each row's logits at its position; with ``last`` of
+        shape (rows, k) (only where :attr:`gathers_many`), float32 (rows, k, vocab). A session that
         declares ``last_index`` needs ``last`` (or a ``last_index`` feed); its ``logits`` are then
-        (rows, 1, vocab).
+        (rows, k, vocab).
         """
+        many = last is not None and np.ndim(last) == 2
+        if many and not self.gathers_many:
+            raise ModelDirError(f"{self.path.name}: this export computes logits at one position per row; export "
+                                "it again with this vedit to verify drafts (or load it with draft=False)")
         if self.gathers_last and last is not None:
             feeds = {**feeds, LAST_INDEX: np.asarray(last, dtype=np.int64).reshape(-1)}
         try:  # one pass per call over the declared inputs (this runs for every decoder call)
@@ -181,7 +191,7 @@ class Session:
             if last is not None:  # (rows, 1, vocab), in host memory unless the caller kept it
                 logits = out["logits"]
                 logits = logits.numpy() if isinstance(logits, ort.OrtValue) else logits
-                out["last_logits"] = logits[:, 0].astype(np.float32, copy=False)
+                out["last_logits"] = (logits if many else logits[:, 0]).astype(np.float32, copy=False)
             return out
         if self.use_binding:
             out = self._run_bound(feeds, set(keep) | ({"logits"} if last is not None else set()))
@@ -191,7 +201,9 @@ class Session:
         out = self._run_host(feeds)
         if last is not None:
             logits = out["logits"]
-            out["last_logits"] = logits[np.arange(len(logits)), last].astype(np.float32, copy=False)
+            at = np.asarray(last)
+            rows = np.arange(len(logits))[:, None] if many else np.arange(len(logits))
+            out["last_logits"] = logits[rows, at].astype(np.float32, copy=False)
         return out
 
     def _run_host(self, feeds: Mapping[str, Any]) -> dict[str, Any]:
@@ -271,12 +283,20 @@ class LastLogits:
         self.session = op_session("last_logits", self.dtype, providers)
 
     def pick(self, logits: Any, last: np.ndarray) -> np.ndarray:
-        """float32 (rows, vocab): ``logits[i, last[i]]`` for each row ``i``."""
+        """float32 (rows, vocab): ``logits[i, last[i]]`` for each row ``i``; with ``last`` of shape
+        (rows, k), (rows, k, vocab)."""
         if isinstance(logits, ort.OrtValue):
             rows, tokens = logits.shape()[:2]
         else:
             rows, tokens = logits.shape[:2]
-        index = np.arange(rows, dtype=np.int64) * tokens + np.asarray(last, dtype=np.int64)
+        at = np.asarray(last, dtype=np.int64)
+        base = np.arange(rows, dtype=np.int64) * tokens
+        if at.ndim == 2:
+            return self.pick_flat(logits, (base[:, None] + at).reshape(-1)).reshape(rows, at.shape[1], -1)
+        return self.pick_flat(logits, base + at)
+
+    def pick_flat(self, logits: Any, index: np.ndarray) -> np.ndarray:
+        """float32 (len(index), vocab): rows of ``logits`` flattened to (rows * tokens, vocab)."""
         binding = self.session.io_binding()
         if isinstance(logits, ort.OrtValue):
             binding.bind_ortvalue_input("logits", logits)

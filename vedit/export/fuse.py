@@ -19,10 +19,10 @@ onnxruntime-genai's builder writes the graph it wants instead; so does this modu
 
 The interface is optimum's, name for name (``input_ids``, ``attention_mask`` over past and new
 tokens, ``position_ids``, ``past_key_values.N.key/value`` -> ``logits``, ``present.N.key/value``,
-KV as (batch, kv_heads, length, head_dim)), plus ``last_index`` (int64 ``(batch,)``): the final
-norm's output is gathered at each row's last fed position before the lm_head
-(:mod:`vedit.export.last_position`), so ``logits`` is ``(batch, 1, vocab)`` and the lm_head (hidden x
-vocab) runs once per row, not once per fed token.
+KV as (batch, kv_heads, length, head_dim)), plus ``last_index`` (int64, one or ``k`` positions per row):
+the final norm's output is gathered at those positions before the lm_head
+(:mod:`vedit.export.last_position`), so ``logits`` is ``(batch, k, vocab)`` and the lm_head (hidden x
+vocab) runs at the positions the loop needs (each row's last fed token; a draft's verified ones).
 Masked keys get a large finite negative score, never -inf: a query row with every key masked (a
 left pad in the prompt) then stays finite instead of writing NaN into the cache.
 
@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from vedit.decoding.session import LAST_INDEX
-from vedit.export.last_position import add_gather
+from vedit.export.last_position import POSITIONS, add_gather
 
 log = logging.getLogger(__name__)
 
@@ -160,8 +160,8 @@ def build(model, graph: "_Graph | None" = None):
     inputs = [helper.make_tensor_value_info("input_ids", i64, ["batch", "sequence"]),
               helper.make_tensor_value_info("attention_mask", i64, ["batch", "total"]),
               helper.make_tensor_value_info("position_ids", i64, ["batch", "sequence"])]
-    inputs.append(helper.make_tensor_value_info(LAST_INDEX, i64, ["batch"]))
-    outputs = [helper.make_tensor_value_info("logits", f32, ["batch", 1, cfg.vocab_size])]
+    inputs.append(helper.make_tensor_value_info(LAST_INDEX, i64, [POSITIONS]))
+    outputs = [helper.make_tensor_value_info("logits", f32, ["batch", POSITIONS, cfg.vocab_size])]
     for i in range(cfg.num_hidden_layers):
         for kv in ("key", "value"):
             inputs.append(helper.make_tensor_value_info(f"past_key_values.{i}.{kv}", f32,
@@ -217,7 +217,7 @@ def build(model, graph: "_Graph | None" = None):
                                     g.init(f"{m}.down_proj.weight", w(f"{m}.down_proj.weight").T)], f"/{m}/down_proj")[0]
     h = g.node("SkipSimplifiedLayerNormalization", [pending, residual, g.init("model.norm.weight", w("model.norm.weight"))],
                "/model/norm", n_out=1, domain=MS, epsilon=eps)[0]
-    h = add_gather(g.nodes, g.inits, h)  # (batch, 1, hidden): each row's last fed position only
+    h = add_gather(g.nodes, g.inits, h)  # (batch, k, hidden): the fed positions whose logits are asked for
     head = sd["lm_head.weight"] if "lm_head.weight" in sd else sd["model.embed_tokens.weight"]
     g.node("MatMul", [h, g.init("lm_head.weight", _weight(head).T)], "/lm_head")
     g.nodes[-1].output[0] = "logits"
@@ -225,7 +225,7 @@ def build(model, graph: "_Graph | None" = None):
     # onnx's shape inference knows no contrib op, so tools that rely on it (the int8 quantizer) would
     # not know the activations' type: declare every activation outside the mask arithmetic as float.
     declared = {v.name for v in inputs + outputs}
-    ints = ("/mask/", "/last_position/Unsqueeze_index")
+    ints = ("/mask/", "/last_position/index/")
     floats = [helper.make_tensor_value_info(o, f32, None) for n in g.nodes if not n.name.startswith(ints)
               for o in n.output if o and o not in declared]
     graph = helper.make_graph(g.nodes, "vedit_fused_llama", inputs, outputs, initializer=g.inits, value_info=floats)

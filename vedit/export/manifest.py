@@ -29,7 +29,8 @@ from vedit.atomicio import atomic_open, sha256_file
 #: Bumped whenever the graphs an export writes change (a new input, a fused graph). An export whose
 #: manifest names another revision is stale even when its source weights are the same: the main job and
 #: the bench's real-size shapes export it again (:func:`vedit.export.checks.export_is_current`).
-GRAPHS_REVISION = "2026-12-01: T5 decoder self-attention mask; fused Llama decoder; lm_head at last_index"
+GRAPHS_REVISION = ("2026-12-07: T5 decoder self-attention mask; fused Llama decoder; lm_head at last_index, "
+                   "several positions per row (drafts)")
 
 
 def graph_recipe(family: str, precision: str, fused: bool = True) -> str:

@@ -15,6 +15,7 @@ from vedit.errors import ExportError
 from vedit.export import checks
 from vedit.atomicio import atomic_dir, check_target, sha256_file
 from vedit.export.families import check_format
+from vedit.export.drafts import write_drafts
 from vedit.export.manifest import file_hashes, file_sizes, graph_recipe, now_iso, package_versions, write_json
 from vedit.manifest import FORMAT, PRECISION_TABLE, PRECISIONS, VERSION
 from vedit.export.merge import MergeReport, merge_adapter
@@ -265,6 +266,10 @@ def _export_model(md: checks.ModelDir, target: Path, *, adapter_dir: Path | None
             log.info(f"answering the {len(examples[1])} examples of {examples[0]}")
             manifest["check_examples"] = check_examples(tmp, *examples, registry)
             manifest = write_json(tmp / "manifest.json", manifest)
+        log.info("answering the calibration intents for the drafts table")
+        manifest["drafts"] = write_drafts(tmp)  # the finished export answers them: needs the manifest in place
+        manifest["sizes"], manifest["sha256"] = file_sizes(tmp), file_hashes(tmp)  # drafts.json included
+        manifest = write_json(tmp / "manifest.json", manifest)
         log.info(f"moving the export into place: {target}")
     return ExportResult(target, manifest, report, merge_report)
 
