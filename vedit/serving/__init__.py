@@ -12,8 +12,7 @@ Building the repository is :mod:`vedit.triton_repo`; cluster manifests are :mod:
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from vedit.lazy import lazy_exports
 
 _EXPORTS = {
     "TritonServer": "vedit.serving.server",
@@ -24,12 +23,7 @@ _EXPORTS = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    try:
-        module = _EXPORTS[name]
-    except KeyError:
-        raise AttributeError(f"module 'vedit.serving' has no attribute {name!r}") from None
-    return getattr(import_module(module), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)
 
 
 __all__ = sorted(_EXPORTS)

@@ -12,8 +12,7 @@ Triton's python stub, where neither tritonclient nor protobuf need to be install
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from vedit.lazy import lazy_exports
 
 _EXPORTS = {
     "DEFAULT_NAME": "vedit.triton_repo.builder",
@@ -25,12 +24,7 @@ _EXPORTS = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    try:
-        module = _EXPORTS[name]
-    except KeyError:
-        raise AttributeError(f"module 'vedit.triton_repo' has no attribute {name!r}") from None
-    return getattr(import_module(module), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)
 
 
 __all__ = sorted(_EXPORTS)
