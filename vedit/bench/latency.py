@@ -163,9 +163,9 @@ def pytorch_paths(student_dir: Path, adapter_dir: Path | None, export_dir: Path,
 
 
 def onnx_paths(exports: dict[str, Path], *, threads: int, step_for: Sequence[str] = ("fp32",),
-               scripts: dict[str, "Script"] | None = None) -> dict[str, Call]:
-    """In-process ONNX paths: jump-forward for every export; step-by-step and drafted (``draft=True``)
-    for ``step_for`` labels."""
+               scripts: dict[str, "Script"] | None = None, drafts: bool = True) -> dict[str, Call]:
+    """In-process ONNX paths: jump-forward, and (``drafts``) drafted (``draft=True``), for every
+    export; step-by-step (and for T5 the previous scheduler) for ``step_for`` labels."""
     import onnxruntime
 
     from vedit.workload.scripted import steer
@@ -195,10 +195,11 @@ def onnx_paths(exports: dict[str, Path], *, threads: int, step_for: Sequence[str
                     f"(the previous scheduler){steered}")
         paths[f"onnx-{label}"] = _with_info(wrap(Predictor.load(d, threads=threads, jump_forward=True)),
                                             f"{label}, {how}, jump-forward over forced tokens{steered}")
-        if label in step_for:
+        if drafts:
             paths[f"onnx-{label}-draft"] = _with_info(
                 wrap(Predictor.load(d, threads=threads, draft=True)),
-                f"{label}, {how}, jump-forward and drafts verified in the same call, learnt from the answers "
+                f"{label}, {how}, jump-forward and drafts verified in the same call (each call's draft length priced "
+                f"by the measured cost of a call and of a token), learnt from the answers "
                 f"this path gave before (warm-up included){steered}")
     return paths
 

@@ -13,7 +13,7 @@ from vedit import paths
 from vedit.bench.latency import Call, LatencyRun, measure_model
 from vedit.bench.report import write
 from vedit.errors import ModelDirError
-from vedit.manifest import PRECISIONS
+from vedit.manifest import PRECISIONS, QUANTIZED
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ def shape_runs(n: int, *, threads: int, peers: Callable[..., dict[str, Call]] | 
     runs = []
     for family in shapes:
         shape, ensure = (T5_BASE, ensure_base_shape) if family == "t5" else (LLAMA_BASE, ensure_llama_shape)
-        b_student, b_exports = ensure(precisions=("fp32", "int8"))
+        b_student, b_exports = ensure(precisions=("fp32", *QUANTIZED))
         scripts = load_scripts(b_exports["fp32"], n)
         runs.append(measure_model(shape.title, student_dir=b_student, exports=b_exports, scripts=scripts,
                                   threads=threads, peers=peers, step_for=("fp32",) if family == "t5" else (),

@@ -15,13 +15,14 @@ rows can share a call (:meth:`Backend.schedule`).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from itertools import chain
 from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
-from vedit.decoding.grammar import DONE
+from vedit.decoding.drafting import Drafter
 
 #: ``bias(row, position, logits) -> logits``: a per-row adjustment of the model's logits at a free
 #: step (``position`` = tokens the row has generated so far), applied before the grammar's choice.
@@ -199,98 +200,6 @@ def positions(want: Sequence[Sequence[int]]) -> np.ndarray:
     return np.array([[*w, *[w[-1]] * (k - len(w))] for w in want], dtype=np.int64)
 
 
-class Drafter:
-    """Proposes what a row will write next, to verify several model decisions in one decoder call.
-
-    The guess at each grammar state is the choice the model made most often when a row stood in
-    that state (the automaton's states tell fields and digits apart, so this learns a tool's usual
-    values, such as the neutral 0 of most adjust fields, from the student's own answers; the most
-    frequent choice beat the most recent one: 0.33 against 0.38 decoder calls per free token on the
-    demo T5's scripted answers); forced runs are followed, and a draft stops at a state never decided
-    before, at the end of the output, or after ``limit`` free tokens. ``limit`` follows the measured
-    acceptance: it doubles after a draft accepted whole (up to ``max_free``) and falls to one more
-    than what was accepted otherwise, never under ``floor``. A short draft costs calls, a long one
-    fed tokens that a wrong guess wastes: on the demo T5 (tokens nearly free) floor 4 / at most 16
-    took 0.28 calls per free token against 0.33 for floor 1, but on the flan-t5-base shape (2 cores,
-    compute-bound calls) it was 1.05x jump-forward's p50 (slower), floor 2 / at most 8 0.96x and
-    floor 1 / at most 4 0.95x, with 0.37, 0.39 and 0.40 calls per free token: hence the defaults.
-    Drafts never change the output (:func:`decode` keeps only what the model itself would choose);
-    they change how many calls it takes. Shared by the calls of one predictor; the table only grows
-    by whole assignments, so rows decoded in other threads at once only see an older or newer guess.
-    """
-
-    def __init__(self, max_free: int = 8, start: int = 2, floor: int = 2):
-        self.table: dict[tuple[str, int], int] = {}  # (tool, state) -> position of the guessed choice
-        self.counts: dict[tuple[str, int], dict[int, int]] = {}  # (tool, state) -> choice -> times made
-        self.floor = floor
-        self.max_free = max_free
-        self.limit = start
-        self.proposed = 0  # free draft tokens fed
-        self.accepted = 0  # of those, the ones the model chose too
-
-    def learn(self, m: Matcher, nth: int) -> None:
-        """The model chose the ``nth`` allowed token at ``m``'s current state (before advancing)."""
-        key = (m.automaton.tool, m.state)
-        seen = self.counts.setdefault(key, {})
-        seen[nth] = times = seen.get(nth, 0) + 1
-        best = self.table.get(key)
-        if best is None or (best != nth and times > seen[best]):
-            self.table[key] = nth
-
-    def to_json(self) -> dict:
-        """The choices counted so far, ``{tool: {state: {position: times}}}`` (JSON keys are strings)."""
-        tools: dict[str, dict[str, dict[str, int]]] = {}
-        for (tool, state), seen in sorted(self.counts.items()):
-            tools.setdefault(tool, {})[str(state)] = {str(k): v for k, v in sorted(seen.items())}
-        return tools
-
-    def seed(self, tools: dict, automata: dict) -> int:
-        """Start from counts written by :meth:`to_json` (an export's calibration answers) for these
-        ``automata`` (tool -> :class:`~vedit.decoding.grammar.ToolAutomaton`); return the states
-        seeded. Counts that name no state or choice of the automata are an error (ValueError)."""
-        for tool, states in tools.items():
-            a = automata.get(tool)
-            if a is None:
-                raise ValueError(f"tool {tool!r} is not in the grammar")
-            for state, seen in states.items():
-                st = int(state)
-                if not 0 <= st < a.n_states:
-                    raise ValueError(f"tool {tool!r}: state {st} is not in the grammar ({a.n_states} states)")
-                width = int(a.indptr[st + 1] - a.indptr[st])
-                for nth, times in seen.items():
-                    k, t = int(nth), int(times)
-                    if not 0 <= k < width or t < 1:
-                        raise ValueError(f"tool {tool!r}, state {st}: choice {k} x{t} is not one of its {width}")
-                    self.counts.setdefault((tool, st), {})[k] = t
-        for key, seen in self.counts.items():
-            self.table[key] = max(seen, key=lambda k: (seen[k], -k))
-        return len(self.counts)
-
-    def draft(self, m: Matcher) -> tuple[list[int], list[int]]:
-        """The draft from ``m``'s state: its tokens, and the indices of the free ones among them."""
-        a, tool, table = m.automaton, m.automaton.tool, self.table
-        indptr, toks, nxt = a.indptr, a.tokens, a.next
-        s, out, free = m.state, [], []
-        while True:
-            lo = int(indptr[s])
-            if indptr[s + 1] - lo != 1:
-                nth = table.get((tool, s))
-                if nth is None or len(free) >= self.limit:
-                    return out, free
-                free.append(len(out))
-                lo += nth
-            out.append(int(toks[lo]))
-            s = int(nxt[lo])
-            if s == DONE:
-                return out, free
-
-    def measured(self, proposed: int, accepted: int) -> None:
-        self.proposed += proposed
-        self.accepted += accepted
-        if proposed:
-            self.limit = min(self.max_free, self.limit * 2) if accepted == proposed else max(self.floor, accepted + 1)
-
-
 def decode_drafted(backend: Backend, matchers: Sequence[Matcher], prefixes: Sequence[list[int]], drafter: Drafter, *,
                    bias: Bias | None = None) -> list[RowTrace]:
     """:func:`decode` with jump-forward and drafts: each call feeds, after a row's decision and its
@@ -305,8 +214,9 @@ def decode_drafted(backend: Backend, matchers: Sequence[Matcher], prefixes: Sequ
     traces, pending, active = _start(backend, matchers, prefixes, True)
     call_id = 0
     while active:
+        started = time.perf_counter()
         rows = backend.schedule(active)
-        drafts = [drafter.draft(matchers[r]) for r in rows]
+        drafts = drafter.plan([matchers[r] for r in rows], [len(pending[r]) for r in rows])
         if not any(d[1] for d in drafts):
             logits = backend.feed(rows, [pending[r] for r in rows])[:, None]
             drafts = [([], [])] * len(rows)
@@ -354,6 +264,7 @@ def decode_drafted(backend: Backend, matchers: Sequence[Matcher], prefixes: Sequ
         if any(d[1] for d in drafts):
             backend.accept(kept)
         drafter.measured(proposed, accepted)
+        drafter.cost.add(len(rows) * max(map(len, fed)), time.perf_counter() - started)
         call_id += 1
         active = _still_active(backend, matchers, active)
     return traces
@@ -372,4 +283,4 @@ def _choose(m: Matcher, tr: RowTrace, logits: np.ndarray, bias: Bias | None, row
     return tok
 
 
-__all__ = ["Backend", "Bias", "Drafter", "RowTrace", "decode", "decode_drafted", "pad_runs", "pick_rows", "positions"]
+__all__ = ["Backend", "Bias", "RowTrace", "decode", "decode_drafted", "pad_runs", "pick_rows", "positions"]

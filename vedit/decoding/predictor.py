@@ -13,7 +13,8 @@ from typing import Any, Callable, Sequence
 
 from vedit.decoding.decoder_only import DecoderOnlyModel
 from vedit.decoding.grammar import CompiledGrammar, load_grammar
-from vedit.decoding.loop import Bias, Drafter, RowTrace, decode, decode_drafted
+from vedit.decoding.drafting import Drafter
+from vedit.decoding.loop import Bias, RowTrace, decode, decode_drafted
 from vedit.decoding.prompts import PromptBuilder, input_limit
 from vedit.decoding.seq2seq import Seq2SeqModel
 from vedit.decoding.vocab import load_tokenizer
