@@ -106,7 +106,7 @@ def test_the_pytorch_rows_name_their_setting_and_answer_as_transformers_defaults
     for row in ("pytorch", "pytorch+grammar"):
         info = tuned[row].info
         assert "eager attention + MKL linear " in info and "eager attention + oneDNN linear " in info, info
-        assert "per trial request (first intent, grammar, 24 decoder steps) (median of 1)" in info
+        assert f"per trial request (first intent, grammar, {torch_settings.TRIAL_STEPS} decoder steps) (median of 1)" in info
         assert "no settings trial" in plain[row].info
     for intent in ("golden hour", "cold tone"):
         assert tuned["pytorch+grammar"](intent).texts == plain["pytorch+grammar"](intent).texts

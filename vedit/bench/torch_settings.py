@@ -8,9 +8,12 @@ switches that keep the answers: fp32, greedy, the same tokens. Tried (every comb
   in place with ``set_attn_implementation`` where the architecture allows it (Llama; T5 in
   transformers 4.57 has only its own attention);
 - linear layers: torch's fp32 GEMM (MKL ``sgemm`` in the PyPI CPU wheel) or oneDNN
-  (``torch.utils.mkldnn.MkldnnLinear``: the weights laid out once for oneDNN, 2026-12-07 on the
-  AMD EPYC host: the flan-t5-base-shaped LM head 19 ms with oneDNN vs 36 ms with MKL for 3 rows,
-  a 768x2048 layer with 60 rows 11 vs 5 ms; which wins per request depends on the host and shape).
+  (``torch.utils.mkldnn.MkldnnLinear``, the weights copied once into oneDNN's layout; the copy of
+  the setting not chosen is freed, but during the trial the linear weights are held twice: +4.2 GB
+  on the TinyLlama shape). Which wins depends on the host and the shape: on the AMD EPYC host
+  (2026-12-07, 2 threads, load 3.5-7) oneDNN ran the TinyLlama shape's trial request in 17.5-18.5 s
+  vs MKL's 26.0-26.2 s, but the demo T5 in 183 vs 107 ms and the flan-t5-base shape in 2,103 vs
+  1,930 ms (a 3-row LM head: 19 vs 36 ms; a 768x2048 layer over 60 prompt rows: 11 vs 5 ms).
   oneDNN's fp32 sums in another order (last-bit differences), so its trial answers are compared.
 
 Left out, and why:
@@ -29,9 +32,11 @@ Left out, and why:
   not switchable in a running process; threads are the bench's ``--threads``, the same for every path.
 
 The trial is the first intent's request with the grammar, unsteered (so the answers compared are the
-model's own greedy choices) and cut at :data:`TRIAL_STEPS` decoder steps: on the TinyLlama shape a
-whole request is ~60 s on 2 cores, and every step of ``generate`` is the same work anyway (the
-prompt's prefill, then one decoder call per token).
+model's own greedy choices) and cut at :data:`TRIAL_STEPS` decoder steps, one warm-up and
+:data:`TRIALS` timed per setting, round robin: a whole request on the TinyLlama shape is ~60 s on 2
+cores and it has four settings, while past the prompt's prefill every step of ``generate`` is the
+same work (one decoder call per token). 16 steps keep the prefill's share small (prefill favours
+MKL, single-token steps oneDNN), at ~2-3 min of trial on the TinyLlama shape, seconds on the others.
 """
 
 from __future__ import annotations
@@ -50,10 +55,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: decoder steps per trial request (prefill included): a base-shaped Llama step costs ~0.5 s on 2 cores
-TRIAL_STEPS = 24
+#: decoder steps per trial request (prefill included): a TinyLlama-shaped step costs ~0.5-1 s on 2 cores
+TRIAL_STEPS = 16
 #: timed trial requests per setting, after one warm-up
-TRIALS = 3
+TRIALS = 2
 
 
 @dataclass(frozen=True)
