@@ -167,7 +167,7 @@ def pytorch_paths(student_dir: Path, adapter_dir: Path | None, export_dir: Path,
         steered = constrained or script is not None
         return Cost(steps, texts=tuple(grammar.text(x) for x in ids) if steered else None)
 
-    how = f"PyTorch {torch.__version__} fp32 eager, {threads} threads, greedy generate, 3 rows per call, {setting}"
+    how = f"PyTorch {torch.__version__} fp32, eager mode (no torch.compile), {threads} threads, greedy generate, 3 rows per call, {setting}"
     steer = "; steered by the script" if scripts else ""
     return {"pytorch": _with_info(lambda i: run(i, False), how + ", unconstrained" + steer),
             "pytorch+grammar": _with_info(lambda i: run(i, True),

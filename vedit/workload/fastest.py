@@ -40,8 +40,9 @@ class Choice(Generic[T]):
         """One line for the report: the choice and every time, e.g. ``backend oneDNN (CT2_USE_MKL=0),
         the faster here of oneDNN 24.1 ms, MKL 57.0 ms per request (median of 3)``."""
         tried = ", ".join(f"{name} {ms:.1f} ms" for name, ms in self.ms.items())
-        than = "only one that ran" if len(self.ms) == 1 else "faster" if len(self.ms) == 2 else "fastest"
-        return (f"{what} {self.name}{f' ({switch})' if switch else ''}, the {than} here of {tried} {unit} "
+        than = "the only one that ran here:" if len(self.ms) == 1 else \
+            f"the {'faster' if len(self.ms) == 2 else 'fastest'} here of"
+        return (f"{what} {self.name}{f' ({switch})' if switch else ''}, {than} {tried} {unit} "
                 f"(median of {self.trials})")
 
     def passed_over(self) -> str:
