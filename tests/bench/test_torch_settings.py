@@ -91,6 +91,8 @@ def test_fastest_passes_over_failures_and_differences_and_says_when_none_is_left
     assert sorted(closed) == ["broken", "slow", "wrong"]
     assert choice.dropped == {"broken": "failed: RuntimeError: no kernel", "wrong": "its outputs differ from slow's"}
     assert choice.describe("kernel") == "kernel fast, the faster here of slow 9.0 ms, fast 3.0 ms per request (median of 2)"
+    lone = fastest(["slow", "broken"], str, trial, trials=1, errors=(RuntimeError,))
+    assert lone.describe("kernel") == "kernel slow, the only one that ran here: slow 9.0 ms per request (median of 1)"
     with pytest.raises(SettingError, match="no option could run: broken: failed: RuntimeError: no kernel"):
         fastest(["broken"], str, trial, errors=(RuntimeError,))
 
