@@ -304,6 +304,7 @@ def measure_model(
     step_for: Sequence[str] = ("fp32",),
     warmup: int = 2,
     peer_student_dir: Path | None = None,
+    pytorch_trials: int | None = None,
 ) -> LatencyRun:
     """Every path of one student, side by side; Triton (if asked) on the first export.
 
@@ -312,6 +313,7 @@ def measure_model(
     other engines' paths to the same interleaved run (:func:`vedit.peers.peer_paths`); a peer
     that fails during the run is dropped with a note. ``peer_student_dir``: the HF folder peers load
     (default ``student_dir``; peers cannot apply a LoRA adapter, so give them the merged student).
+    ``pytorch_trials``: timed trial requests per PyTorch setting (:func:`pytorch_paths`; 0: none).
     """
     from tqdm.auto import tqdm
 
@@ -330,7 +332,7 @@ def measure_model(
     if pytorch:
         log.info(f"{name}: loading the PyTorch original")
         paths.update(pytorch_paths(student_dir, adapter_dir, first, threads=threads, scripts=by_intent,
-                                   trial_intent=intents[0]))
+                                   trials=pytorch_trials, trial_intent=intents[0]))
     paths.update(onnx_paths(exports, threads=threads, scripts=by_intent, step_for=step_for))
     fragile: list[str] = []
     if peers is not None:
