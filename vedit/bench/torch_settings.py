@@ -11,9 +11,10 @@ switches that keep the answers: fp32, greedy, the same tokens. Tried (every comb
   (``torch.utils.mkldnn.MkldnnLinear``, the weights copied once into oneDNN's layout; the copy of
   the setting not chosen is freed, but during the trial the linear weights are held twice: +4.2 GB
   on the TinyLlama shape). Which wins depends on the host and the shape: on the AMD EPYC host
-  (2026-12-07, 2 threads, load 3.5-7) oneDNN ran the TinyLlama shape's trial request in 17.5-18.5 s
-  vs MKL's 26.0-26.2 s, but the demo T5 in 183 vs 107 ms and the flan-t5-base shape in 2,103 vs
-  1,930 ms (a 3-row LM head: 19 vs 36 ms; a 768x2048 layer over 60 prompt rows: 11 vs 5 ms).
+  (2026-12-07, 2 threads, load 3.5-7) oneDNN ran the TinyLlama shape's 24-step request in 17.5-18.5 s
+  vs MKL's 26.0-26.2 s (16 steps: 15.7-17.7 vs 17.3-20.2 s), but the demo T5 in 183-215 vs 107-117 ms,
+  and the flan-t5-base shape tied (2,103 vs 1,930 ms, then 1,525 vs 1,553 ms); a 3-row LM head of
+  that shape: 19 vs 36 ms, a 768x2048 layer over 60 prompt rows: 11 vs 5 ms.
   oneDNN's fp32 sums in another order (last-bit differences), so its trial answers are compared.
 
 Left out, and why:
@@ -36,7 +37,8 @@ model's own greedy choices) and cut at :data:`TRIAL_STEPS` decoder steps, one wa
 :data:`TRIALS` timed per setting, round robin: a whole request on the TinyLlama shape is ~60 s on 2
 cores and it has four settings, while past the prompt's prefill every step of ``generate`` is the
 same work (one decoder call per token). 16 steps keep the prefill's share small (prefill favours
-MKL, single-token steps oneDNN), at ~2-3 min of trial on the TinyLlama shape, seconds on the others.
+MKL, single-token steps oneDNN); the trial then costs ~4 min on the TinyLlama shape at load 6 on 2
+cores (231 s measured), 8-20 s on the others (``measure_model(pytorch_trials=0)`` skips it).
 """
 
 from __future__ import annotations
