@@ -115,6 +115,10 @@ class PeerError(VeditError):
     """A peer engine the benchmark compares with: its environment cannot be built, or its worker died or hung."""
 
 
+class SettingError(VeditError):
+    """No setting of an engine could run on this host, or all answered differently from its default."""
+
+
 class RenderError(VeditError):
     """A photo cannot be read (not an image, too large) or a tool call cannot be rendered on it."""
 

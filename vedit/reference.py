@@ -283,11 +283,12 @@ class ReferencePredictor:
 
     def generate(self, rows: Sequence[Sequence[int]], *, tools: Sequence[str] | None = None,
                  grammar: CompiledGrammar | None = None, script: Sequence[Sequence[int]] | None = None,
-                 logits_processor: Sequence[Any] = ()) -> tuple[list[list[int]], int]:
+                 logits_processor: Sequence[Any] = (), max_steps: int | None = None) -> tuple[list[list[int]], int]:
         """Greedy-generate one batch of prompt id rows; return the new token ids per row (up to and
         including ``</s>``) and the number of decoder steps. ``grammar`` (with ``tools``, the
         tool of each row) constrains every row to its tool's grammar; ``script`` (token ids per
-        row) steers each row to its scripted answer (:class:`ScriptLogitsProcessor`)."""
+        row) steers each row to its scripted answer (:class:`ScriptLogitsProcessor`); ``max_steps``
+        cuts generation short (a trial of the same work per step, e.g. the bench's settings trial)."""
         import torch
         from transformers import LogitsProcessorList
 
@@ -314,6 +315,8 @@ class ReferencePredictor:
             config.max_new_tokens = max(grammar.automata[t].max_tokens() for t in set(tools))
         if script is not None:  # room for the whole script (it ends with EOS, which stops the row)
             config.max_new_tokens = max(config.max_new_tokens, max(len(r) for r in script))
+        if max_steps is not None:
+            config.max_new_tokens = min(config.max_new_tokens, max_steps)
         with torch.inference_mode():
             out = self.model.generate(input_ids=ids, attention_mask=mask, generation_config=config,
                                       logits_processor=LogitsProcessorList(processors))

@@ -117,8 +117,12 @@ def _with_info(call: Call, info: str) -> Call:
 
 
 def pytorch_paths(student_dir: Path, adapter_dir: Path | None, export_dir: Path, *, threads: int,
-                  scripts: dict[str, "Script"] | None = None) -> dict[str, Call]:
-    """The plain and the constrained PyTorch paths of one student, loaded once.
+                  scripts: dict[str, "Script"] | None = None, trials: int | None = None,
+                  trial_intent: str = "golden hour") -> dict[str, Call]:
+    """The plain and the constrained PyTorch paths of one student, loaded once, at PyTorch's best
+    setting on this host (:mod:`vedit.bench.torch_settings`, tried on the first scripted intent or
+    ``trial_intent``; ``trials`` timed trial requests per setting, default
+    :data:`~vedit.bench.torch_settings.TRIALS`; 0: no trial, transformers' defaults).
 
     Each request times ``generate`` alone: prompt ids are built before timing for the scripted
     intents (and cached on first use for others), the grammar is loaded once. With ``scripts``
@@ -126,6 +130,7 @@ def pytorch_paths(student_dir: Path, adapter_dir: Path | None, export_dir: Path,
     """
     import torch
 
+    from vedit.bench import torch_settings
     from vedit.decoding import load_grammar
     from vedit.reference import ReferencePredictor
 
@@ -147,6 +152,13 @@ def pytorch_paths(student_dir: Path, adapter_dir: Path | None, export_dir: Path,
 
     for intent in scripts or {}:
         rows(intent)
+    trials = torch_settings.TRIALS if trials is None else trials
+    if trials:
+        _, choice = torch_settings.best_setting(ref, rows(next(iter(scripts or {}), trial_intent)), tools, grammar,
+                                                trials=trials)
+        setting = torch_settings.describe(choice)
+    else:
+        setting = f"transformers' defaults ({ref.model.config._attn_implementation} attention, no settings trial)"
 
     def run(intent: str, constrained: bool) -> Cost:
         script = scripts.get(intent) if scripts else None
@@ -155,7 +167,7 @@ def pytorch_paths(student_dir: Path, adapter_dir: Path | None, export_dir: Path,
         steered = constrained or script is not None
         return Cost(steps, texts=tuple(grammar.text(x) for x in ids) if steered else None)
 
-    how = f"PyTorch {torch.__version__} fp32 eager, {threads} threads, greedy generate, 3 rows per call"
+    how = f"PyTorch {torch.__version__} fp32, eager mode (no torch.compile), {threads} threads, greedy generate, 3 rows per call, {setting}"
     steer = "; steered by the script" if scripts else ""
     return {"pytorch": _with_info(lambda i: run(i, False), how + ", unconstrained" + steer),
             "pytorch+grammar": _with_info(lambda i: run(i, True),
@@ -293,6 +305,7 @@ def measure_model(
     step_for: Sequence[str] = ("fp32",),
     warmup: int = 2,
     peer_student_dir: Path | None = None,
+    pytorch_trials: int | None = None,
 ) -> LatencyRun:
     """Every path of one student, side by side; Triton (if asked) on the first export.
 
@@ -301,6 +314,7 @@ def measure_model(
     other engines' paths to the same interleaved run (:func:`vedit.peers.peer_paths`); a peer
     that fails during the run is dropped with a note. ``peer_student_dir``: the HF folder peers load
     (default ``student_dir``; peers cannot apply a LoRA adapter, so give them the merged student).
+    ``pytorch_trials``: timed trial requests per PyTorch setting (:func:`pytorch_paths`; 0: none).
     """
     from tqdm.auto import tqdm
 
@@ -318,7 +332,8 @@ def measure_model(
     notes: list[str] = []
     if pytorch:
         log.info(f"{name}: loading the PyTorch original")
-        paths.update(pytorch_paths(student_dir, adapter_dir, first, threads=threads, scripts=by_intent))
+        paths.update(pytorch_paths(student_dir, adapter_dir, first, threads=threads, scripts=by_intent,
+                                   trials=pytorch_trials, trial_intent=intents[0]))
     paths.update(onnx_paths(exports, threads=threads, scripts=by_intent, step_for=step_for))
     fragile: list[str] = []
     if peers is not None:

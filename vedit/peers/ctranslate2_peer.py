@@ -23,7 +23,6 @@ is there to re-check the above) and report no ``texts``: they are the random mod
 from __future__ import annotations
 
 import logging
-import statistics
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
@@ -32,7 +31,8 @@ from vedit.workload.cost import Call, Cost
 from vedit.peers.env import TORCH_PIN, child_env, models_dir, peer_env, run_or_raise, student_key, venv_python
 from vedit.peers.requests import Requests
 from vedit.peers.worker import WORKERS, Worker
-from vedit.errors import PeerError
+from vedit.errors import PeerError, SettingError
+from vedit.workload.fastest import fastest
 
 if TYPE_CHECKING:
     from vedit.workload.scripted import Script
@@ -91,28 +91,15 @@ def paths(*, student_dir: Path, exports: dict[str, Path], scripts: dict[str, "Sc
 def best_backend(start: Callable[[str], Worker], trial: Callable[[Worker], float],
                  backends: Sequence[str] = tuple(BACKENDS)) -> tuple[Worker, str]:
     """Start a worker per backend (``start(name)``), time :data:`TRIAL_REQUESTS` requests on each
-    (``trial(worker)`` -> ms; median, after one warm-up), keep the faster and close the others.
-    Returns the worker and a line naming the choice and every time, for the report. A backend that
-    cannot start is passed over (logged)."""
-    timed: dict[str, tuple[float, Worker]] = {}
-    for backend in backends:
-        try:
-            worker = start(backend)
-        except PeerError as exc:
-            log.warning(f"ctranslate2 {backend}: {exc}")
-            continue
-        trial(worker)
-        timed[backend] = (statistics.median([trial(worker) for _ in range(TRIAL_REQUESTS)]), worker)
-    if not timed:
-        raise PeerError("ctranslate2: no backend could start")
-    best = min(timed, key=lambda b: timed[b][0])
-    for backend, (_, worker) in timed.items():
-        if backend != best:
-            worker.close()
-    tried = ", ".join(f"{b} {ms:.1f} ms" for b, (ms, _) in timed.items())
-    switch = "/".join(f"{k}={v}" for k, v in BACKENDS.get(best, {}).items())
-    return timed[best][1], (f"backend {best}{f' ({switch})' if switch else ''}, the faster here of {tried} "
-                            f"per request (median of {TRIAL_REQUESTS})")
+    (``trial(worker)`` -> ms; median, after one warm-up), keep the faster and close the others
+    (:func:`vedit.workload.fastest.fastest`). Returns the worker and a line naming the choice and
+    every time, for the report. A backend that cannot start or run is passed over (logged)."""
+    try:
+        choice = fastest(backends, start, trial, trials=TRIAL_REQUESTS, close=Worker.close, errors=(PeerError,))
+    except SettingError as exc:
+        raise PeerError(f"ctranslate2: no backend could start ({exc})") from None
+    switch = "/".join(f"{k}={v}" for k, v in BACKENDS.get(choice.name, {}).items())
+    return choice.value, choice.describe("backend", switch=switch)
 
 
 def _call(worker: Worker, requests: Requests, label: str, threads: int, backend: str) -> Call:
