@@ -123,6 +123,26 @@ def test_cli_prints_one_line_per_mode(t5_fp32, tmp_path):
     assert modes[0].split()[:2] == ["jump-forward,", "alone"]
 
 
+def test_intents_are_read_from_any_jsonl_with_an_intent(tmp_path):
+    from vedit.data.rows import read_intents
+    from vedit.errors import DatasetError
+
+    good = tmp_path / "good.jsonl"
+    good.write_text('{"intent": "a", "calls": 3}\n\n{"intent": "b"}\n{"intent": "a"}\n{"intent": "c"}\n[1]\n')
+    assert read_intents(good, 3) == ["a", "b", "c"]  # distinct, in order; the bad row after the third unread
+    with pytest.raises(DatasetError, match=r"line 6: expected a JSON object"):
+        read_intents(good)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"intent": 1}\nnot json\n')
+    with pytest.raises(DatasetError, match=r"2 bad row.*line 1: 'intent' must be a string; line 2: not valid JSON"):
+        read_intents(bad)
+    (tmp_path / "empty.jsonl").write_text("\n")
+    with pytest.raises(DatasetError, match="empty file"):
+        read_intents(tmp_path / "empty.jsonl")
+    with pytest.raises(DatasetError, match="cannot read the file"):
+        read_intents(tmp_path / "missing.jsonl")
+
+
 def test_cli_refuses_a_missing_export_in_one_line(tmp_path):
     res = CliRunner().invoke(bench, ["invariance", str(tmp_path / "nope")])
     assert res.exit_code == 1

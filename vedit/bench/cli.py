@@ -193,7 +193,8 @@ def invariance_cmd(export_dirs: tuple[Path, ...], n: int, data: Path | None, thr
     mixed partners. Exit 1 when an fp32 export's jump-forward differs from step-by-step (a tested
     guarantee); a quantized export's differences are reported only (see docs/concepts/jump-forward.md).
     """
-    from vedit.bench.invariance import check, read_intents
+    from vedit.bench.invariance import check
+    from vedit.data.rows import read_intents
     from vedit.errors import DatasetError
     from vedit.manifest import read_manifest
     from vedit.paths import data_dir

@@ -89,36 +89,6 @@ def mixed_batches(n: int, batch: int = MIXED_BATCH, rotations: int = ROTATIONS) 
     return out
 
 
-def read_intents(path: str | Path, n: int | None = None) -> list[str]:
-    """The first ``n`` distinct intents of a JSONL file whose rows carry an ``intent`` (a truth file,
-    or any other); raise :class:`DatasetError` naming the first bad row."""
-    import json
-
-    from vedit.errors import DatasetError
-
-    path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DatasetError(str(path), [(0, f"cannot read intents ({exc})")]) from None
-    intents: dict[str, None] = {}
-    for k, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DatasetError(str(path), [(k, f"not valid JSON ({exc.msg}); one object per line")]) from None
-        if not isinstance(row, dict) or not isinstance(row.get("intent"), str):
-            raise DatasetError(str(path), [(k, 'each line needs an "intent" string')])
-        intents[row["intent"]] = None
-        if n is not None and len(intents) == n:
-            break
-    if not intents:
-        raise DatasetError(str(path), [(0, 'no intents; give a JSONL file with an "intent" per line')])
-    return list(intents)
-
-
 def _compare(mode: str, tools: Sequence[str], intents: Sequence[str], reference: list[dict[str, str]],
              answers: list[dict[str, str]], into: dict[str, ModeResult]) -> None:
     """Fold one pass of ``answers`` (raw text per tool, in intent order) into ``into[mode]``."""
@@ -177,4 +147,4 @@ def check(export_dir: str | Path, intents: Sequence[str], *, threads: int = 2,
     return InvarianceReport(d.name, man.family, man.precision, list(results.values()))
 
 
-__all__ = ["InvarianceReport", "ModeResult", "check", "mixed_batches", "read_intents"]
+__all__ = ["InvarianceReport", "ModeResult", "check", "mixed_batches"]
