@@ -29,6 +29,11 @@ def test_main_job_quick(tmp_path, monkeypatch):
     assert "identical to in-process: True" in summary
     for fam, p in [(f, p) for f in ("flan-t5", "llama") for p in ("fp32", *QUANTIZED)]:  # one table per export
         assert f"{fam}-{p} ({fam.split('-')[-1]} {p}, 12 intents" in summary
+    invariance = json.loads((reports / "invariance.json").read_text())
+    assert [(r["family"], r["precision"]) for r in invariance] == [(f, p) for f in ("t5", "llama")
+                                                                   for p in ("fp32", *QUANTIZED)]
+    assert all(len(r["modes"]) == 6 and all(m["total"] == 12 for m in r["modes"]) for r in invariance)
+    assert not any(r["broken"] for r in invariance)
     assert (reports / "latency.png").stat().st_size > 10_000
     assert (reports / "contact-sheet.png").stat().st_size > 50_000 and "contact sheet:" in summary
     # Tiny students are barely trained, so an int8 or int4 gate may fail; then, and only then, the job

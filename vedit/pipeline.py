@@ -383,13 +383,13 @@ def _run(options: PipelineOptions, home: Path, echo: Echo) -> PipelineReport:
         from vedit.bench.invariance import check as invariance
 
         asked = list(dict.fromkeys(r.intent for r in truth))[: 12 if options.quick else 60]
-        lines = []
-        for (family, precision), d in exports.items():
-            inv = invariance(d, asked, threads=options.threads)
-            lines += inv.lines()
-            if inv.broken:
-                report.failures.append(f"invariance {family} {precision}: jump-forward differs from step-by-step")
-        report.add(f"Batch and mode invariance ({len(asked)} test intents, every export)", "\n".join(lines), echo)
+        found = [invariance(d, asked, threads=options.threads) for d in exports.values()]
+        report.add(f"Batch and mode invariance ({len(asked)} test intents, every export)",
+                   "\n".join(line for inv in found for line in inv.lines()), echo)
+        report.failures += [f"invariance {inv.family} {inv.precision}: jump-forward differs from step-by-step"
+                            for inv in found if inv.broken]
+        with atomic_open(reports / "invariance.json") as f:
+            f.write(json.dumps([inv.to_json() for inv in found], indent=1))
 
     # 6. parity
     from vedit.bench.parity import format_parity, run_parity
