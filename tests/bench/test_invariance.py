@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from support import quick_export
 from vedit.bench.cli import bench
-from vedit.bench.invariance import InvarianceReport, ModeResult, check, mixed_batches
+from vedit.bench.invariance import InvarianceReport, ModeResult, check, first_field, mixed_batches
 from vedit.decoding import Predictor
 
 INTENTS = ["golden hour", "Morocco", "cold tone", "welding mask", "😈", "neon night in Tokyo",
@@ -98,6 +98,18 @@ def test_a_differing_answer_is_named_in_its_modes_only(t5_fp32, monkeypatch):
     for mode in ("jump-forward, alone", "drafts, alone", "jump-forward, one batch of 10"):
         assert "Morocco" not in seen[mode].differing
     assert not report.broken  # jump-forward alone is untouched
+    assert seen["drafts, one batch of 10"].fields["Morocco"] == ["filter"]  # "x" parts at the first character
+
+
+def test_first_field_names_the_value_a_tie_moved():
+    ref = '{"exposure":0,"saturation":5,"vibrance":5}'
+    assert first_field("adjust", ref, '{"exposure":0,"saturation":10,"vibrance":5}') == "adjust.saturation"
+    assert first_field("adjust", ref, '{"exposure":-5,"saturation":5,"vibrance":5}') == "adjust.exposure"
+    assert first_field("filter", ' {"name":"fortune"}', "x") == "filter"
+    assert first_field("adjust", ref, ref[:-1]) == "adjust.vibrance"  # cut short: the last member
+    report = InvarianceReport("x", "t5", "int8", [ModeResult("drafts, alone", 3, {"a": ["adjust"]},
+                                                             {"a": ["adjust.saturation"]})])
+    assert report.lines()[2].endswith("'a' (adjust.saturation)") and " 2/3 " in report.lines()[2]
 
 
 def test_only_fp32_jump_forward_alone_is_a_broken_guarantee():

@@ -13,6 +13,7 @@ measures how often that happens, per precision; ``vedit bench invariance`` print
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -35,13 +36,16 @@ class ModeResult:
     total: int
     #: intent -> the tools whose raw text differed from the reference (registry order)
     differing: dict[str, list[str]] = field(default_factory=dict)
+    #: intent -> where its texts first part, per differing tool: ``adjust.saturation`` (see :func:`first_field`)
+    fields: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def identical(self) -> int:
         return self.total - len(self.differing)
 
     def to_json(self) -> dict[str, Any]:
-        return {"mode": self.mode, "identical": self.identical, "total": self.total, "differing": self.differing}
+        return {"mode": self.mode, "identical": self.identical, "total": self.total, "differing": self.differing,
+                "fields": self.fields}
 
 
 @dataclass(frozen=True)
@@ -60,9 +64,9 @@ class InvarianceReport:
         """A header and one line per mode: identical/N and the first ``show`` differing intents."""
         n = self.modes[0].total if self.modes else 0
         out = [f"{self.export} ({self.family} {self.precision}, {n} intents; reference: step-by-step, alone)",
-               f"  {'mode':<38} {'identical':>9}  differing intents (tools)"]
+               f"  {'mode':<38} {'identical':>9}  differing intents (where the text first differs)"]
         for m in self.modes:
-            names = [f"{_short(i)} ({', '.join(tools)})" for i, tools in list(m.differing.items())[:show]]
+            names = [f"{_short(i)} ({', '.join(m.fields.get(i) or tools)})" for i, tools in list(m.differing.items())[:show]]
             if len(m.differing) > show:
                 names.append(f"... {len(m.differing) - show} more")
             out.append(f"  {m.mode:<38} {f'{m.identical}/{m.total}':>9}  {'; '.join(names) or '-'}")
@@ -89,16 +93,27 @@ def mixed_batches(n: int, batch: int = MIXED_BATCH, rotations: int = ROTATIONS) 
     return out
 
 
+def first_field(tool: str, ref: str, got: str) -> str:
+    """``tool.key``: the JSON member (the last key written) where ``got`` first departs from ``ref``;
+    ``tool`` alone when they part before any key. A reader sees which value a near tie moved."""
+    k = next((i for i, (a, b) in enumerate(zip(ref, got)) if a != b), min(len(ref), len(got)))
+    keys = re.findall(r'"([^"\\]+)"\s*:', ref[:k])
+    return f"{tool}.{keys[-1]}" if keys else tool
+
+
 def _compare(mode: str, tools: Sequence[str], intents: Sequence[str], reference: list[dict[str, str]],
              answers: list[dict[str, str]], into: dict[str, ModeResult]) -> None:
     """Fold one pass of ``answers`` (raw text per tool, in intent order) into ``into[mode]``."""
     old = into.get(mode) or ModeResult(mode, len(intents))
     differing = {k: list(v) for k, v in old.differing.items()}
+    fields = {k: list(v) for k, v in old.fields.items()}
     for intent, ref, got in zip(intents, reference, answers):
         bad = [t for t in tools if got.get(t) != ref.get(t)]
         if bad:
             differing[intent] = sorted(set(differing.get(intent, [])) | set(bad), key=list(tools).index)
-    into[mode] = ModeResult(mode, len(intents), differing)
+            where = [first_field(t, ref[t], got.get(t) or "") for t in bad]
+            fields[intent] = list(dict.fromkeys(fields.get(intent, []) + where))
+    into[mode] = ModeResult(mode, len(intents), differing, fields)
 
 
 def check(export_dir: str | Path, intents: Sequence[str], *, threads: int = 2,
@@ -147,4 +162,4 @@ def check(export_dir: str | Path, intents: Sequence[str], *, threads: int = 2,
     return InvarianceReport(d.name, man.family, man.precision, list(results.values()))
 
 
-__all__ = ["InvarianceReport", "ModeResult", "check", "mixed_batches"]
+__all__ = ["InvarianceReport", "ModeResult", "check", "first_field", "mixed_batches"]
