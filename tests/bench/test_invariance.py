@@ -165,3 +165,23 @@ def test_cli_without_a_test_set_says_what_to_give(t5_fp32, tmp_path, monkeypatch
     monkeypatch.setenv("VEDIT_HOME", str(tmp_path))
     res = CliRunner().invoke(bench, ["invariance", str(t5_fp32.out_dir)])
     assert res.exit_code == 1 and res.output.startswith("error: ") and "--data" in res.output
+
+
+def test_cli_fails_when_fp32_jump_forward_differs_from_step(t5_fp32, tmp_path, monkeypatch):
+    """Jump-forward alone perturbed for one intent: at fp32 the table still prints, then one error line, exit 1."""
+    real = Predictor.predict
+
+    def predict(self, intents, **kw):
+        out = real(self, intents, **kw)
+        if self.jump_forward and self.drafter is None and len(intents) == 1 and intents[0] == "cold tone":
+            out = [type(p)(p.intent, p.calls, {**p.raw, "adjust": p.raw["adjust"] + " "}, p.stats) for p in out]
+        return out
+
+    monkeypatch.setattr(Predictor, "predict", predict)
+    data = tmp_path / "intents.jsonl"
+    data.write_text("\n".join(json.dumps({"intent": i}) for i in INTENTS[:3]) + "\n")
+    res = CliRunner().invoke(bench, ["invariance", str(t5_fp32.out_dir), "--data", str(data), "--threads", "1"])
+    assert res.exit_code == 1
+    lines = res.output.strip().splitlines()
+    assert re.search(r"jump-forward, alone +2/3 +'cold tone' \(adjust(\.\w+)?\)$", lines[2]), lines[2]
+    assert lines[-1] == f"error: jump-forward differs from step-by-step at fp32 in {t5_fp32.out_dir.name}"
