@@ -174,3 +174,45 @@ def tokenizers_cmd(requests: int, with_any: bool, out: Path | None) -> None:
     show_progress()
     rows = run(out or paths.home() / "bench" / "tokenizer_families", requests, with_any=with_any)
     click.echo(markdown(rows))
+
+
+@bench.command("invariance")
+@click.argument("export_dirs", nargs=-1, required=True, type=click.Path(path_type=Path), metavar="EXPORT_DIR...")
+@click.option("-n", "--intents", "n", type=click.IntRange(min=1), default=60, show_default=True,
+              help="How many intents of --data to ask (the first N distinct ones).")
+@click.option("--data", type=_FILE, default=None,
+              help="JSONL with an \"intent\" per line, e.g. a truth file [default: the demo test set, "
+                   "$VEDIT_HOME/data/test.jsonl].")
+@click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per export instead of the tables.")
+def invariance_cmd(export_dirs: tuple[Path, ...], n: int, data: Path | None, threads: int, as_json: bool) -> None:
+    """Does an answer depend on its batch partners or the decoding mode? Per export and mode: answers
+    identical to step-by-step alone, and the intents that differ.
+
+    Modes: jump-forward and drafts, each alone, all N intents in one batch, and rotated batches of
+    mixed partners. Exit 1 when an fp32 export's jump-forward differs from step-by-step (a tested
+    guarantee); a quantized export's differences are reported only (see docs/concepts/jump-forward.md).
+    """
+    from vedit.bench.invariance import check
+    from vedit.data.rows import read_intents
+    from vedit.errors import DatasetError
+    from vedit.manifest import read_manifest
+    from vedit.paths import data_dir
+
+    for d in export_dirs:  # every directory checked before minutes of work
+        read_manifest(d)
+    if data is None:
+        data = data_dir() / "test.jsonl"
+        if not data.is_file():
+            raise DatasetError(str(data), [(0, "no demo test set here; give --data FILE (JSONL, an intent per "
+                                               "line) or build the demo data (`vedit demo build`)")])
+    intents = read_intents(data, n)
+    broken = []
+    for d in export_dirs:
+        report = check(d, intents, threads=threads)
+        click.echo(json.dumps(report.to_json()) if as_json else "\n".join(report.lines()))
+        if report.broken:
+            broken.append(report.export)
+    if broken:
+        click.echo(f"error: jump-forward differs from step-by-step at fp32 in {', '.join(broken)}", err=True)
+        raise SystemExit(1)

@@ -132,6 +132,33 @@ def read_truth(path: str | Path, registry: Registry | None = None) -> list[Truth
     return rows
 
 
+def read_intents(path: str | Path, n: int | None = None) -> list[str]:
+    """The first ``n`` distinct intents of a JSONL file whose rows carry an ``intent`` string (a
+    truth file, a prediction file, or a plain list); other keys are not read. Bad rows up to the
+    ``n``-th intent are reported at once."""
+    path = Path(path)
+    intents: dict[str, None] = {}
+    problems: list[tuple[int, str]] = []
+    try:
+        for k, line in _lines(path):
+            if n is not None and len(intents) >= n:
+                break
+            try:
+                intent = _object(line).get("intent")
+                if not isinstance(intent, str):
+                    raise ValueError("'intent' must be a string")
+                intents[intent] = None
+            except ValueError as exc:
+                problems.append((k, str(exc)))
+    except OSError as exc:
+        raise DatasetError(str(path), [(0, f"cannot read the file ({exc.strerror})")]) from None
+    if problems:
+        raise DatasetError(str(path), problems)
+    if not intents:
+        raise DatasetError(str(path), [(1, 'empty file: expected one JSON object with an "intent" per line')])
+    return list(intents)
+
+
 def read_predictions(
     path: str | Path, registry: Registry | None = None
 ) -> dict[str, dict[str, RawOutput]]:
@@ -190,6 +217,7 @@ __all__ = [
     "atomic_open",
     "parse_truth_row",
     "prediction_row",
+    "read_intents",
     "read_predictions",
     "read_truth",
     "write_jsonl",
