@@ -88,7 +88,7 @@ def test_a_failing_peer_is_dropped_with_a_note(t5_fp32, truth):
     from vedit.errors import PeerError
 
     intents = [s.intent for s in load_scripts(t5_fp32.out_dir, 3, truth=truth)]
-    paths = onnx_paths({"fp32": t5_fp32.out_dir}, threads=1, step_for=())
+    paths = onnx_paths({"fp32": t5_fp32.out_dir}, threads=1, step_for=(), drafts=False)
     calls = []
 
     def peer(intent):  # stands in for a peer worker process that dies on its second request

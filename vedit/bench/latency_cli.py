@@ -156,7 +156,9 @@ def add_profiles(run: LatencyRun, exports: dict[str, Path], intents: Sequence[st
     from vedit.bench.profile import profile_export
 
     for label, d in exports.items():
-        log.info(f"{run.model}: profiling vedit {label} on {len(intents)} requests")
-        prof = profile_export(d, intents, threads=threads, scripts=scripts, label=f"vedit {label}")
-        run.notes.append(prof.line())
-        run.profiles.append(prof.to_json())
+        for draft in (False, True):  # jump-forward, then with drafts (acceptance in the line)
+            name = f"vedit {label}" + (" drafts" if draft else "")
+            log.info(f"{run.model}: profiling {name} on {len(intents)} requests")
+            prof = profile_export(d, intents, threads=threads, scripts=scripts, label=name, draft=draft)
+            run.notes.append(prof.line())
+            run.profiles.append(prof.to_json())
