@@ -139,9 +139,12 @@ def test_drafts_give_the_same_answers_in_fewer_decoder_calls(tiny_export):
 
 
 def test_workers_share_one_drafter(tiny_export, expected):
-    """``workers=2, draft=True``: both predictors hold the same drafter (each learns from every
-    answer, one cost fit for all calls), and answers under concurrent load are the reference's."""
-    with LocalClient(tiny_export, threads=1, cache_size=0, workers=2, max_batch=2, draft=True) as client:
+    """``connect(export, workers=2, draft=True)`` (both forwarded to the in-process client): both
+    predictors hold the same drafter (each learns from every answer, one cost fit for all calls),
+    and answers under concurrent load are the reference's."""
+    from vedit.client import connect
+
+    with connect(tiny_export, threads=1, cache_size=0, workers=2, max_batch=2, draft=True) as client:
         first, second = client._workers  # noqa: SLF001 - the workers' predictors are internal
         assert first is not second and first.drafter is not None and second.drafter is first.drafter
         futures = [client.submit([intent]) for intent in INTENTS]
