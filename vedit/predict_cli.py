@@ -5,7 +5,9 @@ Intents come as arguments (answered together), or one per line on stdin, each an
 its line arrives, so ``vedit predict`` can sit at the end of a pipe. An intent that cannot be
 answered (the intent rule of :mod:`vedit.intents`: an empty or blank line, too many bytes) gets its
 own ``error: intent N: ...`` (arguments) or ``error: line N: ...`` (stdin) on stderr, the others are
-still answered, and the exit code is 1. ``--json`` prints one JSON object per intent:
+still answered, and the exit code is 1. ``--draft`` (in-process) verifies drafts of each row's next
+free tokens in the same decoder call: the same answers, fewer calls (``--stats`` shows them).
+``--json`` prints one JSON object per intent:
 ``{"intent": ..., "adjust": {...}, "selective_adjust": {...}, "filter": {...}}``.
 """
 
@@ -36,6 +38,9 @@ def default_model_dir() -> Path:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="onnxruntime intra-op threads.")
 @click.option("--no-jump-forward", is_flag=True, help="Ask the model for every token (reference path).")
+@click.option("--draft", is_flag=True,
+              help="Verify drafts of the next free tokens in each decoder call: the same answers in fewer "
+                   "calls (see --stats).")
 @click.option("--stats", is_flag=True, help="Add decoder calls and free/forced token counts.")
 @click.option("--url", default=None,
               help="Ask a Triton server instead: http://HOST:8000 or grpc://HOST:8001; several replicas "
@@ -50,14 +55,17 @@ def default_model_dir() -> Path:
 @click.option("--client-key", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="With --url: PEM private key of --client-cert.")
 @click.argument("intents", nargs=-1)
-def predict(model_dir: Path | None, as_json: bool, threads: int | None, no_jump_forward: bool, stats: bool,
-            url: str | None, token_file: Path | None, ca_bundle: Path | None, client_cert: Path | None,
+def predict(model_dir: Path | None, as_json: bool, threads: int | None, no_jump_forward: bool, draft: bool,
+            stats: bool, url: str | None, token_file: Path | None, ca_bundle: Path | None, client_cert: Path | None,
             client_key: Path | None, intents: tuple[str, ...]) -> None:
     """Predict tool calls for INTENTS (or stdin lines) with an exported student or a server."""
     from vedit.client import connect
 
-    if url is not None and (model_dir is not None or threads or no_jump_forward or stats):
-        raise click.UsageError("--url asks a server: --model, --threads, --no-jump-forward and --stats do not apply")
+    if url is not None and (model_dir is not None or threads or no_jump_forward or draft or stats):
+        raise click.UsageError("--url asks a server: --model, --threads, --no-jump-forward, --draft and --stats "
+                               "do not apply")
+    if draft and no_jump_forward:
+        raise click.UsageError("--draft verifies drafts in jump-forward calls: drop --no-jump-forward")
     if url is None and (token_file or ca_bundle or client_cert or client_key):
         raise click.UsageError("--token-file, --ca-bundle, --client-cert and --client-key go with --url")
     if (client_cert is None) != (client_key is None):
@@ -80,7 +88,7 @@ def predict(model_dir: Path | None, as_json: bool, threads: int | None, no_jump_
                   keyfile=str(client_key) if client_key else None)
         client = connect([u.strip() for u in url.split(",")], token=token, tls=tls)
     else:
-        client = connect(model_dir, threads=threads, jump_forward=not no_jump_forward)
+        client = connect(model_dir, threads=threads, jump_forward=not no_jump_forward, draft=draft)
     with client:
         bad = _answer_arguments(client, list(intents), as_json=as_json, stats=stats) if intents else 0
         for number, line in enumerate(() if intents else sys.stdin, start=1):

@@ -113,3 +113,42 @@ def test_several_workers_each_decode_batches_and_close_cleanly(tiny_export, expe
         client.predict(["golden hour"])
     with pytest.raises(ClientError, match="at least 1"):
         LocalClient(tiny_export, workers=0)
+
+
+def _calls(predictions) -> int:
+    return sum(p.stats.decoder_calls for p in predictions)
+
+
+def test_drafts_give_the_same_answers_in_fewer_decoder_calls(tiny_export):
+    """``connect(export, draft=True)``: every raw text equals the step-by-step reference's, and once
+    the drafter has seen a round of answers the same round takes fewer decoder calls than
+    jump-forward alone."""
+    from vedit.client import connect
+
+    intents = INTENTS[:12]
+    step = Predictor.load(tiny_export, threads=1, jump_forward=False).predict(intents)
+    with connect(tiny_export, threads=1, cache_size=0) as plain, \
+            connect(tiny_export, threads=1, cache_size=0, draft=True) as drafted:
+        assert plain.predictor.drafter is None and drafted.predictor.drafter is not None
+        rounds = {name: [c.predict(intents) for _ in range(2)] for name, c in (("plain", plain), ("drafted", drafted))}
+        assert drafted.predictor.drafter.proposed > 0
+    for runs in rounds.values():
+        for got in runs:
+            assert [g.raw for g in got] == [s.raw for s in step]
+    assert _calls(rounds["drafted"][1]) < _calls(rounds["plain"][1])
+
+
+def test_workers_share_one_drafter(tiny_export, expected):
+    """``connect(export, workers=2, draft=True)`` (both forwarded to the in-process client): both
+    predictors hold the same drafter (each learns from every answer, one cost fit for all calls),
+    and answers under concurrent load are the reference's."""
+    from vedit.client import connect
+
+    with connect(tiny_export, threads=1, cache_size=0, workers=2, max_batch=2, draft=True) as client:
+        first, second = client._workers  # noqa: SLF001 - the workers' predictors are internal
+        assert first is not second and first.drafter is not None and second.drafter is first.drafter
+        futures = [client.submit([intent]) for intent in INTENTS]
+        assert {i: f.result()[0].to_json() for i, f in zip(INTENTS, futures)} == expected
+        assert first.drafter.proposed > 0
+    with LocalClient(tiny_export, threads=1, workers=2) as client:
+        assert all(p.drafter is None for p in client._workers)  # noqa: SLF001

@@ -75,26 +75,11 @@ def test_drafts_cut_the_calls_per_free_token(t5_export):
 
 def test_an_export_with_one_position_per_row_cannot_draft(t5_export, tmp_path):
     """An export made before drafts (logits declared (batch, 1, vocab)): one clear error."""
-    import json
-    import shutil
-
-    import onnx
+    from support import one_position_export
 
     from vedit.errors import ModelDirError
 
-    old = tmp_path / "old"
-    shutil.copytree(t5_export, old)
-    for name in ("decoder_model.onnx", "decoder_with_past_model.onnx"):
-        model = onnx.load(str(old / name), load_external_data=False)
-        dim = next(o for o in model.graph.output if o.name == "logits").type.tensor_type.shape.dim[1]
-        dim.Clear()
-        dim.dim_value = 1
-        onnx.save(model, str(old / name))
-    manifest = json.loads((old / "manifest.json").read_text())  # the copy stands as an export of its own
-    for name in ("decoder_model.onnx", "decoder_with_past_model.onnx"):
-        manifest["sizes"][name] = (old / name).stat().st_size
-        manifest.get("sha256", {}).pop(name, None)
-    (old / "manifest.json").write_text(json.dumps(manifest))
+    old = one_position_export(t5_export, tmp_path / "old")
     Predictor.load(old, threads=1)  # still serves one position per row
     with pytest.raises(ModelDirError, match="export it again"):
         Predictor.load(old, threads=1, draft=True)
@@ -155,3 +140,38 @@ def test_a_damaged_or_stale_drafts_table(t5_export, tmp_path):
     rewrite("[1, 2]")
     with pytest.raises(ModelDirError, match="not a drafts table"):
         Predictor.load(copy, threads=1, draft=True)
+
+
+def test_a_shared_drafter_counts_every_decision_of_every_thread():
+    """The workers of a LocalClient share one drafter: decisions learnt by several threads at once
+    are all counted (a thread switch inside an unlocked read-modify-write lost about a third of
+    them here, and left a state's count above its total, a confidence over 1)."""
+    import sys
+    import threading
+    from types import SimpleNamespace
+
+    from vedit.decoding.drafting import Drafter
+
+    drafter = Drafter()
+    m = SimpleNamespace(automaton=SimpleNamespace(tool="adjust"), state=3)
+    threads, each = 4, 20_000
+
+    def work() -> None:
+        for i in range(each):
+            drafter.learn(m, i % 2)
+        drafter.measured(2, 1)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter can
+    try:
+        workers = [threading.Thread(target=work) for _ in range(threads)]
+        for t in workers:
+            t.start()
+        for t in workers:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    key = ("adjust", 3)
+    assert drafter.totals[key] == threads * each
+    assert drafter.counts[key] == {0: threads * each // 2, 1: threads * each // 2}
+    assert (drafter.proposed, drafter.accepted) == (2 * threads, threads)

@@ -230,3 +230,43 @@ def test_server_refuses_a_directory_that_is_not_a_repository(tmp_path):
         TritonServer(tmp_path / "nope")
     with pytest.raises(TritonRepoError, match="no <model>/config.pbtxt"):
         TritonServer(tmp_path)
+
+
+def test_a_model_built_with_drafts_answers_as_the_runtime(triton_served, tmp_path):
+    """``build_repository(..., draft=True)`` served by the real tritonserver: loaded beside the shared
+    model through Triton's repository API (its own port, the admin key; the shared model is left
+    alone), its raw outputs for every intent are the runtime's without drafts, then it is unloaded."""
+    import time
+
+    from google.protobuf import json_format
+
+    from vedit.decoding import Predictor
+    from vedit.triton_repo import config as cfgmod
+
+    name = "vedit_draft"
+    repo = build_repository(triton_served.export_dir, profile="cpu", out=tmp_path / "repo", name=name, draft=True)
+    model_dir = repo / name
+    cfg = cfgmod.parse_config((model_dir / "config.pbtxt").read_text())
+    assert cfg.parameters[cfgmod.PARAM_DRAFT].string_value == "true"
+    files = {f"file:{p.relative_to(model_dir)}": p.read_bytes()
+             for p in model_dir.rglob("*") if p.is_file() and p.name != "config.pbtxt"}
+    server = triton_served.server
+    admin = httpclient.InferenceServerClient(server.triton_http_url.removeprefix("http://"))
+    admin.load_model(name, headers=server.admin_headers, files=files,
+                     config=json_format.MessageToJson(cfg, preserving_proto_field_name=True))
+    try:
+        assert admin.is_model_ready(name)
+        intents, size = triton_served.intents, cfg.max_batch_size
+        expected = Predictor.load(triton_served.export_dir, threads=1).predict(intents)
+        for start in range(0, len(intents), size):
+            batch = [_intent_input(grpcclient, [[i.encode()] for i in intents[start : start + size]])]
+            result = _grpc(triton_served).infer(name, batch)
+            for tool in ("adjust", "selective_adjust", "filter"):
+                got = [x.decode() for x in result.as_numpy(tool)[:, 0]]
+                assert got == [p.raw[tool] for p in expected[start : start + size]]
+    finally:
+        admin.unload_model(name, headers=server.admin_headers)
+        deadline = time.monotonic() + 60  # the server is unready until the unloaded stubs have gone
+        while not admin.is_server_ready() and time.monotonic() < deadline:
+            time.sleep(0.2)
+    assert not admin.is_model_ready(name) and _http(triton_served).is_server_ready()

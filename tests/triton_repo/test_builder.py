@@ -136,3 +136,60 @@ def test_cli_build_and_unknown_profile(export_dir, tmp_path):
     assert (tmp_path / "r" / "vedit" / "config.pbtxt").is_file()
     res = runner.invoke(triton, ["build", str(export_dir), "-o", str(tmp_path / "r")])
     assert res.exit_code == 1 and "already exists; pass --force" in res.output
+
+
+def test_draft_is_carried_and_read_by_the_model(export_dir, tmp_path, monkeypatch):
+    """``vedit triton build --draft``: the config says so, and the model's ``initialize`` (run here as
+    Triton runs it, with a stand-in for the stub's utils module) loads a drafting predictor whose
+    answers are the plain runtime's."""
+    import importlib.util
+    import sys
+    import types
+
+    from google.protobuf import json_format
+
+    from vedit.decoding import Predictor
+
+    res = CliRunner().invoke(triton, ["build", str(export_dir), "--draft", "-o", str(tmp_path / "repo")])
+    assert res.exit_code == 0, res.output
+    model_dir = tmp_path / "repo" / "vedit"
+    cfg = cfgmod.parse_config((model_dir / "config.pbtxt").read_text())
+    assert cfg.parameters[cfgmod.PARAM_DRAFT].string_value == "true"
+
+    pb = types.ModuleType("triton_python_backend_utils")
+    pb.TritonModelException = type("TritonModelException", (Exception,), {})
+    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", pb)
+    spec = importlib.util.spec_from_file_location("vedit_served_model", model_dir / "1" / "model.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    served = module.TritonPythonModel()
+    served.initialize({"model_config": json_format.MessageToJson(cfg, preserving_proto_field_name=True),
+                       "model_instance_kind": "CPU", "model_repository": str(model_dir), "model_version": "1"})
+    assert served.predictor.drafter is not None
+    intents = ["golden hour", "cold tone", "neon night"]
+    want = [p.raw for p in Predictor.load(export_dir, threads=1).predict(intents)]
+    assert [p.raw for p in served.predictor.predict(intents)] == want
+
+
+def test_an_export_that_cannot_draft_fails_the_build(export_dir, tmp_path):
+    """An export made before drafts builds without ``--draft``; with it, the build stops with the
+    runtime's own one-line error and writes nothing."""
+    from support import one_position_export
+
+    old = one_position_export(export_dir, tmp_path / "old")
+    runner = CliRunner()
+    res = runner.invoke(triton, ["build", str(old), "--draft", "-o", str(tmp_path / "repo")])
+    assert res.exit_code == 1
+    (line,) = res.output.splitlines()
+    assert line.startswith(f"error: {old.resolve()}: its decoders give logits at one position per row")
+    assert "export it again with this vedit" in line
+    assert not (tmp_path / "repo").exists()
+    with pytest.raises(ModelDirError, match="one position per row"):
+        build_repository(old, out=tmp_path / "repo", draft=True)
+    assert not (tmp_path / "repo").exists()
+    res = runner.invoke(triton, ["build", str(old), "--draft", "--no-jump-forward", "-o", str(tmp_path / "repo")])
+    assert res.exit_code == 2 and "drop --no-jump-forward" in res.output
+    with pytest.raises(TritonRepoError, match="jump-forward"):
+        build_repository(export_dir, out=tmp_path / "repo", draft=True, jump_forward=False)
+    res = runner.invoke(triton, ["build", str(old), "-o", str(tmp_path / "repo")])
+    assert res.exit_code == 0, res.output

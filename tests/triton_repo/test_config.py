@@ -63,6 +63,14 @@ def test_jump_forward_off_is_carried(registry):
     assert cfg.parameters["jump_forward"].string_value == "false"
 
 
+def test_drafts_are_carried_and_off_by_default(registry):
+    assert _config(registry, "cpu").parameters["draft"].string_value == "false"
+    cfg = _config(registry, "cpu", draft=True)
+    text = cfgmod.config_text(cfg)
+    assert 'key: "draft"\n  value {\n    string_value: "true"' in text
+    assert cfgmod.parameters({"parameters": {"draft": {"string_value": "true"}}})[cfgmod.PARAM_DRAFT] == "true"
+
+
 def test_unknown_profile_lists_known_ones():
     with pytest.raises(TritonRepoError) as exc:
         get_profile("h100")

@@ -35,7 +35,7 @@ from vedit.client.sync import TritonClient
 _REMOTE = ("model", "timeout", "deadline", "retries", "backoff", "cooldown", "concurrency", "tls", "registry",
            "resolve", "token")
 _LOCAL = ("providers", "threads", "jump_forward", "max_intent_bytes", "batch", "max_batch", "batch_window_ms",
-          "cache_size")
+          "cache_size", "workers", "draft")
 
 
 Target = str | Path | Sequence[str]

@@ -18,6 +18,10 @@ Like Triton's dynamic batcher and response cache, but in the caller's process:
   own sessions and thread, take batches from the same queue. onnxruntime releases the GIL while it
   runs, so one worker's decoder call overlaps another's Python loop and grammar work: under load
   the cores stay busy. A lone request still runs on one worker alone.
+- **Drafts** (``draft=True``, :meth:`vedit.decoding.Predictor.load`): each decoder call also
+  verifies a draft of the rows' next free tokens, the same answers in fewer calls. The N workers
+  share one :class:`~vedit.decoding.drafting.Drafter`, so each drafts from every answer any of
+  them gave and the call-cost fit covers all their calls.
 - **Answer cache.** Traffic is Zipf-shaped (popular looks repeat): an LRU of ``cache_size``
   intents answers a repeat without decoding (``cache_size=0`` turns it off). Answers are
   deterministic (greedy), so a cached answer is the answer.
@@ -136,15 +140,17 @@ class LocalClient:
     def __init__(self, export_dir: str | Path, *, providers=None, threads: int | None = None,
                  jump_forward: bool = True, max_intent_bytes: int | None = MAX_INTENT_BYTES,
                  batch: bool = True, max_batch: int | None = None, batch_window_ms: float = 0.0,
-                 cache_size: int = 1024, workers: int = 1) -> None:
+                 cache_size: int = 1024, workers: int = 1, draft: bool = False) -> None:
         from vedit.decoding import Predictor
 
         if int(workers) < 1:
             raise ClientError(f"workers must be at least 1, not {workers}")
         self.export_dir = Path(export_dir)
         predictors = [Predictor.load(self.export_dir, providers=providers, threads=threads,
-                                     jump_forward=jump_forward) for _ in range(int(workers))]
-        self._predictor = predictors[0]
+                                     jump_forward=jump_forward, draft=draft) for _ in range(int(workers))]
+        for p in predictors[1:]:  # one drafter for all workers (it is thread-safe)
+            p.drafter = predictors[0].drafter
+        self._predictor, self._workers = predictors[0], tuple(predictors)
         self.max_intent_bytes = max_intent_bytes
         self.stats = LocalStats()
         self.cache_size = max(0, int(cache_size))

@@ -131,7 +131,7 @@ class Predictor:
                 raise ValueError("draft=True needs jump_forward=True (drafts span forced runs)")
             if not all(s.gathers_many for s in sessions):
                 raise ModelDirError(f"{d}: its decoders give logits at one position per row, so drafts cannot be "
-                                    "verified; export it again with this vedit (or load it with draft=False)")
+                                    "verified; export it again with this vedit, or go without drafts (draft=False, no --draft)")
         drafter = _drafter(d, grammar) if draft else None
         longest_output = grammar.max_tokens()
         limit = input_limit(family, config, longest_output, max_input_tokens)

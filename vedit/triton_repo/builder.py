@@ -16,6 +16,11 @@ place: a failed build leaves nothing behind, and an existing ``REPO`` is replace
 ``force``. The export is checked twice against its manifest's sha256 (:mod:`vedit.manifest`): the
 source before anything is written, and the copy once written, so a file changed on the way never
 reaches the repository (the Triton model checks it a third time when it loads).
+
+With ``draft`` the model verifies drafts in its decoder calls (:meth:`vedit.decoding.Predictor.load`,
+``draft=True``). Whether an export can is a property of its decoder graphs, so the builder opens the
+export as the model will (on the CPU, which every build host has) and fails with the runtime's own
+error: a repository that Triton would refuse to load is never written.
 """
 
 from __future__ import annotations
@@ -79,6 +84,18 @@ def check_copy(copy: Path, info: ExportInfo) -> None:
         )
 
 
+def check_drafts(export_dir: Path, *, jump_forward: bool = True) -> None:
+    """The export can verify drafts: loaded as the Triton model loads it with ``draft`` on (on the
+    CPU, without the prompt-prefix cache: nothing is decoded), so its error is the runtime's own."""
+    from vedit.decoding import Predictor
+    from vedit.decoding.session import CPU
+
+    if not jump_forward:
+        raise TritonRepoError("drafts are verified in jump-forward calls: build with drafts or without "
+                              "jump-forward, not both")
+    Predictor.load(export_dir, providers=[CPU], threads=1, draft=True, prefix_cache=False)
+
+
 def default_repo_dir(export_dir: Path, profile: str) -> Path:
     return paths.home() / "triton" / f"{export_dir.name}-{profile}"
 
@@ -91,6 +108,7 @@ def build_repository(
     name: str = DEFAULT_NAME,
     force: bool = False,
     jump_forward: bool = True,
+    draft: bool = False,
 ) -> Path:
     """Write a Triton model repository serving ``export_dir``; returns the repository path."""
     prof = profile if isinstance(profile, Profile) else get_profile(profile)
@@ -107,6 +125,8 @@ def build_repository(
         raise TritonRepoError(f"{repo} already exists; pass --force to replace it")
     if info.path == repo or repo in info.path.parents:
         raise TritonRepoError(f"{repo}: the repository cannot contain its own export directory")
+    if draft:
+        check_drafts(info.path, jump_forward=jump_forward)
     model_cfg = cfgmod.build_config(
         name=name,
         profile=prof,
@@ -115,6 +135,7 @@ def build_repository(
         family=info.family,
         precision=info.precision,
         jump_forward=jump_forward,
+        draft=draft,
     )
     text = cfgmod.config_text(model_cfg)
 
@@ -132,4 +153,5 @@ def build_repository(
     return repo
 
 
-__all__ = ["DEFAULT_NAME", "ExportInfo", "build_repository", "check_copy", "default_repo_dir", "read_export"]
+__all__ = ["DEFAULT_NAME", "ExportInfo", "build_repository", "check_copy", "check_drafts", "default_repo_dir",
+           "read_export"]

@@ -33,11 +33,17 @@ def _profiles_help() -> str:
 @click.option("--name", default=DEFAULT_NAME, show_default=True, help="Model name inside the repository.")
 @click.option("--force", is_flag=True, help="Replace an existing repository.")
 @click.option("--no-jump-forward", is_flag=True, help="Decode step by step (for comparisons).")
-def build(export_dir: Path, profile: str, out: Path | None, name: str, force: bool, no_jump_forward: bool) -> None:
+@click.option("--draft", is_flag=True,
+              help="Verify drafts of the next free tokens in each decoder call: the same answers in fewer "
+                   "calls (the export must be able to; checked here).")
+def build(export_dir: Path, profile: str, out: Path | None, name: str, force: bool, no_jump_forward: bool,
+          draft: bool) -> None:
     """Write a Triton model repository serving EXPORT_DIR."""
     require_extras("triton")
+    if draft and no_jump_forward:
+        raise click.UsageError("--draft verifies drafts in jump-forward calls: drop --no-jump-forward")
     repo = build_repository(export_dir, profile=profile, out=out, name=name, force=force,
-                            jump_forward=not no_jump_forward)
+                            jump_forward=not no_jump_forward, draft=draft)
     click.echo(f"wrote {repo} (model {name}, profile {profile})")
     click.echo(f"serve it with: vedit triton serve {repo}")
 

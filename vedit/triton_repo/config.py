@@ -18,7 +18,7 @@ What is the same for every profile, and why:
   batches per instance wait, none longer than :data:`QUEUE_TIMEOUT_US`; Triton rejects the rest
   at once with UNAVAILABLE (HTTP 503), which the client retries, instead of piling up memory and
   latency under a flood;
-- ``parameters``: the runtime knobs (threads, jump-forward, providers, the request size limit; on GPU
+- ``parameters``: the runtime knobs (threads, jump-forward, drafts, providers, the request size limit; on GPU
   the per-instance CUDA memory bound ``gpu_mem_limit`` in bytes, ``arena_extend_strategy`` and
   ``allow_cpu_fallback``, see :mod:`vedit.triton_repo.profiles`) and
   the registry snapshot, which clients read to type the answers with the server's own registry.
@@ -49,6 +49,7 @@ WARMUP_FILE = "intent"
 #: Names of the ``parameters`` entries read by the model and by clients.
 PARAM_THREADS = "threads"
 PARAM_JUMP_FORWARD = "jump_forward"
+PARAM_DRAFT = "draft"
 PARAM_PROVIDERS = "providers"
 PARAM_GPU_MEM_LIMIT = "gpu_mem_limit"
 PARAM_ARENA_EXTEND = "arena_extend_strategy"
@@ -76,6 +77,7 @@ def build_config(
     family: str,
     precision: str,
     jump_forward: bool = True,
+    draft: bool = False,
     max_intent_bytes: int = MAX_INTENT_BYTES,
 ) -> mc.ModelConfig:
     """The model configuration for one export served under ``profile``."""
@@ -101,6 +103,7 @@ def build_config(
     params = {
         PARAM_THREADS: str(profile.threads),
         PARAM_JUMP_FORWARD: "true" if jump_forward else "false",
+        PARAM_DRAFT: "true" if draft else "false",
         PARAM_PROVIDERS: ",".join(profile.providers),
         PARAM_MAX_INTENT_BYTES: str(max_intent_bytes),
         PARAM_EXPORT_SUBDIR: EXPORT_SUBDIR,

@@ -15,27 +15,28 @@ from pathlib import Path
 
 import triton_python_backend_utils as pb_utils
 
+from vedit.triton_repo import config as cfg
 from vedit.triton_repo.requests import BadRequest, decode_intents, output_rows
 
 
 class TritonPythonModel:
     def initialize(self, args):
         config = json.loads(args["model_config"])
-        params = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
+        params = cfg.parameters(config)
         self.input_name = config["input"][0]["name"]
         self.tools = [o["name"] for o in config["output"]]
-        self.max_bytes = int(params["max_intent_bytes"])
-        providers = [p for p in params.get("providers", "").split(",") if p]
+        self.max_bytes = int(params[cfg.PARAM_MAX_INTENT_BYTES])
+        providers = [p for p in params.get(cfg.PARAM_PROVIDERS, "").split(",") if p]
         if args.get("model_instance_kind") == "GPU":
             from vedit.decoding.session import CUDA, cuda_provider
 
             # this instance's device and its share of the card (the profile's sizing, enforced)
             cuda = cuda_provider(int(args.get("model_instance_device_id", 0)),
-                                 gpu_mem_limit=int(params.get("gpu_mem_limit") or 0) or None,
-                                 arena_extend_strategy=params.get("arena_extend_strategy") or None)
+                                 gpu_mem_limit=int(params.get(cfg.PARAM_GPU_MEM_LIMIT) or 0) or None,
+                                 arena_extend_strategy=params.get(cfg.PARAM_ARENA_EXTEND) or None)
             providers = [cuda if p == CUDA else p for p in providers]
-        export_dir = Path(args["model_repository"]) / args["model_version"] / params["export_subdir"]
-        threads = int(params.get("threads", "0")) or None
+        export_dir = Path(args["model_repository"]) / args["model_version"] / params[cfg.PARAM_EXPORT_SUBDIR]
+        threads = int(params.get(cfg.PARAM_THREADS, "0")) or None
         try:
             from vedit.decoding import Predictor
 
@@ -43,9 +44,10 @@ class TritonPythonModel:
                 export_dir,
                 providers=providers or None,
                 threads=threads,
-                jump_forward=params.get("jump_forward", "true") == "true",
+                jump_forward=params.get(cfg.PARAM_JUMP_FORWARD, "true") == "true",
+                draft=params.get(cfg.PARAM_DRAFT) == "true",  # repositories built before drafts: off
                 batch_size=max(1, int(config.get("max_batch_size", 0))),  # a whole Triton batch at once
-                allow_cpu_fallback=params.get("allow_cpu_fallback", "false") == "true",
+                allow_cpu_fallback=params.get(cfg.PARAM_ALLOW_CPU_FALLBACK, "false") == "true",
             )
         except Exception as exc:  # the server log must say why the model did not load
             raise pb_utils.TritonModelException(f"vedit runtime cannot load {export_dir}: {exc}") from exc
