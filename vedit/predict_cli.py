@@ -38,9 +38,10 @@ def default_model_dir() -> Path:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="onnxruntime intra-op threads.")
 @click.option("--no-jump-forward", is_flag=True, help="Ask the model for every token (reference path).")
-@click.option("--draft", is_flag=True,
+@click.option("--draft/--no-draft", default=None,
               help="Verify drafts of the next free tokens in each decoder call: the same answers in fewer "
-                   "calls (see --stats).")
+                   "calls (see --stats). Default: on where the export can (exports of this vedit) and "
+                   "jump-forward is on.")
 @click.option("--stats", is_flag=True, help="Add decoder calls and free/forced token counts.")
 @click.option("--url", default=None,
               help="Ask a Triton server instead: http://HOST:8000 or grpc://HOST:8001; several replicas "
@@ -55,14 +56,14 @@ def default_model_dir() -> Path:
 @click.option("--client-key", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="With --url: PEM private key of --client-cert.")
 @click.argument("intents", nargs=-1)
-def predict(model_dir: Path | None, as_json: bool, threads: int | None, no_jump_forward: bool, draft: bool,
+def predict(model_dir: Path | None, as_json: bool, threads: int | None, no_jump_forward: bool, draft: bool | None,
             stats: bool, url: str | None, token_file: Path | None, ca_bundle: Path | None, client_cert: Path | None,
             client_key: Path | None, intents: tuple[str, ...]) -> None:
     """Predict tool calls for INTENTS (or stdin lines) with an exported student or a server."""
     from vedit.client import connect
 
-    if url is not None and (model_dir is not None or threads or no_jump_forward or draft or stats):
-        raise click.UsageError("--url asks a server: --model, --threads, --no-jump-forward, --draft and --stats "
+    if url is not None and (model_dir is not None or threads or no_jump_forward or draft is not None or stats):
+        raise click.UsageError("--url asks a server: --model, --threads, --no-jump-forward, --draft/--no-draft and --stats "
                                "do not apply")
     if draft and no_jump_forward:
         raise click.UsageError("--draft verifies drafts in jump-forward calls: drop --no-jump-forward")

@@ -24,7 +24,7 @@ from mkdocs.exceptions import PluginError
 
 MARKER = re.compile(r"^<!-- vedit:([a-z-]+) -->$", re.MULTILINE)
 # vedit's own paths in a latency run: bold in the tables, and the rows others are compared with
-OURS = {"onnx-fp32": "fp32", "onnx-int8": "int8"}
+OURS = {f"onnx-{p}{d}": p for p in ("fp32", "int8", "int4") for d in ("", "-draft")}
 
 
 class ResultsError(PluginError):
@@ -77,6 +77,8 @@ def _share(x: float) -> str:
 
 def _same_precision_base(path: str) -> str:
     low = path.lower()
+    if "int4" in low or "q4" in low:
+        return "onnx-int4"
     return "onnx-int8" if ("int8" in low or "q8" in low) else "onnx-fp32"
 
 
@@ -153,8 +155,11 @@ def render_profiles(config) -> str:
         for p in run.get("profiles") or []:
             wall = p["wall_ms"]
             parts = ", ".join(f"{k} {_ms(v)} ({_share(v / wall)})" for k, v in p["parts_ms"].items() if v)
-            rows.append([run["model"], p["label"], _ms(wall), parts])
-    return _table(["model", "export", "ms / request", "where it goes"], rows)
+            d = p.get("draft")
+            drafts = "-" if not d else (f"{_num(d['proposed'])} drafted, {d['acceptance']:.0%} accepted; "
+                                        f"{_num(d['decoder_calls'])} calls = {d['calls_per_free']:.2f}x free tokens")
+            rows.append([run["model"], p["label"], _ms(wall), parts, drafts])
+    return _table(["model", "export", "ms / request", "where it goes", "drafts (per request)"], rows)
 
 
 def render_step_costs(config) -> str:

@@ -127,7 +127,7 @@ def test_drafts_give_the_same_answers_in_fewer_decoder_calls(tiny_export):
 
     intents = INTENTS[:12]
     step = Predictor.load(tiny_export, threads=1, jump_forward=False).predict(intents)
-    with connect(tiny_export, threads=1, cache_size=0) as plain, \
+    with connect(tiny_export, threads=1, cache_size=0, draft=False) as plain, \
             connect(tiny_export, threads=1, cache_size=0, draft=True) as drafted:
         assert plain.predictor.drafter is None and drafted.predictor.drafter is not None
         rounds = {name: [c.predict(intents) for _ in range(2)] for name, c in (("plain", plain), ("drafted", drafted))}
@@ -150,5 +150,8 @@ def test_workers_share_one_drafter(tiny_export, expected):
         futures = [client.submit([intent]) for intent in INTENTS]
         assert {i: f.result()[0].to_json() for i, f in zip(INTENTS, futures)} == expected
         assert first.drafter.proposed > 0
-    with LocalClient(tiny_export, threads=1, workers=2) as client:
+    with LocalClient(tiny_export, threads=1, workers=2, draft=False) as client:
         assert all(p.drafter is None for p in client._workers)  # noqa: SLF001
+    with LocalClient(tiny_export, threads=1, workers=2) as client:  # the default drafts where it can
+        assert client._workers[0].drafter is not None  # noqa: SLF001
+        assert client._workers[1].drafter is client._workers[0].drafter  # noqa: SLF001

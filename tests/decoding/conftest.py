@@ -31,14 +31,14 @@ def export_dir(request) -> Path:
 def t5_predictors(t5_export):
     from vedit.decoding import Predictor
 
-    return {jf: Predictor.load(t5_export, threads=2, jump_forward=jf) for jf in (True, False)}
+    return {jf: Predictor.load(t5_export, threads=2, jump_forward=jf, draft=False) for jf in (True, False)}
 
 
 @pytest.fixture(scope="session")
 def llama_predictors(llama_export):
     from vedit.decoding import Predictor
 
-    return {jf: Predictor.load(llama_export, threads=2, jump_forward=jf) for jf in (True, False)}
+    return {jf: Predictor.load(llama_export, threads=2, jump_forward=jf, draft=False) for jf in (True, False)}
 
 
 @pytest.fixture(scope="session", params=["t5", "llama"])

@@ -37,7 +37,7 @@ def paths(request):
     if request.param == "llama-no-prefix":
         kw = {"prefix_cache": False}
     step = Predictor.load(export, threads=2, jump_forward=False, **kw)
-    jf = Predictor.load(export, threads=2, **kw)
+    jf = Predictor.load(export, threads=2, draft=False, **kw)
     return step, jf, export, kw
 
 
@@ -63,7 +63,7 @@ def test_drafts_cut_the_calls_per_free_token(t5_export):
     """The same scripted answers asked again: the drafts are right, so calls fall well below one per
     free token (the tool row with most free tokens bounds jump-forward)."""
     drafted = Predictor.load(t5_export, threads=2, draft=True)
-    jf = Predictor.load(t5_export, threads=2)
+    jf = Predictor.load(t5_export, threads=2, draft=False)
     bias = _bias(5, 4.0)
     drafted.predict(INTENTS, bias=bias)
     got = drafted.predict(INTENTS, bias=bias)
@@ -80,9 +80,16 @@ def test_an_export_with_one_position_per_row_cannot_draft(t5_export, tmp_path):
     from vedit.errors import ModelDirError
 
     old = one_position_export(t5_export, tmp_path / "old")
-    Predictor.load(old, threads=1)  # still serves one position per row
+    assert Predictor.load(old, threads=1).drafter is None  # by default it serves without drafts
     with pytest.raises(ModelDirError, match="export it again"):
         Predictor.load(old, threads=1, draft=True)
+
+
+def test_drafts_are_on_by_default_where_they_can_be(t5_export):
+    """Default: drafts wherever the export can verify them and jump-forward is on; off when asked."""
+    assert Predictor.load(t5_export, threads=1).drafter is not None
+    assert Predictor.load(t5_export, threads=1, jump_forward=False).drafter is None
+    assert Predictor.load(t5_export, threads=1, draft=False).drafter is None
 
 
 def test_the_export_seeds_the_drafts_from_its_calibration_answers(export_dir):
@@ -133,7 +140,9 @@ def test_a_damaged_or_stale_drafts_table(t5_export, tmp_path):
     rewrite(json.dumps(data))
     with pytest.raises(ModelDirError, match="drafts.json: not a drafts table of this export"):
         Predictor.load(copy, threads=1, draft=True)
-    Predictor.load(copy, threads=1)  # without drafts the file is never read
+    with pytest.raises(ModelDirError, match="not a drafts table"):  # the default drafts where it can
+        Predictor.load(copy, threads=1)
+    Predictor.load(copy, threads=1, draft=False)  # without drafts the file is never read
     data["grammar_sha256"] = "0" * 64  # made for another compiled grammar: unseeded, not an error
     rewrite(json.dumps(data))
     assert not Predictor.load(copy, threads=1, draft=True).drafter.table

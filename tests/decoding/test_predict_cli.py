@@ -85,15 +85,16 @@ def test_one_bad_argument_gets_its_own_error_the_others_are_answered(t5_export):
 
 
 def test_draft_gives_the_same_answers_in_fewer_decoder_calls(t5_export):
-    """``--draft``: stdin lines answered one by one, the second round after the drafter has seen the
-    first; the same answers as without, and ``--stats`` counts fewer decoder calls."""
+    """``--draft`` (and the default, where the export can) against ``--no-draft``: stdin lines
+    answered one by one, the second round after the drafter has seen the first; the same answers,
+    and ``--stats`` counts fewer decoder calls."""
     intents = ["golden hour", "cold tone", "neon night", "soft pastel", "X ray", "Morocco"]
     lines = "\n".join(intents * 2) + "\n"
     out = {}
-    for flag in ([], ["--draft"]):
+    for flag in (["--no-draft"], ["--draft"]):
         r = CliRunner().invoke(cli, ["predict", "--model", str(t5_export), "--json", "--stats", *flag], input=lines)
         assert r.exit_code == 0, r.output
-        out[bool(flag)] = [json.loads(line) for line in r.output.splitlines()]
+        out[flag == ["--draft"]] = [json.loads(line) for line in r.output.splitlines()]
     strip = [[{k: v for k, v in x.items() if k != "stats"} for x in out[d]] for d in (False, True)]
     assert strip[0] == strip[1] and [x["intent"] for x in strip[1]] == intents * 2
     calls = {d: sum(x["stats"]["decoder_calls"] for x in out[d][len(intents):]) for d in out}
@@ -101,7 +102,8 @@ def test_draft_gives_the_same_answers_in_fewer_decoder_calls(t5_export):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--url", "grpc://127.0.0.1:9", "--draft"], "--draft and --stats do not apply"),
+    (["--url", "grpc://127.0.0.1:9", "--draft"], "--draft/--no-draft and --stats do not apply"),
+    (["--url", "grpc://127.0.0.1:9", "--no-draft"], "--draft/--no-draft and --stats do not apply"),
     (["--draft", "--no-jump-forward"], "drop --no-jump-forward"),
 ])
 def test_draft_is_in_process_with_jump_forward_only(t5_export, args, message):

@@ -145,8 +145,8 @@ def test_same_outputs_as_constrained_pytorch(family, request):
 def test_prompt_prefix_cache_changes_nothing_but_the_prefill(llama_export, registry):
     """Decoder-only: the cached KV of each tool prompt's fixed start gives the outputs of a full
     prefill, for short, empty, truncated and JSON-looking intents alike, and really is used."""
-    with_cache = Predictor.load(llama_export, threads=1)
-    without = Predictor.load(llama_export, threads=1, prefix_cache=False)
+    with_cache = Predictor.load(llama_export, threads=1, draft=False)
+    without = Predictor.load(llama_export, threads=1, prefix_cache=False, draft=False)
     prefixes = with_cache.prompts.shared_prefixes()
     assert len(with_cache.model.prefixes) == len(registry.tools) and all(len(p) > 10 for p in prefixes)
     built = with_cache.prompts.build("golden hour")
@@ -169,7 +169,7 @@ def test_t5_rows_of_different_lengths_share_every_call(t5_predictors, t5_export,
     scheduler, while rows whose caches differ in length (masked holes) share one call, so a request
     costs as many calls as its longest row has model decisions."""
     joined = t5_predictors[True]
-    grouped = Predictor.load(t5_export, threads=2, join_rows=False)
+    grouped = Predictor.load(t5_export, threads=2, join_rows=False, draft=False)
     assert joined.model.join_rows and not grouped.model.join_rows
     masks, traces = [], []
     session = joined.model.decoder_with_past

@@ -25,14 +25,14 @@ def _outputs(predictor):
 @pytest.mark.parametrize("family", ["t5", "llama"])
 def test_io_binding_gives_identical_outputs(request, family, jump_forward):
     export = request.getfixturevalue(f"{family}_export")
-    plain = Predictor.load(export, threads=1, jump_forward=jump_forward, batch_size=3, io_binding=False)
-    bound = Predictor.load(export, threads=1, jump_forward=jump_forward, batch_size=3, io_binding=True)
+    plain = Predictor.load(export, threads=1, jump_forward=jump_forward, batch_size=3, io_binding=False, draft=False)
+    bound = Predictor.load(export, threads=1, jump_forward=jump_forward, batch_size=3, io_binding=True, draft=False)
     assert _outputs(bound) == _outputs(plain)
 
 
 def test_io_binding_keeps_the_cache_as_device_values(t5_export, monkeypatch):
     """Kept outputs come back as OrtValues, and most calls bind the previous call's cache without an upload."""
-    predictor = Predictor.load(t5_export, threads=1, batch_size=8, io_binding=True)
+    predictor = Predictor.load(t5_export, threads=1, batch_size=8, io_binding=True, draft=False)
     session = predictor.model.decoder_with_past
     uploads, runs, bound_values = [], [], []
     real_upload, real_run = session.upload, session.run
@@ -108,8 +108,8 @@ def test_cpu_session_reports_its_device(t5_export):
 def test_joined_rows_keep_the_cache_on_the_device(t5_export, monkeypatch):
     """Joined T5 rows: runs of different lengths and finished rows are rearranged where the cache is
     (the align graph), so no cache tensor is brought to the host or uploaded; outputs unchanged."""
-    plain = Predictor.load(t5_export, threads=1, batch_size=3, io_binding=False)
-    bound = Predictor.load(t5_export, threads=1, batch_size=3, io_binding=True)
+    plain = Predictor.load(t5_export, threads=1, batch_size=3, io_binding=False, draft=False)
+    bound = Predictor.load(t5_export, threads=1, batch_size=3, io_binding=True, draft=False)
     assert bound.model.join_rows
     session = bound.model.decoder_with_past
     moved = []

@@ -150,12 +150,13 @@ def test_results_hook_refuses_unknown_markers_and_missing_sections(tmp_path):
 
 #: README results-table labels -> the latency bench's path names (flan-t5-base shape)
 README_ROWS = {
-    "PyTorch `generate` + vedit grammar": "pytorch+grammar",
+    "PyTorch `generate` + vedit grammar (oneDNN linear)": "pytorch+grammar",
     "optimum ORT `generate` + vedit grammar, fp32": "optimum-ort+grammar-fp32",
-    "CTranslate2 fp32 (unconstrained, told the length)": "ctranslate2-fp32",
+    "CTranslate2 fp32, oneDNN (unconstrained, told the length)": "ctranslate2-fp32",
     "vedit fp32, one call per token": "onnx-fp32-step",
-    "**vedit fp32** (jump-forward)": "onnx-fp32",
-    "**vedit int8** (jump-forward)": "onnx-int8",
+    "vedit fp32, jump-forward only": "onnx-fp32",
+    "**vedit fp32** (jump-forward + drafts, the default)": "onnx-fp32-draft",
+    "**vedit int8** (weight-only, + drafts)": "onnx-int8-draft",
 }
 
 

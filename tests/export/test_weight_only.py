@@ -69,7 +69,7 @@ def test_quantized_graphs_are_weight_only(export):
 def test_answers_do_not_depend_on_the_call(export):
     """Alone, in a batch (in either order) and step by step: the same text for every intent."""
     family, precision, result = export
-    jf = Predictor.load(result.out_dir, threads=2)
+    jf = Predictor.load(result.out_dir, threads=2, draft=False)
     step = Predictor.load(result.out_dir, threads=2, jump_forward=False)
     reference = [step.predict([i])[0].raw for i in INTENTS]
     alone = [jf.predict([i])[0].raw for i in INTENTS]

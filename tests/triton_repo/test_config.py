@@ -63,8 +63,12 @@ def test_jump_forward_off_is_carried(registry):
     assert cfg.parameters["jump_forward"].string_value == "false"
 
 
-def test_drafts_are_carried_and_off_by_default(registry):
-    assert _config(registry, "cpu").parameters["draft"].string_value == "false"
+def test_drafts_are_carried_and_auto_by_default(registry):
+    """Default ``auto`` (on where the export can), ``true``/``false`` when asked; the model maps each
+    back (a repository built before drafts has none: off)."""
+    assert _config(registry, "cpu").parameters["draft"].string_value == "auto"
+    assert _config(registry, "cpu", draft=False).parameters["draft"].string_value == "false"
+    assert {v: cfgmod.DRAFT_MODES[v] for v in ("true", "false", "auto")} == {"true": True, "false": False, "auto": None}
     cfg = _config(registry, "cpu", draft=True)
     text = cfgmod.config_text(cfg)
     assert 'key: "draft"\n  value {\n    string_value: "true"' in text

@@ -64,7 +64,7 @@ def browser_times(site: Path, rounds: int, screenshot: Path | None) -> dict:
 def python_times(export: Path, rounds: int, threads: int) -> float:
     from vedit.decoding import Predictor
 
-    p = Predictor.load(export, threads=threads)
+    p = Predictor.load(export, threads=threads, draft=False)  # like the browser runtime
     p.predict(["warm up"])
     ms = []
     for _ in range(rounds):

@@ -44,7 +44,7 @@ class Reference:
     def __init__(self, export_dir: Path):
         from vedit.decoding import Predictor
 
-        self.p = Predictor.load(export_dir, threads=1)
+        self.p = Predictor.load(export_dir, threads=1, draft=False)  # the browser runtime does not draft
         self.tools = self.p.registry.tool_names
 
     def answer(self, intent: str) -> tuple[dict, dict[str, list[int]], dict]:

@@ -124,7 +124,7 @@ def profile_cmd(export_dir: Path, intents: tuple[str, ...], threads: int, as_jso
     from vedit.intents import SAMPLE_INTENTS
 
     prof = profile_export(export_dir, list(intents) or list(SAMPLE_INTENTS), threads=threads,
-                          **({"draft": True} if draft else {}))
+                          draft=draft)  # jump-forward alone unless asked: the profile names what it measured
     click.echo(json.dumps(prof.to_json(), indent=2) if as_json else prof.line())
 
 

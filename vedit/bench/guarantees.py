@@ -65,7 +65,7 @@ def check(export_dir: str | Path, intents: Sequence[str], *, fuzz: int = 300, th
     d = Path(export_dir)
     registry = load_registry(d / "registry.json")
     schemas = {t.name: Validator(tool_schema(t)) for t in registry.tools}  # jsonschema, exact multipleOf
-    jf = Predictor.load(d, threads=threads, jump_forward=True)
+    jf = Predictor.load(d, threads=threads, jump_forward=True, draft=False)
     step = Predictor.load(d, threads=threads, jump_forward=False)
 
     valid = 0

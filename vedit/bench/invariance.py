@@ -129,7 +129,7 @@ def check(export_dir: str | Path, intents: Sequence[str], *, threads: int = 2,
     intents = list(dict.fromkeys(intents))
     n = max(1, len(intents))
     step = Predictor.load(d, threads=threads, jump_forward=False, batch_size=1)
-    jf = Predictor.load(d, threads=threads, jump_forward=True, batch_size=n)
+    jf = Predictor.load(d, threads=threads, jump_forward=True, batch_size=n, draft=False)
     drafts = Predictor.load(d, threads=threads, jump_forward=True, draft=True, batch_size=n)
     tools = step.registry.tool_names
 

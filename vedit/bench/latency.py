@@ -202,14 +202,15 @@ def onnx_paths(exports: dict[str, Path], *, threads: int, step_for: Sequence[str
                                                      f"{label}, {how}, one decoder call per token{steered}")
             if read_manifest(d).family == "t5":  # the scheduler before every row joined every call
                 paths[f"onnx-{label}-grouped"] = _with_info(
-                    wrap(Predictor.load(d, threads=threads, join_rows=False)),
+                    wrap(Predictor.load(d, threads=threads, join_rows=False, draft=False)),
                     f"{label}, {how}, jump-forward, rows share a call only at equal cache lengths "
                     f"(the previous scheduler){steered}")
-        paths[f"onnx-{label}"] = _with_info(wrap(Predictor.load(d, threads=threads, jump_forward=True)),
-                                            f"{label}, {how}, jump-forward over forced tokens{steered}")
-        if drafts:
+        drafted = Predictor.load(d, threads=threads, draft=True) if drafts else None
+        jf = drafted.without_drafts() if drafted else Predictor.load(d, threads=threads, draft=False)
+        paths[f"onnx-{label}"] = _with_info(wrap(jf), f"{label}, {how}, jump-forward over forced tokens{steered}")
+        if drafted:
             paths[f"onnx-{label}-draft"] = _with_info(
-                wrap(Predictor.load(d, threads=threads, draft=True)),
+                wrap(drafted),
                 f"{label}, {how}, jump-forward and drafts verified in the same call (each call's draft length priced "
                 f"by the measured cost of a call and of a token), learnt from the answers "
                 f"this path gave before (warm-up included){steered}")

@@ -130,15 +130,16 @@ class _Clock:
 
 
 def profile_export(export_dir: Path, intents: Sequence[str], *, threads: int, label: str | None = None,
-                   scripts: dict | None = None, warmup: int = 1, **load) -> Profile:
+                   scripts: dict | None = None, warmup: int = 1, draft: bool = False, **load) -> Profile:
     """Profile ``intents`` answered one request at a time on ``export_dir`` (``scripts``: steered to them).
 
+    ``draft``: with drafts (jump-forward alone by default, so a profile names what it measured);
     ``load``: more :meth:`vedit.decoding.Predictor.load` options (e.g. ``join_rows=False``).
     """
     from vedit.workload.scripted import steer
     from vedit.decoding import Predictor
 
-    pred = Predictor.load(export_dir, threads=threads, **load)
+    pred = Predictor.load(export_dir, threads=threads, draft=draft, **load)
     decoder_only = pred.family != "t5"
 
     stats: list = []

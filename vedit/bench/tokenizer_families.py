@@ -89,7 +89,7 @@ def measure(export_dir: Path, truth: Path, n: int, *, tokenizer: str = "", stude
     grammar = load_grammar(export_dir)
     out = {}
     for jf in (True, False):
-        predictor = Predictor.load(export_dir, jump_forward=jf, threads=1, batch_size=1)
+        predictor = Predictor.load(export_dir, jump_forward=jf, threads=1, batch_size=1, draft=False)
         predictor.predict([scripts[0].intent], bias=steer(scripts[:1]))  # warm-up
         ms, calls, texts = [], [], []
         for s in scripts:

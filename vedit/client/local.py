@@ -140,7 +140,7 @@ class LocalClient:
     def __init__(self, export_dir: str | Path, *, providers=None, threads: int | None = None,
                  jump_forward: bool = True, max_intent_bytes: int | None = MAX_INTENT_BYTES,
                  batch: bool = True, max_batch: int | None = None, batch_window_ms: float = 0.0,
-                 cache_size: int = 1024, workers: int = 1, draft: bool = False) -> None:
+                 cache_size: int = 1024, workers: int = 1, draft: bool | None = None) -> None:
         from vedit.decoding import Predictor
 
         if int(workers) < 1:

@@ -7,6 +7,8 @@ prompts of every request as rows of one batch and returns one :class:`Prediction
 
 from __future__ import annotations
 
+import copy
+
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -83,7 +85,7 @@ class Predictor:
     def load(cls, export_dir: str | Path, *, providers: Sequence | None = None, threads: int | None = None,
              jump_forward: bool = True, max_input_tokens: int | None = None, batch_size: int = 8,
              allow_cpu_fallback: bool = False, io_binding: bool | None = None,
-             prefix_cache: bool = True, join_rows: bool | None = None, draft: bool = False) -> "Predictor":
+             prefix_cache: bool = True, join_rows: bool | None = None, draft: bool | None = None) -> "Predictor":
         """Open an export directory.
 
         ``providers``: onnxruntime providers (default: CUDA when onnxruntime-gpu offers it, else
@@ -101,9 +103,12 @@ class Predictor:
         scheduler, kept to measure against (see :mod:`vedit.decoding.seq2seq`). ``draft``: after
         each decision a row also feeds what it will probably write next (:class:`~vedit.decoding.loop.Drafter`,
         learnt from this predictor's own answers) and keeps the part the model confirms in the same
-        call (:func:`~vedit.decoding.loop.decode_drafted`): the same outputs in fewer decoder calls.
-        Needs jump-forward and an export whose decoders give logits at several positions per row
-        (exports of this vedit). Off by default: see docs for the measured effect.
+        call (:func:`~vedit.decoding.loop.decode_drafted`): the same outputs in fewer decoder calls,
+        each call's draft length priced by the measured cost of a call and of a token
+        (:mod:`vedit.decoding.drafting`), so a host where drafts do not pay feeds none. Needs
+        jump-forward and an export whose decoders give logits at several positions per row (exports
+        of this vedit). ``None`` (default): on wherever both hold (faster on every student and shape
+        measured, see docs); ``True`` makes an export that cannot draft an error; ``False`` off.
         """
         d = Path(export_dir)
         man = read_manifest(d)
@@ -125,8 +130,10 @@ class Predictor:
             start = -1
             model = DecoderOnlyModel(d, files, providers=providers, threads=threads, pad_token_id=tok.pad_token_id,
                                      config=config, allow_cpu_fallback=allow_cpu_fallback, io_binding=io_binding)
+        sessions = [model.decoder, model.decoder_with_past] if isinstance(model, Seq2SeqModel) else [model.session]
+        if draft is None:
+            draft = jump_forward and all(s.gathers_many for s in sessions)
         if draft:
-            sessions = [model.decoder, model.decoder_with_past] if isinstance(model, Seq2SeqModel) else [model.session]
             if not jump_forward:
                 raise ValueError("draft=True needs jump_forward=True (drafts span forced runs)")
             if not all(s.gathers_many for s in sessions):
@@ -142,6 +149,13 @@ class Predictor:
         return cls(registry=registry, grammar=grammar, prompts=prompts, family=family, model=model,
                    start_token_id=start, pad_token_id=tok.pad_token_id, jump_forward=jump_forward, batch_size=max(1, int(batch_size)),
                    drafter=drafter)
+
+    def without_drafts(self) -> "Predictor":
+        """This predictor without drafts, sharing its sessions (the bench times both on one export
+        without loading its model twice: a 1.1B export is ~4.4 GB per copy)."""
+        other = copy.copy(self)
+        other.drafter = None
+        return other
 
     @property
     def providers(self) -> list[str]:

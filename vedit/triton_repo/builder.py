@@ -108,7 +108,7 @@ def build_repository(
     name: str = DEFAULT_NAME,
     force: bool = False,
     jump_forward: bool = True,
-    draft: bool = False,
+    draft: bool | None = None,
 ) -> Path:
     """Write a Triton model repository serving ``export_dir``; returns the repository path."""
     prof = profile if isinstance(profile, Profile) else get_profile(profile)

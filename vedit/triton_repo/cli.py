@@ -33,11 +33,11 @@ def _profiles_help() -> str:
 @click.option("--name", default=DEFAULT_NAME, show_default=True, help="Model name inside the repository.")
 @click.option("--force", is_flag=True, help="Replace an existing repository.")
 @click.option("--no-jump-forward", is_flag=True, help="Decode step by step (for comparisons).")
-@click.option("--draft", is_flag=True,
+@click.option("--draft/--no-draft", default=None,
               help="Verify drafts of the next free tokens in each decoder call: the same answers in fewer "
-                   "calls (the export must be able to; checked here).")
+                   "calls. --draft requires an export that can (checked here); default: on where it can.")
 def build(export_dir: Path, profile: str, out: Path | None, name: str, force: bool, no_jump_forward: bool,
-          draft: bool) -> None:
+          draft: bool | None) -> None:
     """Write a Triton model repository serving EXPORT_DIR."""
     require_extras("triton")
     if draft and no_jump_forward:

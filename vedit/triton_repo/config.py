@@ -50,6 +50,10 @@ WARMUP_FILE = "intent"
 PARAM_THREADS = "threads"
 PARAM_JUMP_FORWARD = "jump_forward"
 PARAM_DRAFT = "draft"
+#: ``draft`` values: forced on, forced off, or ``auto`` (on where the export can; see
+#: :meth:`vedit.decoding.Predictor.load`), and back for the model.
+DRAFT_VALUES = {True: "true", False: "false", None: "auto"}
+DRAFT_MODES = {v: k for k, v in DRAFT_VALUES.items()}
 PARAM_PROVIDERS = "providers"
 PARAM_GPU_MEM_LIMIT = "gpu_mem_limit"
 PARAM_ARENA_EXTEND = "arena_extend_strategy"
@@ -77,7 +81,7 @@ def build_config(
     family: str,
     precision: str,
     jump_forward: bool = True,
-    draft: bool = False,
+    draft: bool | None = None,
     max_intent_bytes: int = MAX_INTENT_BYTES,
 ) -> mc.ModelConfig:
     """The model configuration for one export served under ``profile``."""
@@ -103,7 +107,7 @@ def build_config(
     params = {
         PARAM_THREADS: str(profile.threads),
         PARAM_JUMP_FORWARD: "true" if jump_forward else "false",
-        PARAM_DRAFT: "true" if draft else "false",
+        PARAM_DRAFT: DRAFT_VALUES[draft],
         PARAM_PROVIDERS: ",".join(profile.providers),
         PARAM_MAX_INTENT_BYTES: str(max_intent_bytes),
         PARAM_EXPORT_SUBDIR: EXPORT_SUBDIR,

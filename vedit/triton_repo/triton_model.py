@@ -45,7 +45,7 @@ class TritonPythonModel:
                 providers=providers or None,
                 threads=threads,
                 jump_forward=params.get(cfg.PARAM_JUMP_FORWARD, "true") == "true",
-                draft=params.get(cfg.PARAM_DRAFT) == "true",  # repositories built before drafts: off
+                draft=cfg.DRAFT_MODES.get(params.get(cfg.PARAM_DRAFT, "false"), False),  # built before drafts: off
                 batch_size=max(1, int(config.get("max_batch_size", 0))),  # a whole Triton batch at once
                 allow_cpu_fallback=params.get(cfg.PARAM_ALLOW_CPU_FALLBACK, "false") == "true",
             )
