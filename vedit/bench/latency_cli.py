@@ -155,12 +155,13 @@ PROFILED = 5
 def add_profiles(run: LatencyRun, exports: dict[str, Path], intents: Sequence[str], *, threads: int,
                  scripts: dict | None = None) -> None:
     """Where vedit's time goes on each export (:mod:`vedit.bench.profile`), as lines of the run's notes."""
-    from vedit.bench.profile import profile_export
+    from vedit.bench.profile import profile_predictor
+    from vedit.decoding import Predictor
 
     for label, d in exports.items():
-        for draft in (False, True):  # jump-forward, then with drafts (acceptance in the line)
-            name = f"vedit {label}" + (" drafts" if draft else "")
+        drafted = Predictor.load(d, threads=threads, draft=True)  # one load: both profiles share its sessions
+        for name, pred in ((f"vedit {label}", drafted.without_drafts()), (f"vedit {label} drafts", drafted)):
             log.info(f"{run.model}: profiling {name} on {len(intents)} requests")
-            prof = profile_export(d, intents, threads=threads, scripts=scripts, label=name, draft=draft)
+            prof = profile_predictor(pred, intents, label=name, scripts=scripts)
             run.notes.append(prof.line())
             run.profiles.append(prof.to_json())

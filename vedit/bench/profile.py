@@ -23,7 +23,10 @@ from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
+
+if TYPE_CHECKING:
+    from vedit.decoding import Predictor
 
 PARTS = ("encoder", "prefill", "decoder calls", "cache ops", "grammar", "python")
 _MATCHER_METHODS = ("allowed_tokens", "advance", "advance_nth", "forced_tokens", "take_forced", "is_finished")
@@ -136,10 +139,18 @@ def profile_export(export_dir: Path, intents: Sequence[str], *, threads: int, la
     ``draft``: with drafts (jump-forward alone by default, so a profile names what it measured);
     ``load``: more :meth:`vedit.decoding.Predictor.load` options (e.g. ``join_rows=False``).
     """
-    from vedit.workload.scripted import steer
     from vedit.decoding import Predictor
 
     pred = Predictor.load(export_dir, threads=threads, draft=draft, **load)
+    return profile_predictor(pred, intents, label=label or Path(export_dir).name, scripts=scripts, warmup=warmup)
+
+
+def profile_predictor(pred: Predictor, intents: Sequence[str], *, label: str, scripts: dict | None = None,
+                      warmup: int = 1) -> Profile:
+    """:func:`profile_export` on a predictor already loaded (the bench profiles one export with and
+    without drafts from one load: :meth:`~vedit.decoding.Predictor.without_drafts`)."""
+    from vedit.workload.scripted import steer
+
     decoder_only = pred.family != "t5"
 
     stats: list = []
@@ -171,7 +182,7 @@ def profile_export(export_dir: Path, intents: Sequence[str], *, threads: int, la
         dec, free = sum(s.decoder_calls for s in stats), sum(s.free_tokens for s in stats)
         draft = {"proposed": proposed / n, "accepted": accepted / n, "acceptance": accepted / max(1, proposed),
                  "decoder_calls": dec / n, "free_tokens": free / n, "calls_per_free": dec / max(1, free)}
-    return Profile(label or Path(export_dir).name, len(intents), wall * 1000 / n, parts, calls, draft)
+    return Profile(label, len(intents), wall * 1000 / n, parts, calls, draft)
 
 
-__all__ = ["PARTS", "Profile", "profile_export"]
+__all__ = ["PARTS", "Profile", "profile_export", "profile_predictor"]
