@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import threading
+from contextlib import contextmanager
 import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Iterator
 
 import pytest
 
@@ -70,15 +72,27 @@ def _request(url, data=None, headers=None):
         return exc.code, exc.read()
 
 
-@needs_nginx
-def test_front_limits_bodies_proxies_the_rest_and_owns_readiness():
+@contextmanager
+def _front_over_upstream(**front_options) -> Iterator[tuple[NginxFront, ThreadingHTTPServer, int]]:
+    """A started front (body limit 4096, plus ``front_options``) over a loopback echo upstream, and
+    its port; both stopped afterwards (a test may shut the upstream down earlier)."""
     upstream = ThreadingHTTPServer(("127.0.0.1", 0), _Upstream)
     threading.Thread(target=upstream.serve_forever, daemon=True).start()
     port = free_port()
     front = NginxFront(listen_host="127.0.0.1", listen_port=port, upstream_port=upstream.server_port,
-                       body_limit=4096)
+                       body_limit=4096, **front_options)
     try:
         front.start()
+        yield front, upstream, port
+    finally:
+        front.stop()
+        upstream.shutdown()
+        upstream.server_close()
+
+
+@needs_nginx
+def test_front_limits_bodies_proxies_the_rest_and_owns_readiness():
+    with _front_over_upstream() as (front, upstream, port):
         base = f"http://127.0.0.1:{port}"
         assert _request(base + "/v2/models/m/infer", b"x" * 4096) == (200, b'{"path": "/v2/models/m/infer"}')
         code, body = _request(base + "/v2/models/m/infer", b"x" * 4097)
@@ -95,9 +109,6 @@ def test_front_limits_bodies_proxies_the_rest_and_owns_readiness():
         upstream.server_close()
         code, body = _request(base + "/v2/models/m/infer", b"{}")
         assert code == 503 and "not answering" in json.loads(body)["error"]
-    finally:
-        front.stop()
-        upstream.server_close()
     assert not front.running
     assert not front.directory.exists()  # its private directory goes with it
 
@@ -143,14 +154,8 @@ def _raw(port, request: bytes) -> bytes:
 
 @needs_nginx
 def test_front_passes_only_its_allow_list_and_checks_host_origin_type_and_key():
-    upstream = ThreadingHTTPServer(("127.0.0.1", 0), _Upstream)
-    threading.Thread(target=upstream.serve_forever, daemon=True).start()
-    port = free_port()
-    front = NginxFront(listen_host="127.0.0.1", listen_port=port, upstream_port=upstream.server_port,
-                       body_limit=4096, api_keys=("k" * 20,), allowed_origins=("https://ok.example",))
     key = {"Authorization": "Bearer " + "k" * 20}
-    try:
-        front.start()
+    with _front_over_upstream(api_keys=("k" * 20,), allowed_origins=("https://ok.example",)) as (front, _, port):
         base = f"http://127.0.0.1:{port}"
         # health without a key; everything else needs it
         assert _request(base + "/v2/health/live")[0] == 200
@@ -183,10 +188,6 @@ def test_front_passes_only_its_allow_list_and_checks_host_origin_type_and_key():
                     ).startswith(b"HTTP/1.1 200")
         conf = (front.directory / "nginx.conf")
         assert conf.stat().st_mode & 0o077 == 0 and "k" * 20 in conf.read_text()
-    finally:
-        front.stop()
-        upstream.shutdown()
-        upstream.server_close()
 
 
 def test_binding_beyond_loopback_needs_tls_and_a_key_or_insecure():
